@@ -1,0 +1,98 @@
+/* model.h - model families, model files, and running a model.
+ *
+ * A model file is a .safetensors file whose __metadata__ holds "vt_model":"1",
+ * "arch", "family", "config" (JSON), "preprocess" (JSON), "labels" (label set
+ * name), "source" and "source_sha256". Its tensors are the family's state
+ * dict, F32 (or F16/BF16), and are used in place from the mapping.
+ *
+ * A family is one file in lib/models/ that fills a vt_family and is listed
+ * in the registry in lib/model.c. */
+#ifndef VT_MODEL_H
+#define VT_MODEL_H
+
+#include <cjson/cJSON.h>
+#include "frame.h"
+#include "image.h"
+
+/* One expected state-dict tensor. */
+typedef struct vt_param {
+    char *name;
+    int ndim;
+    int64_t shape[VT_MAX_DIM];
+    int optional;       /* recomputed buffers that may be absent */
+} vt_param;
+
+typedef struct vt_params {
+    vt_param *p;
+    int n, cap;
+} vt_params;
+
+/* Append "name" with ndim dims given as int64_t varargs. */
+void vt_params_add(vt_params *ps, int optional, const char *name, int ndim, ...);
+void vt_params_free(vt_params *ps);
+
+/* Config access with defaults (cfg is the model's config object). */
+int vt_cfg_int(const cJSON *cfg, const char *key, int def);
+double vt_cfg_num(const cJSON *cfg, const char *key, double def);
+int vt_cfg_bool(const cJSON *cfg, const char *key, int def);
+/* Array of ints: fills up to max values, returns the count (or def count). */
+int vt_cfg_ints(const cJSON *cfg, const char *key, int *out, int max);
+
+/* Run options shared by every family. */
+typedef struct vt_run_opts {
+    int threads;        /* our own worker threads (OpenBLAS runs 1 thread) */
+    int batch;          /* max images per forward pass */
+} vt_run_opts;
+
+typedef struct vt_family {
+    const char *name;               /* "vit" */
+    const char *const *archs;       /* NULL-terminated variant names */
+    /* Write the arch's default hyperparameters (including "img_size",
+     * "num_classes", and preprocessing keys "crop_pct", "interpolation",
+     * "mean", "std") into cfg, an empty object. 0 or -1. */
+    int (*config)(const char *arch, cJSON *cfg);
+    /* Check cfg for sense (vt_seterr on nonsense); fill the expected tensors. */
+    int (*params)(const cJSON *cfg, vt_params *out);
+    /* Build a network over weights (borrowed, outlive the net). */
+    void *(*create)(const cJSON *cfg, const vt_frame *weights,
+                    const vt_run_opts *o);
+    /* x: [batch,3,S,S] normalized; logits: [batch,num_classes]. */
+    int (*forward)(void *net, const float *x, int batch, float *logits);
+    void (*destroy)(void *net);
+} vt_family;
+
+const vt_family *vt_family_find(const char *name_or_arch);  /* family or arch */
+const vt_family *const *vt_families(void);                  /* NULL-terminated */
+
+/* Config for arch: family defaults, then `over` (an object, or refgen's
+ * meta.json whose "config" object is used), then "arch"/"family" set. */
+cJSON *vt_config_make(const char *arch, const cJSON *over);
+/* Preprocessing from a config's crop_pct/interpolation/mean/std/img_size. */
+void vt_config_preproc(const cJSON *cfg, vt_preproc *p);
+
+/* Strict validation like load_state_dict(strict=True): one message listing
+ * missing, unexpected and mis-shaped keys (20 of each, then counts). */
+int vt_check_weights(const vt_params *ps, const vt_frame *w);
+
+typedef struct vt_model {
+    const vt_family *family;
+    char *arch;
+    cJSON *config;
+    vt_frame weights;       /* mapped model file */
+    vt_preproc pre;
+    int num_classes;
+    int img_size;
+    char **labels;          /* num_classes names, or NULL */
+    char *sha256;           /* hex of the weights' source (model identity) */
+    void *net;
+    vt_run_opts opts;
+} vt_model;
+
+int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m);
+int vt_model_forward(vt_model *m, const float *x, int batch, float *logits);
+void vt_model_close(vt_model *m);
+
+/* Labels shipped in share/ (imagenet1k); NULL-terminated, or NULL. */
+char **vt_labels_load(const char *set, int *n);
+
+#endif

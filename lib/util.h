@@ -1,0 +1,71 @@
+/* util.h - errors, allocation, atomic output files, small helpers.
+ *
+ * Library functions report failure by returning a negative value (or NULL)
+ * after setting a one-line, thread-local message with vt_seterr(); the
+ * command prefixes it with the program and file name. */
+#ifndef VT_UTIL_H
+#define VT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define VT_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define VT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VT_PRINTF(a, b)
+#endif
+
+/* Set the calling thread's error message (printf-style); returns -1. */
+int vt_seterr(const char *fmt, ...) VT_PRINTF(1, 2);
+/* The calling thread's last error message ("" if none). */
+const char *vt_error(void);
+
+/* Allocation that never returns NULL: prints "out of memory" and exits 1.
+ * Use only for sizes already checked against limits. */
+void *vt_xmalloc(size_t n);
+void *vt_xcalloc(size_t n, size_t size);
+void *vt_xrealloc(void *p, size_t n);
+char *vt_xstrdup(const char *s);
+
+/* Overflow-checked arithmetic: return 0 on success, -1 on overflow. */
+int vt_mul_size(size_t a, size_t b, size_t *out);
+int vt_add_size(size_t a, size_t b, size_t *out);
+
+/* Read a whole file (at most max bytes) into a malloc'd buffer. */
+int vt_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
+/* Read all of a stream (at most max bytes). */
+int vt_read_stream(FILE *f, size_t max, uint8_t **data, size_t *len);
+
+/* Atomic output: data goes to a temporary file beside `path` that is
+ * renamed over it on vt_out_commit(); vt_out_abort() removes it. With
+ * path NULL or "-" the output is stdout, refused when stdout is a terminal
+ * and binary is set (like gzip). */
+typedef struct vt_out {
+    FILE *fp;
+    char *path;     /* final path, NULL for stdout */
+    char *tmp;      /* temporary path, NULL for stdout */
+} vt_out;
+int vt_out_open(vt_out *o, const char *path, int binary);
+int vt_out_commit(vt_out *o);   /* flush, fsync, rename; reports write errors */
+void vt_out_abort(vt_out *o);
+
+/* Parse numbers strictly: the whole string, in range. 0 ok, -1 error. */
+int vt_parse_int(const char *s, long min, long max, long *out);
+int vt_parse_float(const char *s, double *out);
+/* Comma-separated floats, exactly n of them. */
+int vt_parse_floats(const char *s, int n, float *out);
+
+/* The file name without directories ("a/b/c.jpg" -> "c.jpg") and the stem
+ * ("c"); results are malloc'd. */
+char *vt_basename(const char *path);
+char *vt_stem(const char *path);
+
+/* Online cores, at least 1. */
+int vt_ncpus(void);
+/* Monotonic clock in seconds. */
+double vt_now(void);
+
+#endif
