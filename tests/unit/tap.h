@@ -31,7 +31,7 @@ static int tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
-static void skip(const char *what, const char *why)
+__attribute__((unused)) static void skip(const char *what, const char *why)
 {
     printf("ok %d - %s # skip %s\n", ++tap_count, what, why);
 }
@@ -43,7 +43,7 @@ static int tap_done(void)
 }
 
 /* ../shared beside the project, or NULL (tests then skip). */
-static const char *tap_shared(void)
+__attribute__((unused)) static const char *tap_shared(void)
 {
     const char *s = getenv("VT_SHARED");
     return s && *s ? s : NULL;

@@ -1,0 +1,202 @@
+/* input.c - images, .npy files and frame streams, all as frames. */
+#include "input.h"
+#include "npy.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_INPUT_FILE ((size_t)2 << 30)
+
+vt_input_kind vt_input_sniff(const uint8_t *h, size_t n)
+{
+    if (n >= 3 && h[0] == 0xff && h[1] == 0xd8 && h[2] == 0xff) return VT_IN_IMAGE;
+    if (n >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0) return VT_IN_IMAGE;
+    if (n >= 2 && h[0] == 'P' && (h[1] == '5' || h[1] == '6')) return VT_IN_IMAGE;
+    if (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0) return VT_IN_NPY;
+    if (n >= 4 && memcmp(h, "PK\x03\x04", 4) == 0) return VT_IN_CHECKPOINT;
+    if (n >= 2 && h[0] == 0x80 && h[1] >= 2 && h[1] <= 5) return VT_IN_CHECKPOINT;
+    if (n >= 9 && h[8] == '{') {
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--) len = len << 8 | h[i];
+        if (len >= 2 && len <= VT_MAX_HEADER) return VT_IN_FRAMES;
+    }
+    return VT_IN_UNKNOWN;
+}
+
+void vt_input_opts_default(vt_input_opts *o)
+{
+    vt_preproc_default(&o->pre);
+    vt_decode_opts_default(&o->decode);
+}
+
+void vt_preproc_to_meta(const vt_preproc *p, vt_frame *f)
+{
+    char buf[160];
+    snprintf(buf, sizeof buf, "%d", p->size);
+    vt_frame_set_meta(f, "size", buf);
+    snprintf(buf, sizeof buf, "%.17g", p->crop_pct);
+    vt_frame_set_meta(f, "crop_pct", buf);
+    vt_frame_set_meta(f, "interpolation", vt_interp_name(p->interp));
+    snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", p->mean[0], p->mean[1], p->mean[2]);
+    vt_frame_set_meta(f, "mean", buf);
+    snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", p->std[0], p->std[1], p->std[2]);
+    vt_frame_set_meta(f, "std", buf);
+}
+
+int vt_preproc_from_meta(const vt_frame *f, vt_preproc *p)
+{
+    const char *mean = vt_frame_meta(f, "mean"), *std = vt_frame_meta(f, "std");
+    if (!mean || !std || vt_parse_floats(mean, 3, p->mean) < 0 ||
+        vt_parse_floats(std, 3, p->std) < 0)
+        return -1;
+    return 0;
+}
+
+int vt_image_frame(const vt_image *img, const vt_input_opts *o, const char *name,
+                   vt_frame *f)
+{
+    vt_image crop;
+    int geom[4];
+    if (vt_preprocess_crop(img, &o->pre, &crop, geom) < 0) return -1;
+    int64_t S = o->pre.size, shape[3] = {3, S, S};
+    vt_frame_init(f);
+    vt_tensor *t = vt_frame_add(f, "image", VT_F32, 3, shape);
+    vt_image_normalize(&crop, &o->pre, t->data);
+    vt_image_free(&crop);
+    vt_frame_stamp(f, "image", name);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d", img->w);
+    vt_frame_set_meta(f, "orig_width", buf);
+    snprintf(buf, sizeof buf, "%d", img->h);
+    vt_frame_set_meta(f, "orig_height", buf);
+    snprintf(buf, sizeof buf, "%d,%d", geom[0], geom[1]);
+    vt_frame_set_meta(f, "resized", buf);
+    snprintf(buf, sizeof buf, "%d,%d,%d,%d", geom[2], geom[3], o->pre.size, o->pre.size);
+    vt_frame_set_meta(f, "crop", buf);
+    vt_preproc_to_meta(&o->pre, f);
+    return 0;
+}
+
+/* Convert a tensor in place to F32 (image frames are always F32). */
+static void to_f32(vt_tensor *t)
+{
+    if (t->dtype == VT_F32) return;
+    size_t n = (size_t)vt_tensor_numel(t);
+    float *d = vt_xmalloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = (float)vt_tensor_get(t, i);
+    if (t->owned) free(t->data);
+    t->data = d;
+    t->owned = 1;
+    t->dtype = VT_F32;
+    t->nbytes = n * sizeof *d;
+}
+
+static int npy_frames(const char *name, vt_tensor *a, vt_frame_fn fn, void *ctx)
+{
+    int img3 = a->ndim == 3 && a->shape[0] == 3;
+    int img4 = a->ndim == 4 && a->shape[1] == 3;
+    if (!img3 && !img4) {
+        vt_frame *f = vt_xmalloc(sizeof *f);
+        vt_frame_init(f);
+        vt_tensor *t = vt_frame_add_ref(f, "tensor", a->dtype, a->ndim, a->shape, a->data);
+        t->owned = 1;
+        a->owned = 0;
+        vt_frame_stamp(f, "tensor", name);
+        return fn(f, ctx);
+    }
+    to_f32(a);
+    int64_t B = img4 ? a->shape[0] : 1;
+    const int64_t *shape = img4 ? a->shape + 1 : a->shape;
+    size_t each = (size_t)(shape[0] * shape[1] * shape[2]) * sizeof(float);
+    for (int64_t b = 0; b < B; b++) {
+        char fname[4200];
+        if (img4) snprintf(fname, sizeof fname, "%s#%lld", name, (long long)b);
+        else snprintf(fname, sizeof fname, "%s", name);
+        vt_frame *f = vt_xmalloc(sizeof *f);
+        vt_frame_init(f);
+        vt_tensor *t = vt_frame_add(f, "image", VT_F32, 3, shape);
+        memcpy(t->data, (uint8_t *)a->data + b * each, each);
+        vt_frame_stamp(f, "image", fname);
+        if (fn(f, ctx) < 0) return -1;
+    }
+    return 0;
+}
+
+static int stream_frames(FILE *in, vt_frame_fn fn, void *ctx)
+{
+    for (;;) {
+        vt_frame *f = vt_xmalloc(sizeof *f);
+        int rc = vt_frame_read(in, f);
+        if (rc <= 0) { free(f); return rc; }
+        if (fn(f, ctx) < 0) return -1;
+    }
+}
+
+int vt_input_frames(const char *path, const vt_input_opts *o, vt_frame_fn fn, void *ctx)
+{
+    if (strcmp(path, "-") == 0) return stream_frames(stdin, fn, ctx);
+    FILE *in = fopen(path, "rb");
+    if (!in) return vt_seterr("%s", strerror(errno));
+    struct stat st;
+    if (fstat(fileno(in), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(in);
+        return vt_seterr("is a directory");
+    }
+    uint8_t head[16];
+    size_t n = fread(head, 1, sizeof head, in);
+    if (n == 0) {
+        int err = ferror(in);
+        fclose(in);
+        return vt_seterr(err ? "read error" : "empty file");
+    }
+    vt_input_kind kind = vt_input_sniff(head, n);
+    if (kind == VT_IN_FRAMES) {
+        rewind(in);
+        int rc = stream_frames(in, fn, ctx);
+        fclose(in);
+        return rc;
+    }
+    rewind(in);
+    uint8_t *buf;
+    size_t len;
+    int rc = vt_read_stream(in, MAX_INPUT_FILE, &buf, &len);
+    fclose(in);
+    if (rc < 0) return -1;
+    char *name = vt_basename(path);
+    switch (kind) {
+    case VT_IN_IMAGE: {
+        vt_image img;
+        rc = vt_image_decode(buf, len, &o->decode, &img);
+        free(buf);
+        buf = NULL;
+        if (rc == 0) {
+            vt_frame *f = vt_xmalloc(sizeof *f);
+            rc = vt_image_frame(&img, o, name, f);
+            vt_image_free(&img);
+            if (rc == 0) rc = fn(f, ctx);
+            else free(f);
+        }
+        break;
+    }
+    case VT_IN_NPY: {
+        vt_tensor a;
+        rc = vt_npy_parse(buf, len, &a);
+        if (rc == 0) {
+            rc = npy_frames(name, &a, fn, ctx);
+            vt_tensor_free(&a);
+        }
+        break;
+    }
+    case VT_IN_CHECKPOINT:
+        rc = vt_seterr("is a checkpoint; convert it with vt-convert --arch NAME");
+        break;
+    default:
+        rc = vt_seterr("not an image (JPEG, PNG, PPM), .npy or frame file");
+    }
+    free(buf);
+    free(name);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/* input.h - what the tools accept as input: image files (preprocessed to
+ * image frames), .npy arrays, and frame streams (files or stdin "-"). */
+#ifndef VT_INPUT_H
+#define VT_INPUT_H
+
+#include "frame.h"
+#include "image.h"
+
+typedef enum vt_input_kind {
+    VT_IN_UNKNOWN, VT_IN_IMAGE, VT_IN_NPY, VT_IN_FRAMES, VT_IN_CHECKPOINT
+} vt_input_kind;
+
+/* Guess what a file is from its first bytes. */
+vt_input_kind vt_input_sniff(const uint8_t *head, size_t len);
+
+typedef struct vt_input_opts {
+    vt_preproc pre;
+    vt_decode_opts decode;
+} vt_input_opts;
+
+void vt_input_opts_default(vt_input_opts *o);
+
+/* Called once per frame an input yields; the callee owns *f (must free it).
+ * Return <0 to stop. */
+typedef int (*vt_frame_fn)(vt_frame *f, void *ctx);
+
+/* Turn one input into frames, in order: an image becomes one "image" frame
+ * [3,S,S]; a .npy [3,H,W] one image frame, [B,3,H,W] B frames "NAME#i",
+ * anything else one "tensor" frame; a frame file or "-" (stdin) yields its
+ * frames. Returns 0, or -1 with vt_error() after the frames that were
+ * complete were already passed on (a truncated stream). */
+int vt_input_frames(const char *path, const vt_input_opts *o, vt_frame_fn fn, void *ctx);
+
+/* Preprocess a decoded image into an image frame named name. */
+int vt_image_frame(const vt_image *img, const vt_input_opts *o, const char *name,
+                   vt_frame *f);
+
+/* Record the preprocessing in a frame's metadata / read it back. */
+void vt_preproc_to_meta(const vt_preproc *p, vt_frame *f);
+int vt_preproc_from_meta(const vt_frame *f, vt_preproc *p);
+
+#endif

@@ -1,0 +1,363 @@
+/* model.c - the family registry, model configs, weight validation and
+ * opening model files. */
+#include "model.h"
+#include "util.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern const vt_family vt_family_vit;
+
+/* Every family, in the order --list-archs shows them. */
+static const vt_family *const registry[] = {
+    &vt_family_vit,
+    NULL,
+};
+
+const vt_family *const *vt_families(void) { return registry; }
+
+const vt_family *vt_family_find(const char *name)
+{
+    for (int i = 0; registry[i]; i++) {
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+        for (int j = 0; registry[i]->archs[j]; j++)
+            if (strcmp(registry[i]->archs[j], name) == 0) return registry[i];
+    }
+    return NULL;
+}
+
+static int is_arch_of(const vt_family *f, const char *arch)
+{
+    for (int j = 0; f->archs[j]; j++)
+        if (strcmp(f->archs[j], arch) == 0) return 1;
+    return 0;
+}
+
+/* ---- parameter tables ---- */
+
+void vt_params_add(vt_params *ps, int optional, const char *name, int ndim, ...)
+{
+    if (ps->n == ps->cap) {
+        ps->cap = ps->cap ? ps->cap * 2 : 64;
+        ps->p = vt_xrealloc(ps->p, ps->cap * sizeof *ps->p);
+    }
+    vt_param *p = &ps->p[ps->n++];
+    memset(p, 0, sizeof *p);
+    p->name = vt_xstrdup(name);
+    p->ndim = ndim;
+    p->optional = optional;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim && i < VT_MAX_DIM; i++) p->shape[i] = va_arg(ap, int64_t);
+    va_end(ap);
+}
+
+void vt_params_free(vt_params *ps)
+{
+    for (int i = 0; i < ps->n; i++) free(ps->p[i].name);
+    free(ps->p);
+    memset(ps, 0, sizeof *ps);
+}
+
+/* ---- config access ---- */
+
+int vt_cfg_int(const cJSON *cfg, const char *key, int def)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsBool(j)) return cJSON_IsTrue(j);
+    if (!cJSON_IsNumber(j) || !(fabs(j->valuedouble) < INT_MAX)) return def;
+    return (int)j->valuedouble;
+}
+
+double vt_cfg_num(const cJSON *cfg, const char *key, double def)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    return cJSON_IsNumber(j) ? j->valuedouble : def;
+}
+
+int vt_cfg_bool(const cJSON *cfg, const char *key, int def)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsBool(j)) return cJSON_IsTrue(j);
+    if (cJSON_IsNumber(j)) return j->valuedouble != 0;
+    return def;
+}
+
+int vt_cfg_ints(const cJSON *cfg, const char *key, int *out, int max)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!cJSON_IsArray(j)) return 0;
+    int n = 0;
+    for (const cJSON *e = j->child; e && n < max; e = e->next) {
+        if (!cJSON_IsNumber(e) || !(fabs(e->valuedouble) < INT_MAX)) return -1;
+        out[n++] = (int)e->valuedouble;
+    }
+    return n;
+}
+
+/* ---- configs ---- */
+
+cJSON *vt_config_make(const char *arch, const cJSON *over)
+{
+    const vt_family *fam = vt_family_find(arch);
+    if (!fam) { vt_seterr("unknown arch '%s' (see vt-convert --list-archs)", arch); return NULL; }
+    /* refgen's meta.json carries the model's hyperparameters under "config". */
+    const cJSON *src = over;
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(over, "config");
+    if (cJSON_IsObject(inner)) src = inner;
+    if (over && !cJSON_IsObject(src)) { vt_seterr("config is not a JSON object"); return NULL; }
+    /* A family name takes its variant from the config ("arch" key). */
+    const char *variant = arch;
+    if (!is_arch_of(fam, arch)) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(src, "arch");
+        if (!cJSON_IsString(a) || !is_arch_of(fam, a->valuestring)) {
+            vt_seterr("'%s' is a family; name a variant with --arch or \"arch\" in the config", arch);
+            return NULL;
+        }
+        variant = a->valuestring;
+    } else if (src) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(src, "arch");
+        if (cJSON_IsString(a) && strcmp(a->valuestring, arch) != 0) {
+            vt_seterr("config is for arch '%s', not '%s'", a->valuestring, arch);
+            return NULL;
+        }
+    }
+    cJSON *cfg = cJSON_CreateObject();
+    if (fam->config(variant, cfg) < 0) { cJSON_Delete(cfg); return NULL; }
+    for (const cJSON *e = src ? src->child : NULL; e; e = e->next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, e->string);
+        cJSON_AddItemToObject(cfg, e->string, cJSON_Duplicate(e, 1));
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "arch");
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "family");
+    cJSON_AddStringToObject(cfg, "arch", variant);
+    cJSON_AddStringToObject(cfg, "family", fam->name);
+    return cfg;
+}
+
+void vt_config_preproc(const cJSON *cfg, vt_preproc *p)
+{
+    vt_preproc_default(p);
+    p->size = vt_cfg_int(cfg, "img_size", p->size);
+    p->crop_pct = vt_cfg_num(cfg, "crop_pct", p->crop_pct);
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(cfg, "interpolation");
+    if (cJSON_IsString(in) && vt_interp_from_name(in->valuestring) >= 0)
+        p->interp = vt_interp_from_name(in->valuestring);
+    const char *keys[2] = {"mean", "std"};
+    float *dst[2] = {p->mean, p->std};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(cfg, keys[k]);
+        if (cJSON_GetArraySize(a) != 3) continue;
+        for (int i = 0; i < 3; i++) {
+            const cJSON *v = cJSON_GetArrayItem(a, i);
+            if (cJSON_IsNumber(v)) dst[k][i] = (float)v->valuedouble;
+        }
+    }
+}
+
+/* ---- strict weight validation ---- */
+
+static const vt_param *find_param(const vt_params *ps, const char *name)
+{
+    for (int i = 0; i < ps->n; i++)
+        if (strcmp(ps->p[i].name, name) == 0) return &ps->p[i];
+    return NULL;
+}
+
+static int same_shape(const vt_param *p, const vt_tensor *t)
+{
+    if (p->ndim != t->ndim) return 0;
+    for (int i = 0; i < p->ndim; i++)
+        if (p->shape[i] != t->shape[i]) return 0;
+    return 1;
+}
+
+typedef struct listing { char *s; size_t n, cap; int count; } listing;
+
+static void list_add(listing *l, const char *fmt, ...) VT_PRINTF(2, 3);
+static void list_add(listing *l, const char *fmt, ...)
+{
+    if (++l->count > 20) return;
+    char item[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(item, sizeof item, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof item) n = sizeof item - 1;
+    if (l->n + n + 3 > l->cap) {
+        l->cap = (l->n + n + 3) * 2;
+        l->s = vt_xrealloc(l->s, l->cap);
+    }
+    l->n += sprintf(l->s + l->n, "%s%s", l->n ? ", " : "", item);
+}
+
+static void list_emit(listing *l, const char *what, char *msg, size_t cap)
+{
+    if (!l->count) return;
+    size_t n = strlen(msg);
+    snprintf(msg + n, cap - n, "%s%d %s: %s%s", n ? "; " : "", l->count, what, l->s,
+             l->count > 20 ? ", ..." : "");
+    free(l->s);
+}
+
+int vt_check_weights(const vt_params *ps, const vt_frame *w)
+{
+    listing missing = {0}, unexpected = {0}, shaped = {0};
+    char a[96], b[96];
+    for (int i = 0; i < ps->n; i++) {
+        const vt_param *p = &ps->p[i];
+        const vt_tensor *t = vt_frame_get(w, p->name);
+        if (!t) {
+            if (!p->optional) list_add(&missing, "%s", p->name);
+            continue;
+        }
+        if (!same_shape(p, t)) {
+            vt_tensor want = {.ndim = p->ndim};
+            memcpy(want.shape, p->shape, sizeof want.shape);
+            list_add(&shaped, "%s %s (want %s)", p->name, vt_shape_str(t, a, sizeof a),
+                     vt_shape_str(&want, b, sizeof b));
+        }
+    }
+    for (int i = 0; i < w->ntensors; i++)
+        if (!find_param(ps, w->tensors[i].name)) list_add(&unexpected, "%s", w->tensors[i].name);
+    if (!missing.count && !unexpected.count && !shaped.count) return 0;
+    char msg[8192] = "";
+    list_emit(&missing, "missing", msg, sizeof msg);
+    list_emit(&unexpected, "unexpected", msg, sizeof msg);
+    list_emit(&shaped, "mis-shaped", msg, sizeof msg);
+    return vt_seterr("weights do not fit the arch: %s", msg);
+}
+
+/* ---- labels ---- */
+
+/* share/ holds data files: beside the binary in a build tree (bin/../share),
+ * installed under PREFIX/share/vtkit, or wherever VT_SHARE points. */
+static FILE *open_share(const char *file)
+{
+    char path[2 * PATH_MAX + 64], exe[PATH_MAX];
+    const char *env = getenv("VT_SHARE");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s/%s", env, file);
+        FILE *f = fopen(path, "r");
+        if (f) return f;
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *rel[] = {"../share", "../share/vtkit"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/%s/%s", exe, rel[i], file);
+            FILE *f = fopen(path, "r");
+            if (f) return f;
+        }
+    }
+    snprintf(path, sizeof path, "%s/share/vtkit/%s", VT_PREFIX, file);
+    return fopen(path, "r");
+}
+
+char **vt_labels_load(const char *set, int *count)
+{
+    char file[128], line[1024];
+    snprintf(file, sizeof file, "%s_labels.tsv", set);
+    FILE *f = open_share(file);
+    if (!f) { vt_seterr("label set '%s' not found (set VT_SHARE)", set); return NULL; }
+    int n = 0, cap = 1024;
+    char **labels = vt_xmalloc((cap + 1) * sizeof *labels);
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *tab = strchr(line, '\t');
+        if (n == cap) { cap *= 2; labels = vt_xrealloc(labels, (cap + 1) * sizeof *labels); }
+        labels[n++] = vt_xstrdup(tab ? tab + 1 : line);
+    }
+    fclose(f);
+    labels[n] = NULL;
+    *count = n;
+    return labels;
+}
+
+/* ---- model files ---- */
+
+int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m)
+{
+    memset(m, 0, sizeof *m);
+    m->opts = *o;
+    if (m->opts.threads < 1) m->opts.threads = vt_ncpus();
+    if (m->opts.batch < 1) m->opts.batch = 1;
+    if (vt_frame_map(path, &m->weights) < 0) return -1;
+    const char *is_model = vt_frame_meta(&m->weights, "vt_model");
+    const char *arch = vt_frame_meta(&m->weights, "arch");
+    const char *config = vt_frame_meta(&m->weights, "config");
+    if (!is_model || !arch || !config) {
+        vt_model_close(m);
+        return vt_seterr("not a vtkit model file (make one with vt-convert --arch)");
+    }
+    m->family = vt_family_find(arch);
+    if (!m->family) {
+        vt_seterr("model is for arch '%s', which this build does not know", arch);
+        vt_model_close(m);
+        return -1;
+    }
+    m->arch = vt_xstrdup(arch);
+    m->config = cJSON_Parse(config);
+    if (!cJSON_IsObject(m->config)) {
+        vt_model_close(m);
+        return vt_seterr("model config is not a JSON object");
+    }
+    vt_params ps = {0};
+    int rc = m->family->params(m->config, &ps);
+    if (rc == 0) rc = vt_check_weights(&ps, &m->weights);
+    vt_params_free(&ps);
+    if (rc < 0) { vt_model_close(m); return -1; }
+
+    vt_config_preproc(m->config, &m->pre);
+    const char *pre = vt_frame_meta(&m->weights, "preprocess");
+    cJSON *pj = pre ? cJSON_Parse(pre) : NULL;
+    if (pj) {
+        vt_config_preproc(pj, &m->pre);
+        m->pre.size = vt_cfg_int(pj, "size", m->pre.size);
+        cJSON_Delete(pj);
+    }
+    m->img_size = vt_cfg_int(m->config, "img_size", 224);
+    m->num_classes = vt_cfg_int(m->config, "num_classes", 1000);
+    const char *labels = vt_frame_meta(&m->weights, "labels");
+    if (labels && strcmp(labels, "none") != 0) {
+        int n = 0;
+        m->labels = vt_labels_load(labels, &n);
+        if (m->labels && n != m->num_classes) {
+            for (int i = 0; i < n; i++) free(m->labels[i]);
+            free(m->labels);
+            m->labels = NULL;
+        }
+    }
+    const char *sha = vt_frame_meta(&m->weights, "source_sha256");
+    m->sha256 = vt_xstrdup(sha ? sha : "");
+    m->net = m->family->create(m->config, &m->weights, &m->opts);
+    if (!m->net) { vt_model_close(m); return -1; }
+    return 0;
+}
+
+int vt_model_forward(vt_model *m, const float *x, int batch, float *logits)
+{
+    return m->family->forward(m->net, x, batch, logits);
+}
+
+void vt_model_close(vt_model *m)
+{
+    if (m->net) m->family->destroy(m->net);
+    if (m->labels) {
+        for (int i = 0; m->labels[i]; i++) free(m->labels[i]);
+        free(m->labels);
+    }
+    cJSON_Delete(m->config);
+    free(m->arch);
+    free(m->sha256);
+    vt_frame_free(&m->weights);
+    memset(m, 0, sizeof *m);
+}

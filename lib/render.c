@@ -1,0 +1,111 @@
+/* render.c - frames as RGB pictures. */
+#include "render.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+vt_tensor *vt_main_tensor(const vt_frame *f)
+{
+    const char *kind = vt_frame_meta(f, "kind");
+    vt_tensor *t = kind ? vt_frame_get(f, kind) : NULL;
+    return t ? t : (f->ntensors ? &f->tensors[0] : NULL);
+}
+
+void vt_upsample_bilinear(const float *src, int h, int w, float *dst, int oh, int ow)
+{
+    for (int y = 0; y < oh; y++) {
+        float sy = ((float)y + 0.5f) * h / oh - 0.5f;
+        if (sy < 0) sy = 0;
+        int y0 = (int)sy, y1 = y0 + 1 < h ? y0 + 1 : y0;
+        float fy = sy - y0;
+        for (int x = 0; x < ow; x++) {
+            float sx = ((float)x + 0.5f) * w / ow - 0.5f;
+            if (sx < 0) sx = 0;
+            int x0 = (int)sx, x1 = x0 + 1 < w ? x0 + 1 : x0;
+            float fx = sx - x0;
+            float top = src[y0 * w + x0] * (1 - fx) + src[y0 * w + x1] * fx;
+            float bot = src[y1 * w + x0] * (1 - fx) + src[y1 * w + x1] * fx;
+            dst[y * ow + x] = top * (1 - fy) + bot * fy;
+        }
+    }
+}
+
+static uint8_t clamp8(double v)
+{
+    v = floor(v + 0.5);
+    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+}
+
+static int render_image(const vt_frame *f, const vt_tensor *t, vt_image *out)
+{
+    vt_preproc p;
+    vt_preproc_default(&p);
+    const char *mean = vt_frame_meta(f, "mean"), *std = vt_frame_meta(f, "std");
+    if (mean && vt_parse_floats(mean, 3, p.mean) < 0) return vt_seterr("bad mean metadata");
+    if (std && vt_parse_floats(std, 3, p.std) < 0) return vt_seterr("bad std metadata");
+    int h = (int)t->shape[1], w = (int)t->shape[2];
+    out->w = w;
+    out->h = h;
+    out->rgb = vt_xmalloc((size_t)w * h * 3);
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < (size_t)w * h; i++) {
+            double v = vt_tensor_get(t, c * (size_t)w * h + i);
+            out->rgb[i * 3 + c] = clamp8((v * p.std[c] + p.mean[c]) * 255.0);
+        }
+    return 0;
+}
+
+static int render_map(const vt_frame *f, const vt_tensor *t, vt_image *out)
+{
+    int h = (int)t->shape[t->ndim - 2], w = (int)t->shape[t->ndim - 1];
+    size_t n = (size_t)w * h;
+    float *v = vt_xmalloc(n * sizeof *v);
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = (float)vt_tensor_get(t, i);
+        if (v[i] < lo) lo = v[i];
+        if (v[i] > hi) hi = v[i];
+    }
+    const char *range = vt_frame_meta(f, "range");
+    float r[2];
+    if (range && vt_parse_floats(range, 2, r) == 0) { lo = r[0]; hi = r[1]; }
+    long size = 0;
+    const char *s = vt_frame_meta(f, "size");
+    int oh = h, ow = w;
+    if (s && vt_parse_int(s, 1, 16384, &size) == 0) oh = ow = (int)size;
+    float *up = v;
+    if (oh != h || ow != w) {
+        up = vt_xmalloc((size_t)oh * ow * sizeof *up);
+        vt_upsample_bilinear(v, h, w, up, oh, ow);
+    }
+    out->w = ow;
+    out->h = oh;
+    out->rgb = vt_xmalloc((size_t)ow * oh * 3);
+    float scale = hi > lo ? 1.0f / (hi - lo) : 0.0f;
+    for (size_t i = 0; i < (size_t)ow * oh; i++) {
+        float x = isfinite(up[i]) ? (up[i] - lo) * scale : 0.0f;
+        vt_colormap(x < 0 ? 0 : x > 1 ? 1 : x, out->rgb + i * 3);
+    }
+    if (up != v) free(up);
+    free(v);
+    return 0;
+}
+
+int vt_render(const vt_frame *f, const char *name, vt_image *out)
+{
+    const vt_tensor *t = name ? vt_frame_get(f, name) : vt_main_tensor(f);
+    if (!t) return vt_seterr(name ? "frame has no tensor '%s'" : "frame has no tensors", name);
+    memset(out, 0, sizeof *out);
+    if (t->dtype == VT_BOOL) return vt_seterr("cannot draw a BOOL tensor");
+    if (t->ndim == 3 && t->shape[0] == 3 && t->shape[1] > 0 && t->shape[2] > 0)
+        return render_image(f, t, out);
+    int maplike = t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1);
+    if (maplike && t->shape[t->ndim - 1] > 0 && t->shape[t->ndim - 2] > 0 &&
+        t->shape[t->ndim - 1] <= 16384 && t->shape[t->ndim - 2] <= 16384)
+        return render_map(f, t, out);
+    char buf[96];
+    return vt_seterr("cannot draw a tensor of shape %s (need [3,H,W] or [H,W])",
+                     vt_shape_str(t, buf, sizeof buf));
+}
