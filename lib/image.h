@@ -30,6 +30,12 @@ int vt_image_decode(const uint8_t *buf, size_t len, const vt_decode_opts *o,
 int vt_image_load(const char *path, const vt_decode_opts *o, vt_image *img);
 void vt_image_free(vt_image *img);
 
+/* EXIF Orientation (1..8) from the TIFF data of a JPEG APP1 segment (after
+ * its "Exif\0\0" prefix); 1 when absent or malformed. */
+int vt_exif_orientation(const uint8_t *tiff, size_t len);
+/* Apply an EXIF orientation in place, as PIL's ImageOps.exif_transpose. */
+void vt_image_orient(vt_image *img, int orientation);
+
 typedef enum vt_interp { VT_INTERP_BICUBIC, VT_INTERP_BILINEAR, VT_INTERP_NEAREST } vt_interp;
 int vt_interp_from_name(const char *s);          /* -1 if unknown */
 const char *vt_interp_name(vt_interp i);

@@ -1,0 +1,404 @@
+/* vt-classify - classify images (or image frames) with a model file.
+ *
+ * Inputs become image frames (lib/input.c), preprocessed with the model's
+ * own settings; frames are gathered into batches of -b images, run, and
+ * reported in input order. A bad input is reported and skipped; the exit
+ * status is 1 at the end when any input failed. */
+#include "frame.h"
+#include "input.h"
+#include "model.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: vt-classify -m MODEL [options] [INPUT...]\n"
+    "Classify images (JPEG, PNG, PPM), .npy arrays or image frames; no INPUT or -\n"
+    "reads frames from stdin.\n"
+    "  -m, --model FILE     model file (from vt-convert --arch)\n"
+    "  -k, --top K          classes shown per image (5)\n"
+    "  -t, --threads N      threads (online cores)\n"
+    "  -b, --batch N        images per forward pass (1)\n"
+    "      --format F       text (default), tsv, json\n"
+    "      --logits         write one logits frame per image to stdout instead\n"
+    "  -h, --help           this help\n"
+    "  -V, --version        version\n";
+
+enum { FMT_TEXT, FMT_TSV, FMT_JSON };
+
+typedef struct job {
+    vt_model m;
+    vt_input_opts io;
+    int topk, format, logits_out, random;
+    int S;                  /* model input side */
+    int batch;              /* images per forward pass */
+    int n;                  /* images waiting in x */
+    float *x;               /* [batch, 3, S, S] */
+    float *logits;          /* [batch, num_classes] */
+    char **names;           /* [batch] */
+    float *prob;            /* [num_classes] */
+    int *order;             /* [num_classes] */
+    vt_out out;
+    int failed, done, progress, write_error;
+    double t0;
+} job;
+
+static const char *prog = "vt-classify";
+
+static void report(const char *what)
+{
+    fprintf(stderr, "%s: %s: %s\n", prog, what, vt_error());
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '\t')
+            fputs("\\t", f);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* Name for the output: tabs and newlines would break the line formats. */
+static void plain(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        fputc(*s == '\t' || *s == '\n' ? ' ' : *s, f);
+}
+
+static const char *label_of(const job *j, int c, char *buf, size_t len)
+{
+    if (j->m.labels)
+        return j->m.labels[c];
+    snprintf(buf, len, "class %d", c);
+    return buf;
+}
+
+static const float *sort_prob;  /* qsort has no context argument */
+static int by_prob(const void *a, const void *b)
+{
+    float pa = sort_prob[*(const int *)a], pb = sort_prob[*(const int *)b];
+    if (pa != pb)
+        return pa > pb ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+static void print_result(job *j, const char *name, const float *logit)
+{
+    int C = j->m.num_classes, k = j->topk < C ? j->topk : C;
+    double mx = -INFINITY, sum = 0;
+    for (int c = 0; c < C; c++)
+        mx = logit[c] > mx ? logit[c] : mx;
+    for (int c = 0; c < C; c++)
+        sum += exp((double)logit[c] - mx);
+    for (int c = 0; c < C; c++) {
+        j->prob[c] = (float)(exp((double)logit[c] - mx) / sum);
+        j->order[c] = c;
+    }
+    sort_prob = j->prob;
+    qsort(j->order, (size_t)C, sizeof *j->order, by_prob);
+    FILE *o = stdout;
+    char buf[32];
+    if (j->format == FMT_JSON) {
+        fputs("{\"name\":", o);
+        json_string(o, name);
+        fputs(",\"top\":[", o);
+        for (int r = 0; r < k; r++) {
+            int c = j->order[r];
+            fprintf(o, "%s{\"rank\":%d,\"class\":%d,\"probability\":%.6g,\"label\":", r ? "," : "",
+                    r + 1, c, j->prob[c]);
+            json_string(o, label_of(j, c, buf, sizeof buf));
+            fputc('}', o);
+        }
+        fprintf(o, "]%s}\n", j->random ? ",\"random_weights\":true" : "");
+        return;
+    }
+    for (int r = 0; r < k; r++) {
+        int c = j->order[r];
+        if (j->format == FMT_TSV) {
+            plain(o, name);
+            fprintf(o, "\t%d\t%d\t%.6f\t", r + 1, c, j->prob[c]);
+            plain(o, label_of(j, c, buf, sizeof buf));
+            fputc('\n', o);
+        } else {
+            plain(o, name);
+            fputs("  ", o);
+            plain(o, label_of(j, c, buf, sizeof buf));
+            fprintf(o, "  %.4f%s\n", j->prob[c], j->random ? "  (random weights)" : "");
+        }
+    }
+}
+
+static int write_logits(job *j, const char *name, const float *logit)
+{
+    vt_frame f;
+    vt_frame_init(&f);
+    int64_t shape[1] = {j->m.num_classes};
+    vt_frame_add_ref(&f, "logits", VT_F32, 1, shape, (void *)logit);
+    vt_frame_stamp(&f, "logits", name);
+    vt_frame_set_meta(&f, "arch", j->m.arch);
+    if (j->m.sha256 && *j->m.sha256)
+        vt_frame_set_meta(&f, "model_sha256", j->m.sha256);
+    if (j->random)
+        vt_frame_set_meta(&f, "random", "1");
+    int rc = vt_frame_write(j->out.fp, &f);
+    vt_frame_free(&f);
+    return rc;
+}
+
+static void progress(job *j, int final)
+{
+    if (!j->progress)
+        return;
+    double dt = vt_now() - j->t0;
+    if (final)
+        fprintf(stderr, "\r\033[K");
+    else
+        fprintf(stderr, "\r%s: %d images, %.1f/s\033[K", prog, j->done,
+                dt > 0 ? j->done / dt : 0.0);
+    fflush(stderr);
+}
+
+/* Run the waiting images and report them in order. */
+static int flush_batch(job *j)
+{
+    if (j->n == 0)
+        return 0;
+    int C = j->m.num_classes;
+    if (vt_model_forward(&j->m, j->x, j->n, j->logits) < 0) {
+        for (int i = 0; i < j->n; i++)
+            report(j->names[i]);
+        j->failed = 1;
+    } else {
+        for (int i = 0; i < j->n && !j->write_error; i++) {
+            const float *l = j->logits + (size_t)i * C;
+            if (j->logits_out) {
+                if (write_logits(j, j->names[i], l) < 0) {
+                    fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
+                    j->write_error = 1;
+                }
+            } else {
+                print_result(j, j->names[i], l);
+            }
+        }
+        if (!j->logits_out && (fflush(stdout) != 0 || ferror(stdout))) {
+            fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+            j->write_error = 1;
+        }
+        j->done += j->n;
+    }
+    for (int i = 0; i < j->n; i++)
+        free(j->names[i]);
+    j->n = 0;
+    progress(j, 0);
+    return j->write_error ? -1 : 0;
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+/* Take an image frame into the batch. 0, or -1 with vt_error(). */
+static int take_frame(job *j, const vt_frame *f)
+{
+    const char *kind = vt_frame_meta(f, "kind");
+    if (kind && strcmp(kind, "image") != 0)
+        return vt_seterr("a '%s' frame; vt-classify takes image frames", kind);
+    const vt_tensor *t = vt_frame_get(f, "image");
+    if (!t && f->ntensors == 1)
+        t = &f->tensors[0];
+    if (!t)
+        return vt_seterr("frame has no image tensor");
+    if (t->dtype != VT_F32)
+        return vt_seterr("image tensor is %s, not F32", vt_dtype_name(t->dtype));
+    int64_t S = j->S;
+    int batched = t->ndim == 4 && t->shape[0] == 1;
+    const int64_t *sh = t->shape + batched;
+    if (t->ndim - batched != 3 || sh[0] != 3 || sh[1] != S || sh[2] != S) {
+        char b[128];
+        return vt_seterr("image is %s; the model needs [3,%lld,%lld]",
+                         vt_shape_str(t, b, sizeof b), (long long)S, (long long)S);
+    }
+    float *dst = j->x + (size_t)j->n * 3 * S * S;
+    memcpy(dst, t->data, (size_t)(3 * S * S) * sizeof *dst);
+    /* Frames normalized differently (other mean/std) are brought to the
+     * model's normalization; the crop itself cannot be redone. */
+    vt_preproc fp = j->io.pre;
+    if (vt_preproc_from_meta(f, &fp) == 0) {
+        const vt_preproc *mp = &j->m.pre;
+        for (int c = 0; c < 3; c++) {
+            if (fp.mean[c] == mp->mean[c] && fp.std[c] == mp->std[c])
+                continue;
+            float *p = dst + (size_t)c * S * S;
+            for (int64_t i = 0; i < S * S; i++)
+                p[i] = (p[i] * fp.std[c] + fp.mean[c] - mp->mean[c]) / mp->std[c];
+        }
+    }
+    return 0;
+}
+
+typedef struct frame_ctx { job *j; const char *path; } frame_ctx;
+
+static int on_frame(vt_frame *f, void *ctx)
+{
+    frame_ctx *fc = ctx;
+    job *j = fc->j;
+    const char *name = vt_frame_meta(f, "name");
+    if (!name)
+        name = fc->path;
+    if (take_frame(j, f) < 0) {
+        report(name);
+        j->failed = 1;
+    } else {
+        j->names[j->n++] = vt_xstrdup(name);
+    }
+    vt_frame_free(f);
+    free(f);
+    if (j->n == j->batch && flush_batch(j) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static int parse_count(const char *opt, const char *s, long max, int *out)
+{
+    long v;
+    if (vt_parse_int(s, 1, max, &v) < 0) {
+        fprintf(stderr, "%s: %s: expected a number from 1 to %ld, got '%s'\n", prog, opt, max, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"top", required_argument, 0, 'k'},
+        {"threads", required_argument, 0, 't'}, {"batch", required_argument, 0, 'b'},
+        {"format", required_argument, 0, 'F'}, {"logits", no_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+    };
+    const char *model = NULL;
+    int topk = 5, threads = 0, batch = 1, format = FMT_TEXT, logits_out = 0, opt;
+    while ((opt = getopt_long(argc, argv, "m:k:t:b:hV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': model = optarg; break;
+        case 'k': if (parse_count("-k", optarg, 1000000, &topk) < 0) return 2; break;
+        case 't': if (parse_count("-t", optarg, 1024, &threads) < 0) return 2; break;
+        case 'b': if (parse_count("-b", optarg, 4096, &batch) < 0) return 2; break;
+        case 'F':
+            if (strcmp(optarg, "text") == 0) format = FMT_TEXT;
+            else if (strcmp(optarg, "tsv") == 0) format = FMT_TSV;
+            else if (strcmp(optarg, "json") == 0) format = FMT_JSON;
+            else {
+                fprintf(stderr, "%s: --format: expected text, tsv or json, got '%s'\n", prog, optarg);
+                return 2;
+            }
+            break;
+        case 'L': logits_out = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("vt-classify (vtkit) %s\n", VT_VERSION); return 0;
+        default:
+            fprintf(stderr, "%s: try --help\n", prog);
+            return 2;
+        }
+    }
+    if (!model) {
+        fprintf(stderr, "%s: no model (-m MODEL); try --help\n", prog);
+        return 2;
+    }
+
+    job *j = vt_xcalloc(1, sizeof *j);
+    vt_run_opts ro = {threads > 0 ? threads : vt_ncpus(), batch};
+    if (vt_model_open(model, &ro, &j->m) < 0) {
+        report(model);
+        free(j);
+        return 1;
+    }
+    const char *rnd = vt_frame_meta(&j->m.weights, "random");
+    j->random = rnd && strcmp(rnd, "1") == 0;
+    if (j->random)
+        fprintf(stderr, "%s: note: %s has random weights; its predictions mean nothing\n",
+                prog, model);
+    vt_input_opts_default(&j->io);
+    j->io.pre = j->m.pre;
+    j->S = j->m.pre.size;
+    if (j->S != j->m.img_size) {
+        fprintf(stderr, "%s: %s: preprocessing crops %d but the model takes %d\n", prog, model,
+                j->S, j->m.img_size);
+        j->S = j->io.pre.size = j->m.img_size;
+    }
+    j->topk = topk;
+    j->format = format;
+    j->logits_out = logits_out;
+    j->batch = batch;
+    int C = j->m.num_classes;
+    j->x = vt_xmalloc((size_t)batch * 3 * j->S * j->S * sizeof *j->x);
+    j->logits = vt_xmalloc((size_t)batch * C * sizeof *j->logits);
+    j->names = vt_xcalloc((size_t)batch, sizeof *j->names);
+    j->prob = vt_xmalloc((size_t)C * sizeof *j->prob);
+    j->order = vt_xmalloc((size_t)C * sizeof *j->order);
+    j->progress = isatty(2) && !isatty(1);   /* never mixed into results */
+    j->t0 = vt_now();
+    int status = 0;
+    if (logits_out && vt_out_open(&j->out, NULL, 1) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, vt_error());
+        status = 2;
+        goto done;
+    }
+
+    if (optind == argc && isatty(0)) {
+        fprintf(stderr, "%s: no inputs, and stdin is a terminal; try --help\n", prog);
+        status = 2;
+        goto done;
+    }
+    char *stdin_only[] = {"-"};
+    char **inputs = optind < argc ? argv + optind : stdin_only;
+    int ninputs = optind < argc ? argc - optind : 1;
+    for (int i = 0; i < ninputs && !j->write_error; i++) {
+        frame_ctx fc = {j, inputs[i]};
+        if (vt_input_frames(inputs[i], &j->io, on_frame, &fc) < 0 && !j->write_error) {
+            report(strcmp(inputs[i], "-") == 0 ? "stdin" : inputs[i]);
+            j->failed = 1;
+        }
+    }
+    if (!j->write_error)
+        flush_batch(j);
+    progress(j, 1);
+    if (logits_out && !j->write_error && vt_out_commit(&j->out) < 0) {
+        fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
+        j->write_error = 1;
+    }
+    if (!logits_out && fclose(stdout) != 0 && !j->write_error) {
+        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+        j->write_error = 1;
+    }
+    status = j->failed || j->write_error ? 1 : 0;
+done:
+    for (int i = 0; i < j->n; i++)
+        free(j->names[i]);
+    free(j->x);
+    free(j->logits);
+    free(j->names);
+    free(j->prob);
+    free(j->order);
+    vt_model_close(&j->m);
+    free(j);
+    return status;
+}

@@ -1,0 +1,508 @@
+/* vit.c - the plain ViT / DeiT family with timm's names and state dict
+ * (VisionTransformer, VisionTransformerDistilled), eval mode.
+ *
+ *   x = patch_embed(img) -> [cls, (dist), patches] + pos_embed
+ *   depth x { x += proj(attn(norm1(x)));  x += fc2(gelu(fc1(norm2(x)))) }
+ *   logits = head(norm(x)[:, 0])   (distilled: mean with head_dist(.., 1))
+ *
+ * Config keys (as refgen's meta.json "config"): arch, img_size, patch_size,
+ * embed_dim, depth, num_heads, mlp_ratio, qkv_bias, num_classes, distilled,
+ * eps, crop_pct, interpolation, mean, std; and pos_embed_size, the image
+ * size the stored pos_embed was trained at when it differs from img_size
+ * (it is then resampled like timm's resample_abs_pos_embed: bicubic with
+ * antialias). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "ops.h"
+#include "util.h"
+
+#define VIT_MAGIC 0x56695431u   /* "ViT1": the net behind a vt_model */
+
+extern const vt_family vt_family_vit;
+
+static const char *const vit_archs[] = {
+    "deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224",
+    "deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224",
+    "deit_base_distilled_patch16_224",
+    "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+    NULL,
+};
+
+typedef struct vit_config {
+    int img_size;       /* S: input side */
+    int pos_size;       /* side the stored pos_embed was trained at */
+    int patch;          /* P */
+    int dim;            /* D = heads * dh */
+    int depth;
+    int heads;
+    int hidden;         /* D * mlp_ratio */
+    int qkv_bias;
+    int classes;        /* C */
+    int distilled;
+    int prefix;         /* 1 + distilled: cls (and dist) tokens */
+    int grid;           /* S / P */
+    int pos_grid;       /* pos_size / P */
+    int t;              /* tokens: prefix + grid^2 */
+    float eps;
+} vit_config;
+
+typedef struct vit_block {
+    const float *n1w, *n1b;         /* [D] */
+    const float *qkvw, *qkvb;       /* [3D, D], [3D] (qkvb may be NULL) */
+    const float *projw, *projb;     /* [D, D], [D] */
+    const float *n2w, *n2b;         /* [D] */
+    const float *fc1w, *fc1b;       /* [hidden, D], [hidden] */
+    const float *fc2w, *fc2b;       /* [D, hidden], [D] */
+} vit_block;
+
+typedef struct vit_weights {
+    const float *cls;               /* [D] */
+    const float *dist;              /* [D] or NULL */
+    const float *pos;               /* [t, D], resampled to the grid */
+    const float *pew, *peb;         /* [D, 3, P, P], [D] */
+    vit_block *blocks;              /* [depth] */
+    const float *normw, *normb;     /* [D] */
+    const float *headw, *headb;     /* [C, D], [C] */
+    const float *hdw, *hdb;         /* head_dist, or NULL */
+} vit_weights;
+
+/* Activations for up to `batch` images, allocated once. */
+typedef struct vit_run {
+    int batch;
+    float *x;           /* [B*t, D] residual stream */
+    float *xn;          /* [B*t, D] normed */
+    float *qkv;         /* [B*t, 3D] */
+    float *att;         /* [B*t, D] attention output (also patch tokens) */
+    float *h;           /* [B*t, hidden] */
+    float *cols;        /* [B*grid^2, 3*P*P] im2col of the images */
+    float *scratch;     /* vt_attention_scratch */
+    float *cls_heads;   /* [B, heads, t] last block's attention of token 0 */
+    float *cls_attn;    /* [B, t-1] mean over heads */
+    float *pre;         /* [prefix*B, D] final-normed prefix tokens */
+    float *tmp;         /* [B, C] */
+} vit_run;
+
+typedef struct vit_net {
+    uint32_t magic;
+    vit_config c;
+    vit_weights w;
+    vit_run r;
+    vt_pool *pool;
+    float **owned;      /* copies (resampled pos_embed, misaligned tensors) */
+    int nowned;
+    int last_batch;     /* images in the last forward pass (0: none yet) */
+} vit_net;
+
+/* ---- config ---------------------------------------------------------- */
+
+static int vit_config_defaults(const char *arch, cJSON *cfg)
+{
+    int dim, heads;
+    if (strstr(arch, "_tiny_"))
+        dim = 192, heads = 3;
+    else if (strstr(arch, "_small_"))
+        dim = 384, heads = 6;
+    else if (strstr(arch, "_base_"))
+        dim = 768, heads = 12;
+    else
+        return vt_seterr("vit: unknown arch '%s'", arch);
+    int is_vit = strncmp(arch, "vit_", 4) == 0;
+    cJSON_AddStringToObject(cfg, "arch", arch);
+    cJSON_AddNumberToObject(cfg, "img_size", 224);
+    cJSON_AddNumberToObject(cfg, "patch_size", 16);
+    cJSON_AddNumberToObject(cfg, "embed_dim", dim);
+    cJSON_AddNumberToObject(cfg, "depth", 12);
+    cJSON_AddNumberToObject(cfg, "num_heads", heads);
+    cJSON_AddNumberToObject(cfg, "mlp_ratio", 4);
+    cJSON_AddBoolToObject(cfg, "qkv_bias", 1);
+    cJSON_AddNumberToObject(cfg, "num_classes", 1000);
+    cJSON_AddBoolToObject(cfg, "distilled", strstr(arch, "_distilled_") != NULL);
+    cJSON_AddNumberToObject(cfg, "eps", 1e-6);
+    /* timm's pretrained cfgs: both crop 0.9 bicubic; DeiT (fb_in1k) uses
+     * ImageNet mean/std, the augreg ViTs 0.5/0.5 (Inception). */
+    cJSON_AddNumberToObject(cfg, "crop_pct", 0.9);
+    cJSON_AddStringToObject(cfg, "interpolation", "bicubic");
+    const float in_mean[3] = {0.485f, 0.456f, 0.406f}, in_std[3] = {0.229f, 0.224f, 0.225f};
+    const float half[3] = {0.5f, 0.5f, 0.5f};
+    cJSON_AddItemToObject(cfg, "mean", cJSON_CreateFloatArray(is_vit ? half : in_mean, 3));
+    cJSON_AddItemToObject(cfg, "std", cJSON_CreateFloatArray(is_vit ? half : in_std, 3));
+    return 0;
+}
+
+/* Read and check a config; the distilled default follows the arch name. */
+static int vit_config_read(const cJSON *cfg, vit_config *c)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cfg, "arch");
+    const char *arch = cJSON_IsString(a) ? a->valuestring : "";
+    memset(c, 0, sizeof *c);
+    c->img_size = vt_cfg_int(cfg, "img_size", 224);
+    c->pos_size = vt_cfg_int(cfg, "pos_embed_size", c->img_size);
+    c->patch = vt_cfg_int(cfg, "patch_size", 16);
+    c->dim = vt_cfg_int(cfg, "embed_dim", 768);
+    c->depth = vt_cfg_int(cfg, "depth", 12);
+    c->heads = vt_cfg_int(cfg, "num_heads", 12);
+    double ratio = vt_cfg_num(cfg, "mlp_ratio", 4.0);
+    c->qkv_bias = vt_cfg_bool(cfg, "qkv_bias", 1);
+    c->classes = vt_cfg_int(cfg, "num_classes", 1000);
+    c->distilled = vt_cfg_bool(cfg, "distilled", strstr(arch, "_distilled_") != NULL);
+    c->eps = (float)vt_cfg_num(cfg, "eps", 1e-6);
+    if (c->patch < 1 || c->patch > 1024)
+        return vt_seterr("vit: patch_size %d out of range", c->patch);
+    if (c->img_size < c->patch || c->img_size > 8192)
+        return vt_seterr("vit: img_size %d out of range", c->img_size);
+    if (c->pos_size < c->patch || c->pos_size > 8192)
+        return vt_seterr("vit: pos_embed_size %d out of range", c->pos_size);
+    if (c->dim < 1 || c->dim > 65536 || c->heads < 1 || c->dim % c->heads)
+        return vt_seterr("vit: embed_dim %d not divisible into %d heads", c->dim, c->heads);
+    if (c->depth < 1 || c->depth > 1000)
+        return vt_seterr("vit: depth %d out of range", c->depth);
+    if (!(ratio > 0 && ratio * c->dim <= 1 << 20))
+        return vt_seterr("vit: mlp_ratio out of range");
+    c->hidden = (int)(c->dim * ratio);
+    if (c->classes < 1 || c->classes > 1000000)
+        return vt_seterr("vit: num_classes %d out of range", c->classes);
+    if (!(c->eps > 0 && c->eps < 1))
+        return vt_seterr("vit: eps out of range");
+    c->prefix = 1 + (c->distilled != 0);
+    c->grid = c->img_size / c->patch;
+    c->pos_grid = c->pos_size / c->patch;
+    c->t = c->prefix + c->grid * c->grid;
+    return 0;
+}
+
+static int vit_params(const cJSON *cfg, vt_params *ps)
+{
+    vit_config c;
+    if (vit_config_read(cfg, &c) < 0)
+        return -1;
+    int64_t D = c.dim, H = c.hidden, P = c.patch;
+    int64_t npos = c.prefix + (int64_t)c.pos_grid * c.pos_grid;
+    char name[96];
+    vt_params_add(ps, 0, "cls_token", 3, (int64_t)1, (int64_t)1, D);
+    if (c.distilled)
+        vt_params_add(ps, 0, "dist_token", 3, (int64_t)1, (int64_t)1, D);
+    vt_params_add(ps, 0, "pos_embed", 3, (int64_t)1, npos, D);
+    vt_params_add(ps, 0, "patch_embed.proj.weight", 4, D, (int64_t)3, P, P);
+    vt_params_add(ps, 0, "patch_embed.proj.bias", 1, D);
+    for (int i = 0; i < c.depth; i++) {
+#define ADD(suffix, ...) \
+    (snprintf(name, sizeof name, "blocks.%d.%s", i, suffix), vt_params_add(ps, 0, name, __VA_ARGS__))
+        ADD("norm1.weight", 1, D);
+        ADD("norm1.bias", 1, D);
+        ADD("attn.qkv.weight", 2, 3 * D, D);
+        if (c.qkv_bias)
+            ADD("attn.qkv.bias", 1, 3 * D);
+        ADD("attn.proj.weight", 2, D, D);
+        ADD("attn.proj.bias", 1, D);
+        ADD("norm2.weight", 1, D);
+        ADD("norm2.bias", 1, D);
+        ADD("mlp.fc1.weight", 2, H, D);
+        ADD("mlp.fc1.bias", 1, H);
+        ADD("mlp.fc2.weight", 2, D, H);
+        ADD("mlp.fc2.bias", 1, D);
+#undef ADD
+    }
+    vt_params_add(ps, 0, "norm.weight", 1, D);
+    vt_params_add(ps, 0, "norm.bias", 1, D);
+    vt_params_add(ps, 0, "head.weight", 2, (int64_t)c.classes, D);
+    vt_params_add(ps, 0, "head.bias", 1, (int64_t)c.classes);
+    if (c.distilled) {
+        vt_params_add(ps, 0, "head_dist.weight", 2, (int64_t)c.classes, D);
+        vt_params_add(ps, 0, "head_dist.bias", 1, (int64_t)c.classes);
+    }
+    return 0;
+}
+
+/* ---- weights --------------------------------------------------------- */
+
+static float *own(vit_net *n, size_t count)
+{
+    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
+    return n->owned[n->nowned++] = vt_xmalloc(count * sizeof(float));
+}
+
+/* The F32 data of tensor `name` with `count` elements (copied when the
+ * file does not align it), or NULL with vt_error(). */
+static const float *weight(vit_net *n, const vt_frame *w, const char *name,
+                           size_t count)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    if (!t)
+        return vt_seterr("vit: missing tensor %s", name), NULL;
+    if (t->dtype != VT_F32)
+        return vt_seterr("vit: tensor %s is %s; only F32 weights are supported "
+                         "(convert with vt-convert)", name, vt_dtype_name(t->dtype)), NULL;
+    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
+        return vt_seterr("vit: tensor %s has %lld elements, expected %zu", name,
+                         (long long)vt_tensor_numel(t), count), NULL;
+    if ((uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    float *copy = own(n, count);
+    memcpy(copy, t->data, count * sizeof(float));
+    return copy;
+}
+
+/* pos_embed [1, prefix + pg*pg, D] -> [prefix + g*g, D] (timm's
+ * resample_abs_pos_embed: bicubic, antialias, prefix tokens kept). */
+static float *resample_pos(vit_net *n, const float *pos)
+{
+    const vit_config *c = &n->c;
+    int D = c->dim, pg = c->pos_grid, g = c->grid, pre = c->prefix;
+    float *out = own(n, (size_t)c->t * D);
+    float *a = vt_xmalloc((size_t)D * pg * pg * sizeof *a);
+    float *b = vt_xmalloc((size_t)D * g * g * sizeof *b);
+    memcpy(out, pos, (size_t)pre * D * sizeof *out);
+    for (int i = 0; i < pg * pg; i++)           /* [pg*pg, D] -> [D, pg, pg] */
+        for (int d = 0; d < D; d++)
+            a[(size_t)d * pg * pg + i] = pos[(size_t)(pre + i) * D + d];
+    vt_interp_bicubic(b, a, D, pg, pg, g, g, 0, 1);
+    for (int i = 0; i < g * g; i++)
+        for (int d = 0; d < D; d++)
+            out[(size_t)(pre + i) * D + d] = b[(size_t)d * g * g + i];
+    free(a);
+    free(b);
+    return out;
+}
+
+static int vit_bind(vit_net *n, const vt_frame *w)
+{
+    const vit_config *c = &n->c;
+    size_t D = c->dim, H = c->hidden, C = c->classes, P = c->patch;
+    vit_weights *W = &n->w;
+    char name[96];
+    const float *pos;
+#define GET(dst, nm, cnt) do { if (!((dst) = weight(n, w, nm, cnt))) return -1; } while (0)
+    GET(W->cls, "cls_token", D);
+    if (c->distilled)
+        GET(W->dist, "dist_token", D);
+    GET(pos, "pos_embed", (size_t)(c->prefix + c->pos_grid * c->pos_grid) * D);
+    W->pos = c->pos_grid == c->grid ? pos : resample_pos(n, pos);
+    GET(W->pew, "patch_embed.proj.weight", D * 3 * P * P);
+    GET(W->peb, "patch_embed.proj.bias", D);
+    W->blocks = vt_xcalloc((size_t)c->depth, sizeof *W->blocks);
+    for (int i = 0; i < c->depth; i++) {
+        vit_block *B = &W->blocks[i];
+#define BGET(dst, suffix, cnt) \
+    do { snprintf(name, sizeof name, "blocks.%d.%s", i, suffix); GET(dst, name, cnt); } while (0)
+        BGET(B->n1w, "norm1.weight", D);
+        BGET(B->n1b, "norm1.bias", D);
+        BGET(B->qkvw, "attn.qkv.weight", 3 * D * D);
+        if (c->qkv_bias)
+            BGET(B->qkvb, "attn.qkv.bias", 3 * D);
+        BGET(B->projw, "attn.proj.weight", D * D);
+        BGET(B->projb, "attn.proj.bias", D);
+        BGET(B->n2w, "norm2.weight", D);
+        BGET(B->n2b, "norm2.bias", D);
+        BGET(B->fc1w, "mlp.fc1.weight", H * D);
+        BGET(B->fc1b, "mlp.fc1.bias", H);
+        BGET(B->fc2w, "mlp.fc2.weight", D * H);
+        BGET(B->fc2b, "mlp.fc2.bias", D);
+#undef BGET
+    }
+    GET(W->normw, "norm.weight", D);
+    GET(W->normb, "norm.bias", D);
+    GET(W->headw, "head.weight", C * D);
+    GET(W->headb, "head.bias", C);
+    if (c->distilled) {
+        GET(W->hdw, "head_dist.weight", C * D);
+        GET(W->hdb, "head_dist.bias", C);
+    }
+#undef GET
+    return 0;
+}
+
+/* ---- run state ------------------------------------------------------- */
+
+static void run_free(vit_run *r)
+{
+    free(r->x); free(r->xn); free(r->qkv); free(r->att); free(r->h);
+    free(r->cols); free(r->scratch); free(r->cls_heads); free(r->cls_attn);
+    free(r->pre); free(r->tmp);
+    memset(r, 0, sizeof *r);
+}
+
+static int run_alloc(vit_net *n, int batch)
+{
+    const vit_config *c = &n->c;
+    vit_run *r = &n->r;
+    size_t bt = (size_t)batch * c->t, np = (size_t)c->grid * c->grid;
+    size_t need = bt * ((size_t)c->dim * 6 + c->hidden) * sizeof(float);
+    if (need / sizeof(float) / c->t / batch == 0 || need > ((size_t)1 << 40))
+        return vt_seterr("vit: batch %d is too large", batch);
+    run_free(r);
+    r->batch = batch;
+    r->x = vt_xmalloc(bt * c->dim * sizeof(float));
+    r->xn = vt_xmalloc(bt * c->dim * sizeof(float));
+    r->qkv = vt_xmalloc(bt * 3 * c->dim * sizeof(float));
+    r->att = vt_xmalloc(bt * c->dim * sizeof(float));
+    r->h = vt_xmalloc(bt * c->hidden * sizeof(float));
+    r->cols = vt_xmalloc((size_t)batch * np * 3 * c->patch * c->patch * sizeof(float));
+    r->scratch = vt_xmalloc(vt_attention_scratch(n->pool, c->t) * sizeof(float));
+    r->cls_heads = vt_xmalloc(bt * c->heads * sizeof(float));
+    r->cls_attn = vt_xmalloc((size_t)batch * (c->t - 1) * sizeof(float));
+    r->pre = vt_xmalloc((size_t)batch * c->prefix * c->dim * sizeof(float));
+    r->tmp = vt_xmalloc((size_t)batch * c->classes * sizeof(float));
+    return 0;
+}
+
+/* ---- forward --------------------------------------------------------- */
+
+/* x[B*t, D] = [cls, (dist), patch_embed(img)] + pos */
+static void vit_embed(vit_net *n, const float *img, int batch)
+{
+    const vit_config *c = &n->c;
+    const vit_weights *W = &n->w;
+    vit_run *r = &n->r;
+    int D = c->dim, P = c->patch, S = c->img_size, np = c->grid * c->grid;
+    size_t kk = (size_t)3 * P * P;
+    for (int b = 0; b < batch; b++)
+        vt_im2col(r->cols + (size_t)b * np * kk, img + (size_t)b * 3 * S * S,
+                  3, S, S, P, P, 0);
+    /* patches: att[B*np, D] = cols[B*np, 3PP] @ pew[D, 3PP]^T + peb */
+    vt_linear(n->pool, r->att, r->cols, W->pew, W->peb, batch * np, (int)kk, D, 0, 0);
+    for (int b = 0; b < batch; b++) {
+        float *x = r->x + (size_t)b * c->t * D;
+        memcpy(x, W->cls, (size_t)D * sizeof *x);
+        if (W->dist)
+            memcpy(x + D, W->dist, (size_t)D * sizeof *x);
+        memcpy(x + (size_t)c->prefix * D, r->att + (size_t)b * np * D,
+               (size_t)np * D * sizeof *x);
+        vt_add(x, W->pos, (size_t)c->t * D);
+    }
+}
+
+/* Blocks [first, last) over the residual stream; the last block of the
+ * network records the CLS attention. */
+static void vit_blocks(vit_net *n, int batch, int first, int last)
+{
+    const vit_config *c = &n->c;
+    vit_run *r = &n->r;
+    int D = c->dim, m = batch * c->t, dh = D / c->heads;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int l = first; l < last; l++) {
+        const vit_block *B = &n->w.blocks[l];
+        vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, m, D, c->eps);
+        vt_linear(n->pool, r->qkv, r->xn, B->qkvw, B->qkvb, m, D, 3 * D, 0, 0);
+        vt_attention(n->pool, r->att, r->qkv, batch, c->t, c->heads, dh, scale,
+                     r->scratch, l == c->depth - 1 ? r->cls_heads : NULL);
+        vt_linear(n->pool, r->x, r->att, B->projw, B->projb, m, D, D, 1, 0);
+        vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, m, D, c->eps);
+        vt_linear(n->pool, r->h, r->xn, B->fc1w, B->fc1b, m, D, c->hidden, 0, 1);
+        vt_linear(n->pool, r->x, r->h, B->fc2w, B->fc2b, m, c->hidden, D, 1, 0);
+    }
+}
+
+/* cls_attn[b, j] = mean over heads of cls_heads[b, h, 1 + j] */
+static void vit_cls_reduce(vit_net *n, int batch)
+{
+    const vit_config *c = &n->c;
+    int t = c->t;
+    for (int b = 0; b < batch; b++) {
+        float *o = n->r.cls_attn + (size_t)b * (t - 1);
+        for (int j = 0; j < t - 1; j++) {
+            float s = 0;
+            for (int h = 0; h < c->heads; h++)
+                s += n->r.cls_heads[((size_t)b * c->heads + h) * t + 1 + j];
+            o[j] = s / (float)c->heads;
+        }
+    }
+}
+
+static void vit_head(vit_net *n, int batch, float *logits)
+{
+    const vit_config *c = &n->c;
+    const vit_weights *W = &n->w;
+    vit_run *r = &n->r;
+    int D = c->dim, C = c->classes;
+    /* final norm on the prefix tokens only (the head reads nothing else) */
+    for (int p = 0; p < c->prefix; p++)
+        for (int b = 0; b < batch; b++)
+            vt_layernorm(r->pre + ((size_t)p * batch + b) * D,
+                         r->x + ((size_t)b * c->t + p) * D, W->normw, W->normb,
+                         1, D, c->eps);
+    vt_linear(n->pool, logits, r->pre, W->headw, W->headb, batch, D, C, 0, 0);
+    if (c->distilled) {
+        /* eval: (head(x[:, 0]) + head_dist(x[:, 1])) / 2 */
+        vt_linear(n->pool, r->tmp, r->pre + (size_t)batch * D, W->hdw, W->hdb,
+                  batch, D, C, 0, 0);
+        for (size_t i = 0; i < (size_t)batch * C; i++)
+            logits[i] = (logits[i] + r->tmp[i]) / 2;
+    }
+}
+
+static int vit_forward(void *net, const float *x, int batch, float *logits)
+{
+    vit_net *n = net;
+    if (batch < 1)
+        return vt_seterr("vit: batch %d", batch);
+    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+        return -1;
+    vit_embed(n, x, batch);
+    vit_blocks(n, batch, 0, n->c.depth);
+    vit_cls_reduce(n, batch);
+    vit_head(n, batch, logits);
+    n->last_batch = batch;
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void vit_destroy(void *net)
+{
+    vit_net *n = net;
+    if (!n)
+        return;
+    run_free(&n->r);
+    vt_pool_free(n->pool);
+    for (int i = 0; i < n->nowned; i++)
+        free(n->owned[i]);
+    free(n->owned);
+    free(n->w.blocks);
+    free(n);
+}
+
+static void *vit_create(const cJSON *cfg, const vt_frame *weights,
+                        const vt_run_opts *o)
+{
+    vit_net *n = vt_xcalloc(1, sizeof *n);
+    n->magic = VIT_MAGIC;
+    if (vit_config_read(cfg, &n->c) < 0 || vit_bind(n, weights) < 0) {
+        vit_destroy(n);
+        return NULL;
+    }
+    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+        vit_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+const float *vt_vit_cls_attention(const vt_model *m, int *batch, int *nout,
+                                  int *gh, int *gw)
+{
+    const vit_net *n = m && m->family == &vt_family_vit ? m->net : NULL;
+    if (!n || n->magic != VIT_MAGIC)
+        return vt_seterr("CLS attention needs a vit-family model"), NULL;
+    if (!n->last_batch)
+        return vt_seterr("no forward pass yet"), NULL;
+    if (batch) *batch = n->last_batch;
+    if (nout) *nout = n->c.t - 1;
+    if (gh) *gh = n->c.grid;
+    if (gw) *gw = n->c.grid;
+    return n->r.cls_attn;
+}
+
+const vt_family vt_family_vit = {
+    .name = "vit",
+    .archs = vit_archs,
+    .config = vit_config_defaults,
+    .params = vit_params,
+    .create = vit_create,
+    .forward = vit_forward,
+    .destroy = vit_destroy,
+};

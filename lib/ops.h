@@ -1,0 +1,136 @@
+/* ops.h - the inference core: small operations over plain float arrays,
+ * and the thread pool that runs them.
+ *
+ * Every op takes row-major float32 arrays whose shapes are given in its
+ * comment, writes into caller-owned output, and allocates nothing: model
+ * families allocate a run state once per (batch, resolution) and call these.
+ *
+ * Threading model (one for everything): OpenBLAS is pinned to 1 thread
+ * (openblas_set_num_threads(1), done by vt_pool_create) and parallelism
+ * comes only from our own pool, which splits work over output columns of a
+ * matrix product, rows, attention (image, head) pairs and images. Why: the
+ * shapes of a ViT are small and many (per-head attention products are
+ * 197x197x64); OpenBLAS's own threading splits each such product and
+ * synchronises per call, which drops them to ~60% of the sgemm peak, while
+ * giving each of our threads whole single-threaded products keeps every
+ * shape near the peak. Having one threading model also means the two can
+ * never oversubscribe the cores (T pool threads, each running a 1-thread
+ * BLAS). Large products (qkv, mlp) are split by output columns so each
+ * thread streams only its own slice of the weight matrix. */
+#ifndef VT_OPS_H
+#define VT_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- thread pool ------------------------------------------------------ */
+
+typedef struct vt_pool vt_pool;
+/* fn runs task `task` (0..ntasks-1) on pool thread `thread` (0..size-1). */
+typedef void (*vt_task_fn)(void *ctx, int task, int thread);
+
+/* A pool of n threads in all (the caller is thread 0; n-1 workers are
+ * started). n <= 0 means the online cores. Also sets OpenBLAS to 1 thread.
+ * Returns NULL with vt_error() set when threads cannot be started. */
+vt_pool *vt_pool_create(int n);
+void vt_pool_free(vt_pool *p);
+int vt_pool_size(const vt_pool *p);           /* 1 for a NULL pool */
+/* Run ntasks tasks and wait for all of them. p may be NULL (serial). Not
+ * reentrant: a task must not call vt_pool_run on the same pool. */
+void vt_pool_run(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx);
+
+/* ---- elementwise and normalization ------------------------------------ */
+
+/* y[n] += x[n] */
+void vt_add(float *y, const float *x, size_t n);
+/* x[m,n] += b[n] for every row */
+void vt_add_bias(float *x, const float *b, int m, int n);
+/* x[n] = gelu(x) with the exact erf form, as nn.GELU() */
+void vt_gelu(float *x, size_t n);
+/* exp with max relative error ~2e-7, vectorizable (used by softmax) */
+float vt_expf(float x);
+/* erf with max absolute error ~2e-7, vectorizable (used by gelu) */
+float vt_erff(float x);
+/* Softmax over each row of x[m,n], in place. */
+void vt_softmax(float *x, int m, int n);
+/* y[m,n] = LayerNorm(x[m,n]) * w[n] + b[n], biased variance as PyTorch.
+ * y may equal x. */
+void vt_layernorm(float *y, const float *x, const float *w, const float *b,
+                  int m, int n, float eps);
+/* The same split over rows on the pool. */
+void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
+                     const float *b, int m, int n, float eps);
+
+/* ---- matrix products -------------------------------------------------- */
+
+/* y[m,n] = beta*y + x[m,k] @ w[n,k]^T + b[n] (b may be NULL), with the
+ * weight as PyTorch stores it ([out,in]). gelu != 0 applies GELU after the
+ * bias. Split over output columns (or rows when m is the larger side) on
+ * the pool. beta is 0 (overwrite) or 1 (accumulate: fused residual). */
+void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
+               const float *b, int m, int k, int n, float beta, int gelu);
+
+/* Multi-head self-attention core for `batch` sequences of t tokens.
+ *   qkv[batch*t, 3*d]: per token q|k|v, each heads x dh (d = heads*dh), as
+ *   timm's Attention.qkv produces; out[batch*t, d] gets softmax(q k^T *
+ *   scale) v with heads concatenated. scratch: vt_attention_scratch floats.
+ *   cls (optional, [batch, heads, t]): attention row of token 0 per head. */
+size_t vt_attention_scratch(const vt_pool *p, int t);
+void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
+                  int heads, int dh, float scale, float *scratch, float *cls);
+
+/* ---- convolutions ----------------------------------------------------- */
+
+/* im2col for one image x[c,h,w]: cols[ho*wo, c*k*k], one row per output
+ * position in the weight's (c, ky, kx) order, zeros outside the image. */
+void vt_im2col(float *cols, const float *x, int c, int h, int w, int k,
+               int s, int pad);
+/* Convolution of x[c,h,w] (one image, NCHW) by w[o,c,k,k] with stride s and
+ * zero padding pad, written as tokens out[ho*wo, o] (+ b[o]), the layout a
+ * transformer uses after patch embedding. cols: scratch of
+ * ho*wo*c*k*k floats. ho = (h + 2*pad - k)/s + 1, same for wo. */
+void vt_conv2d_tokens(vt_pool *p, float *out, const float *x, int c, int h,
+                      int w, const float *wt, const float *b, int o, int k,
+                      int s, int pad, float *cols);
+/* Same convolution with NCHW output out[o, ho, wo]. cols as above. */
+void vt_conv2d(vt_pool *p, float *out, const float *x, int c, int h, int w,
+               const float *wt, const float *b, int o, int k, int s, int pad,
+               float *cols);
+/* Depthwise convolution on tokens: x[h*w, c] (NHWC), wt[c,1,k,k], b[c]
+ * (may be NULL), stride s, zero padding pad: out[ho*wo, c]. */
+void vt_dwconv2d_tokens(float *out, const float *x, int h, int w, int c,
+                        const float *wt, const float *b, int k, int s, int pad);
+
+/* ---- pooling and resampling ------------------------------------------- */
+
+/* out[c] = mean over rows of x[n, c] */
+void vt_mean_rows(float *out, const float *x, int n, int c);
+/* Average pooling x[c,h,w] -> out[c,ho,wo], kernel k, stride s, no padding
+ * (as nn.AvgPool2d(k, s)). */
+void vt_avgpool2d(float *out, const float *x, int c, int h, int w, int k, int s);
+
+/* Resampling planes x[c,h,w] -> out[c,oh,ow] as torch F.interpolate. */
+void vt_interp_nearest(float *out, const float *x, int c, int h, int w,
+                       int oh, int ow);
+void vt_interp_bilinear(float *out, const float *x, int c, int h, int w,
+                        int oh, int ow, int align_corners);
+/* mode='bicubic' (a = -0.75). antialias=1 gives F.interpolate(...,
+ * antialias=True) (PIL-style a = -0.5 filter widened when downscaling),
+ * which timm's resample_abs_pos_embed uses; align_corners is ignored then. */
+void vt_interp_bicubic(float *out, const float *x, int c, int h, int w,
+                       int oh, int ow, int align_corners, int antialias);
+
+/* ---- model extras ----------------------------------------------------- */
+
+struct vt_model;
+/* CLS attention of the last block of a vit-family model from its last
+ * forward pass, as timm's attn[:, :, 0, 1:].mean(heads): [batch, n] with
+ * n = t - 1 (the distillation token, when there is one, first, then the
+ * gh x gw patch grid in row-major order: the last gh*gw entries). NULL
+ * (with vt_error()) for other families or before a forward pass. Design
+ * note: a "run until block L" variant (issue 10) will reuse the same run
+ * state; only the block range of the loop changes. */
+const float *vt_vit_cls_attention(const struct vt_model *m, int *batch,
+                                  int *n, int *gh, int *gw);
+
+#endif

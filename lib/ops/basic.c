@@ -1,0 +1,168 @@
+/* basic.c - elementwise ops, softmax and LayerNorm.
+ *
+ * The loops are written so the compiler vectorizes them without
+ * -ffast-math: reductions keep 16 independent partial sums, and exp/erf
+ * are inline polynomials instead of libm calls. The hot ones are compiled
+ * for AVX-512 and AVX2 as well as the portable target (target_clones), so
+ * the portable build still uses the wide units on this machine. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ops.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define VT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define VT_CLONES
+#endif
+
+#define LANES 16
+
+/* exp(x): range reduction to r in [-ln2/2, ln2/2], Cephes' degree-6
+ * polynomial, 2^n put into the exponent bits. Inputs below -87 give
+ * ~1e-38 instead of denormals/0, which is what softmax needs. */
+static inline float expf_inline(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return p * s;
+}
+
+/* erf(x): Abramowitz & Stegun 7.1.26 refined (max abs error ~1.2e-7 in
+ * exact arithmetic), odd symmetry. */
+static inline float erff_inline(float x)
+{
+    float a = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float y = 1.061405429f;
+    y = y * t - 1.453152027f;
+    y = y * t + 1.421413741f;
+    y = y * t - 0.284496736f;
+    y = y * t + 0.254829592f;
+    y = 1.0f - y * t * expf_inline(-a * a);
+    return x < 0 ? -y : y;
+}
+
+float vt_expf(float x) { return expf_inline(x); }
+float vt_erff(float x) { return erff_inline(x); }
+
+void vt_add(float *restrict y, const float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+void vt_add_bias(float *restrict x, const float *restrict b, int m, int n)
+{
+    for (int i = 0; i < m; i++) {
+        float *r = x + (size_t)i * n;
+        for (int j = 0; j < n; j++)
+            r[j] += b[j];
+    }
+}
+
+/* The A&S erf is accurate to ~1e-7 absolute; for large |x| GELU must be
+ * exact (x or 0), which 1 +- erf gives since erf saturates to +-1. */
+VT_CLONES
+void vt_gelu(float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + erff_inline(v * 0.70710678118654752f));
+    }
+}
+
+VT_CLONES
+void vt_softmax(float *x, int m, int n)
+{
+    for (int i = 0; i < m; i++) {
+        float *restrict r = x + (size_t)i * n;
+        float mx[LANES], sm[LANES];
+        int j = 0;
+        for (int l = 0; l < LANES; l++)
+            mx[l] = -INFINITY, sm[l] = 0;
+        for (; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                mx[l] = r[j + l] > mx[l] ? r[j + l] : mx[l];
+        float M = -INFINITY;
+        for (int l = 0; l < LANES; l++)
+            M = mx[l] > M ? mx[l] : M;
+        for (; j < n; j++)
+            M = r[j] > M ? r[j] : M;
+        j = 0;
+        for (; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float e = expf_inline(r[j + l] - M);
+                r[j + l] = e;
+                sm[l] += e;
+            }
+        float S = 0;
+        for (; j < n; j++) {
+            float e = expf_inline(r[j] - M);
+            r[j] = e;
+            S += e;
+        }
+        for (int l = 0; l < LANES; l++)
+            S += sm[l];
+        float inv = 1.0f / S;
+        for (j = 0; j < n; j++)
+            r[j] *= inv;
+    }
+}
+
+static inline float sum_lanes(const float *restrict x, int n)
+{
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += x[j + l];
+    float s = 0;
+    for (; j < n; j++)
+        s += x[j];
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+VT_CLONES
+void vt_layernorm(float *y, const float *x, const float *restrict w,
+                  const float *restrict b, int m, int n, float eps)
+{
+    for (int i = 0; i < m; i++) {
+        const float *r = x + (size_t)i * n;
+        float *o = y + (size_t)i * n;
+        float mean = sum_lanes(r, n) / (float)n;
+        float acc[LANES] = {0}, v = 0;
+        int j = 0;
+        for (; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = r[j + l] - mean;
+                acc[l] += d * d;
+            }
+        for (; j < n; j++) {
+            float d = r[j] - mean;
+            v += d * d;
+        }
+        for (int l = 0; l < LANES; l++)
+            v += acc[l];
+        float rstd = 1.0f / sqrtf(v / (float)n + eps);
+        for (j = 0; j < n; j++)
+            o[j] = (r[j] - mean) * rstd * w[j] + b[j];
+    }
+}

@@ -1,0 +1,96 @@
+/* conv.c - convolutions: im2col + sgemm for dense ones (patch embedding),
+ * a direct loop for depthwise ones. */
+#include <cblas.h>
+#include <string.h>
+
+#include "ops.h"
+
+static int out_size(int in, int k, int s, int pad)
+{
+    return (in + 2 * pad - k) / s + 1;
+}
+
+/* cols[ho*wo, c*k*k]: one row per output position, in the weight's
+ * (c, ky, kx) order, zeros where the window leaves the image. */
+void vt_im2col(float *cols, const float *x, int c, int h, int w,
+                        int k, int s, int pad)
+{
+    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    size_t kk = (size_t)c * k * k;
+    for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++) {
+            float *row = cols + ((size_t)oy * wo + ox) * kk;
+            for (int ci = 0; ci < c; ci++)
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * s - pad + ky;
+                    float *dst = row + ((size_t)ci * k + ky) * k;
+                    if (iy < 0 || iy >= h) {
+                        memset(dst, 0, (size_t)k * sizeof *dst);
+                        continue;
+                    }
+                    const float *src = x + ((size_t)ci * h + iy) * w;
+                    int ix0 = ox * s - pad;
+                    if (ix0 >= 0 && ix0 + k <= w) {
+                        memcpy(dst, src + ix0, (size_t)k * sizeof *dst);
+                    } else {
+                        for (int kx = 0; kx < k; kx++) {
+                            int ix = ix0 + kx;
+                            dst[kx] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+                        }
+                    }
+                }
+        }
+}
+
+void vt_conv2d_tokens(vt_pool *p, float *out, const float *x, int c, int h,
+                      int w, const float *wt, const float *b, int o, int k,
+                      int s, int pad, float *cols)
+{
+    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    vt_im2col(cols, x, c, h, w, k, s, pad);
+    /* out[ho*wo, o] = cols[ho*wo, c*k*k] @ wt[o, c*k*k]^T + b */
+    vt_linear(p, out, cols, wt, b, ho * wo, c * k * k, o, 0.0f, 0);
+}
+
+void vt_conv2d(vt_pool *p, float *out, const float *x, int c, int h, int w,
+               const float *wt, const float *b, int o, int k, int s, int pad,
+               float *cols)
+{
+    (void)p;
+    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    int n = ho * wo, kk = c * k * k;
+    vt_im2col(cols, x, c, h, w, k, s, pad);
+    /* out[o, n] = wt[o, kk] @ cols[n, kk]^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, n, kk, 1.0f, wt,
+                kk, cols, kk, 0.0f, out, n);
+    if (b)
+        for (int i = 0; i < o; i++)
+            for (int j = 0; j < n; j++)
+                out[(size_t)i * n + j] += b[i];
+}
+
+void vt_dwconv2d_tokens(float *out, const float *x, int h, int w, int c,
+                        const float *wt, const float *b, int k, int s, int pad)
+{
+    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++) {
+            float *o = out + ((size_t)oy * wo + ox) * c;
+            for (int ci = 0; ci < c; ci++)
+                o[ci] = b ? b[ci] : 0.0f;
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * s - pad + ky;
+                if (iy < 0 || iy >= h)
+                    continue;
+                for (int kx = 0; kx < k; kx++) {
+                    int ix = ox * s - pad + kx;
+                    if (ix < 0 || ix >= w)
+                        continue;
+                    const float *xi = x + ((size_t)iy * w + ix) * c;
+                    const float *wk = wt + (size_t)ky * k + kx;
+                    for (int ci = 0; ci < c; ci++)
+                        o[ci] += xi[ci] * wk[(size_t)ci * k * k];
+                }
+            }
+        }
+}

@@ -1,0 +1,343 @@
+/* test_ops.c - the inference core's ops against naive double-precision
+ * references (and torch's F.interpolate outputs for resampling). */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "npy.h"
+#include "ops.h"
+#include "tap.h"
+#include "util.h"
+
+static float frand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static float *randv(size_t n, unsigned seed)
+{
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand(&seed);
+    return v;
+}
+
+static double maxdiff(const float *a, const double *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]);
+        if (!(d <= m))
+            m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+/* y[m,n] = x[m,k] @ w[n,k]^T + b */
+static void ref_linear(double *y, const float *x, const float *w, const float *b,
+                       int m, int k, int n)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = b ? b[j] : 0;
+            for (int l = 0; l < k; l++)
+                s += (double)x[i * k + l] * w[j * k + l];
+            y[i * n + j] = s;
+        }
+}
+
+static double ref_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+
+static atomic_int hits[1000];
+static void count_task(void *ctx, int task, int thread)
+{
+    (void)ctx;
+    (void)thread;
+    atomic_fetch_add(&hits[task], 1);
+}
+
+static void test_pool(void)
+{
+    vt_pool *p = vt_pool_create(3);
+    ok(p && vt_pool_size(p) == 3, "pool of 3 threads");
+    int good = 1;
+    for (int round = 0; round < 200; round++) {
+        int n = 1 + round * 5 % 997;
+        for (int i = 0; i < n; i++)
+            atomic_store(&hits[i], 0);
+        vt_pool_run(p, n, count_task, NULL);
+        for (int i = 0; i < n; i++)
+            good &= atomic_load(&hits[i]) == 1;
+    }
+    ok(good, "every task runs exactly once over 200 jobs");
+    vt_pool_free(p);
+    atomic_store(&hits[0], 0);
+    vt_pool_run(NULL, 1, count_task, NULL);
+    ok(atomic_load(&hits[0]) == 1, "NULL pool runs serially");
+}
+
+static void test_elementwise(void)
+{
+    double e = 0, g = 0, er = 0;
+    for (float x = -20; x <= 20; x += 0.001f) {
+        double want = exp(x);
+        double d = fabs(vt_expf(x) - want) / want;
+        e = d > e ? d : e;
+        float v = x;
+        vt_gelu(&v, 1);
+        d = fabs(v - ref_gelu(x));
+        g = d > g ? d : g;
+        d = fabs(vt_erff(x) - erf(x));
+        er = d > er ? d : er;
+    }
+    ok(e < 5e-7, "expf relative error %.3g", e);
+    ok(er < 5e-7, "erf absolute error %.3g", er);
+    ok(g < 5e-6, "gelu absolute error %.3g on [-20,20]", g);
+    float big[3] = {-100, 0, 100};
+    vt_gelu(big, 3);
+    ok(big[0] == 0 && big[1] == 0 && big[2] == 100, "gelu saturates exactly");
+
+    int m = 5, n = 37;
+    float *x = randv((size_t)m * n, 1);
+    double *want = malloc(sizeof(double) * m * n);
+    for (int i = 0; i < m; i++) {
+        double mx = -1e30, s = 0;
+        for (int j = 0; j < n; j++) {
+            x[i * n + j] *= 30;
+            mx = fmax(mx, x[i * n + j]);
+        }
+        for (int j = 0; j < n; j++)
+            s += exp(x[i * n + j] - mx);
+        for (int j = 0; j < n; j++)
+            want[i * n + j] = exp(x[i * n + j] - mx) / s;
+    }
+    vt_softmax(x, m, n);
+    ok(maxdiff(x, want, (size_t)m * n) < 1e-6, "softmax rows");
+
+    float *w = randv(n, 2), *b = randv(n, 3);
+    free(x);
+    x = randv((size_t)m * n, 4);
+    for (int i = 0; i < m; i++) {
+        double mu = 0, v = 0;
+        for (int j = 0; j < n; j++)
+            mu += x[i * n + j] + 3;
+        mu /= n;
+        for (int j = 0; j < n; j++)
+            v += (x[i * n + j] + 3 - mu) * (x[i * n + j] + 3 - mu);
+        v /= n;
+        for (int j = 0; j < n; j++)
+            want[i * n + j] = (x[i * n + j] + 3 - mu) / sqrt(v + 1e-6) * w[j] + b[j];
+    }
+    for (int i = 0; i < m * n; i++)
+        x[i] += 3;
+    float *y = malloc(sizeof(float) * m * n);
+    vt_layernorm(y, x, w, b, m, n, 1e-6f);
+    ok(maxdiff(y, want, (size_t)m * n) < 1e-5, "layernorm");
+    vt_layernorm(x, x, w, b, m, n, 1e-6f);
+    ok(maxdiff(x, want, (size_t)m * n) < 1e-5, "layernorm in place");
+    free(x); free(y); free(w); free(b); free(want);
+}
+
+static void test_linear(void)
+{
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    int shapes[][3] = {{197, 64, 192}, {3, 48, 1000}, {300, 40, 10}, {1, 7, 5}, {33, 17, 129}};
+    for (int pi = 0; pi < 2; pi++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            int m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
+            float *x = randv((size_t)m * k, 10), *w = randv((size_t)n * k, 11);
+            float *b = randv(n, 12), *y = randv((size_t)m * n, 13);
+            double *want = malloc(sizeof(double) * m * n);
+            ref_linear(want, x, w, b, m, k, n);
+            for (size_t i = 0; i < (size_t)m * n; i++)
+                want[i] += y[i];
+            vt_linear(pools[pi], y, x, w, b, m, k, n, 1.0f, 0);
+            ok(maxdiff(y, want, (size_t)m * n) < 1e-4, "linear %dx%dx%d accumulate, %d threads",
+               m, k, n, vt_pool_size(pools[pi]));
+            ref_linear(want, x, w, b, m, k, n);
+            for (size_t i = 0; i < (size_t)m * n; i++)
+                want[i] = ref_gelu(want[i]);
+            vt_linear(pools[pi], y, x, w, b, m, k, n, 0.0f, 1);
+            ok(maxdiff(y, want, (size_t)m * n) < 1e-4, "linear %dx%dx%d + gelu, %d threads",
+               m, k, n, vt_pool_size(pools[pi]));
+            free(x); free(w); free(b); free(y); free(want);
+        }
+    vt_pool_free(pools[1]);
+}
+
+static void test_attention(void)
+{
+    int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}};
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    for (int pi = 0; pi < 2; pi++)
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            int B = cases[ci][0], t = cases[ci][1], H = cases[ci][2], dh = cases[ci][3];
+            int d = H * dh;
+            float *qkv = randv((size_t)B * t * 3 * d, 20);
+            float *out = malloc(sizeof(float) * B * t * d);
+            float *cls = malloc(sizeof(float) * B * H * t);
+            float *scratch = malloc(sizeof(float) * vt_attention_scratch(pools[pi], t));
+            double *want = malloc(sizeof(double) * B * t * d);
+            double *wcls = malloc(sizeof(double) * B * H * t);
+            double *s = malloc(sizeof(double) * t);
+            double scale = 1 / sqrt(dh);
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < t; i++) {
+                        const float *q = qkv + ((size_t)b * t + i) * 3 * d + h * dh;
+                        double mx = -1e30, sum = 0;
+                        for (int j = 0; j < t; j++) {
+                            const float *k = qkv + ((size_t)b * t + j) * 3 * d + d + h * dh;
+                            double v = 0;
+                            for (int l = 0; l < dh; l++)
+                                v += (double)q[l] * k[l];
+                            s[j] = v * scale * 8;     /* sharpen (q scaled below) */
+                            mx = fmax(mx, s[j]);
+                        }
+                        for (int j = 0; j < t; j++)
+                            sum += s[j] = exp(s[j] - mx);
+                        for (int l = 0; l < dh; l++) {
+                            double o = 0;
+                            for (int j = 0; j < t; j++)
+                                o += s[j] / sum * qkv[((size_t)b * t + j) * 3 * d + 2 * d + h * dh + l];
+                            want[((size_t)b * t + i) * d + h * dh + l] = o;
+                        }
+                        if (i == 0)
+                            for (int j = 0; j < t; j++)
+                                wcls[((size_t)b * H + h) * t + j] = s[j] / sum;
+                    }
+            vt_attention(pools[pi], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls);
+            ok(maxdiff(out, want, (size_t)B * t * d) < 1e-5,
+               "attention B=%d t=%d heads=%d dh=%d, %d threads", B, t, H, dh, vt_pool_size(pools[pi]));
+            ok(maxdiff(cls, wcls, (size_t)B * H * t) < 1e-6, "attention CLS rows");
+            free(qkv); free(out); free(cls); free(scratch); free(want); free(wcls); free(s);
+        }
+    vt_pool_free(pools[1]);
+}
+
+static void test_conv(void)
+{
+    int c = 3, h = 11, w = 9, o = 5;
+    int cases[][3] = {{4, 4, 0}, {3, 2, 1}, {7, 4, 3}, {1, 1, 0}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int k = cases[ci][0], s = cases[ci][1], pad = cases[ci][2];
+        int ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1;
+        float *x = randv((size_t)c * h * w, 30), *wt = randv((size_t)o * c * k * k, 31);
+        float *b = randv(o, 32);
+        float *cols = malloc(sizeof(float) * ho * wo * c * k * k);
+        float *tok = malloc(sizeof(float) * ho * wo * o), *nchw = malloc(sizeof(float) * ho * wo * o);
+        double *want = malloc(sizeof(double) * ho * wo * o);
+        for (int oc = 0; oc < o; oc++)
+            for (int y = 0; y < ho; y++)
+                for (int xx = 0; xx < wo; xx++) {
+                    double acc = b[oc];
+                    for (int ic = 0; ic < c; ic++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = y * s - pad + ky, ix = xx * s - pad + kx;
+                                if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                    acc += (double)x[(ic * h + iy) * w + ix] *
+                                           wt[((oc * c + ic) * k + ky) * k + kx];
+                            }
+                    want[(oc * ho + y) * wo + xx] = acc;
+                }
+        vt_conv2d(NULL, nchw, x, c, h, w, wt, b, o, k, s, pad, cols);
+        ok(maxdiff(nchw, want, (size_t)ho * wo * o) < 1e-5, "conv2d k=%d s=%d pad=%d", k, s, pad);
+        vt_conv2d_tokens(NULL, tok, x, c, h, w, wt, b, o, k, s, pad, cols);
+        double e = 0;
+        for (int oc = 0; oc < o; oc++)
+            for (int i = 0; i < ho * wo; i++)
+                e = fmax(e, fabs(tok[i * o + oc] - want[oc * ho * wo + i]));
+        ok(e < 1e-5, "conv2d to tokens k=%d s=%d pad=%d", k, s, pad);
+        free(x); free(wt); free(b); free(cols); free(tok); free(nchw); free(want);
+    }
+    /* depthwise on tokens [h*w, c] */
+    int C = 6, k = 3, s = 2, pad = 1, ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1;
+    float *x = randv((size_t)h * w * C, 40), *wt = randv((size_t)C * k * k, 41), *b = randv(C, 42);
+    float *out = malloc(sizeof(float) * ho * wo * C);
+    double *want = malloc(sizeof(double) * ho * wo * C);
+    for (int y = 0; y < ho; y++)
+        for (int xx = 0; xx < wo; xx++)
+            for (int ch = 0; ch < C; ch++) {
+                double acc = b[ch];
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int iy = y * s - pad + ky, ix = xx * s - pad + kx;
+                        if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                            acc += (double)x[(iy * w + ix) * C + ch] * wt[(ch * k + ky) * k + kx];
+                    }
+                want[(y * wo + xx) * C + ch] = acc;
+            }
+    vt_dwconv2d_tokens(out, x, h, w, C, wt, b, k, s, pad);
+    ok(maxdiff(out, want, (size_t)ho * wo * C) < 1e-5, "depthwise conv2d on tokens");
+    free(x); free(wt); free(b); free(out); free(want);
+}
+
+static void test_pooling(void)
+{
+    float x[2 * 4 * 6], out[2 * 2 * 3], m[6];
+    for (int i = 0; i < 48; i++)
+        x[i] = (float)i;
+    vt_avgpool2d(out, x, 2, 4, 6, 2, 2);
+    ok(out[0] == 3.5f && out[5] == 19.5f && out[6] == 27.5f, "avgpool2d 2x2");
+    vt_mean_rows(m, x, 8, 6);
+    ok(m[0] == 21.0f && m[5] == 26.0f, "mean over rows");
+}
+
+static void test_interp(void)
+{
+    const char *root = getenv("VT_ROOT");
+    char path[512];
+    vt_tensor src = {0};
+    snprintf(path, sizeof path, "%s/tests/fixtures/vit/interp-src.npy", root ? root : ".");
+    if (vt_npy_load(path, &src) < 0) {
+        ok(0, "load %s: %s", path, vt_error());
+        return;
+    }
+    int c = (int)src.shape[0], h = (int)src.shape[1], w = (int)src.shape[2];
+    struct { const char *tag; int mode, ac, aa, oh, ow; } cases[] = {
+        {"nearest-7x4", 0, 0, 0, 7, 4}, {"bilinear-9x11", 1, 0, 0, 9, 11},
+        {"bilinear-ac-9x11", 1, 1, 0, 9, 11}, {"bicubic-9x11", 2, 0, 0, 9, 11},
+        {"bicubic-ac-3x4", 2, 1, 0, 3, 4}, {"bicubic-aa-9x11", 2, 0, 1, 9, 11},
+        {"bicubic-aa-3x2", 2, 0, 1, 3, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        vt_tensor want = {0};
+        snprintf(path, sizeof path, "%s/tests/fixtures/vit/interp-%s.npy", root ? root : ".",
+                 cases[i].tag);
+        if (vt_npy_load(path, &want) < 0) {
+            ok(0, "load %s: %s", path, vt_error());
+            continue;
+        }
+        int oh = cases[i].oh, ow = cases[i].ow;
+        float *got = malloc(sizeof(float) * c * oh * ow);
+        if (cases[i].mode == 0)
+            vt_interp_nearest(got, src.data, c, h, w, oh, ow);
+        else if (cases[i].mode == 1)
+            vt_interp_bilinear(got, src.data, c, h, w, oh, ow, cases[i].ac);
+        else
+            vt_interp_bicubic(got, src.data, c, h, w, oh, ow, cases[i].ac, cases[i].aa);
+        double e = 0;
+        for (int j = 0; j < c * oh * ow; j++)
+            e = fmax(e, fabs(got[j] - ((float *)want.data)[j]));
+        ok(vt_tensor_numel(&want) == (int64_t)c * oh * ow && e < 1e-5,
+           "interpolate %s like torch (max err %.2g)", cases[i].tag, e);
+        free(got);
+        vt_tensor_free(&want);
+    }
+    vt_tensor_free(&src);
+}
+
+int main(void)
+{
+    test_pool();
+    test_elementwise();
+    test_linear();
+    test_attention();
+    test_conv();
+    test_pooling();
+    test_interp();
+    return tap_done();
+}
