@@ -63,6 +63,20 @@ void vt_params_free(vt_params *ps)
     memset(ps, 0, sizeof *ps);
 }
 
+void vt_cost_add(vt_cost *c, const char *name, double macs)
+{
+    c->macs += macs;
+    int i = 0;
+    while (i < c->nparts && strcmp(c->part[i].name, name) != 0) i++;
+    if (i == VT_COST_PARTS) return;   /* total still counts */
+    if (i == c->nparts) {
+        snprintf(c->part[i].name, sizeof c->part[i].name, "%s", name);
+        c->part[i].macs = 0;
+        c->nparts++;
+    }
+    c->part[i].macs += macs;
+}
+
 /* ---- config access ---- */
 
 int vt_cfg_int(const cJSON *cfg, const char *key, int def)

@@ -44,6 +44,19 @@ typedef struct vt_run_opts {
     int batch;          /* max images per forward pass */
 } vt_run_opts;
 
+/* Analytic cost of one image, in the papers' convention: multiply-accumulates
+ * of linear layers, convolutions and the attention matmuls (norms,
+ * activations and softmax not counted). parts break it down for --explain. */
+#define VT_COST_PARTS 32
+typedef struct vt_cost {
+    double macs;
+    int nparts;
+    struct { char name[40]; double macs; } part[VT_COST_PARTS];
+} vt_cost;
+
+/* Add macs to the part called name (created on first use) and the total. */
+void vt_cost_add(vt_cost *c, const char *name, double macs);
+
 typedef struct vt_family {
     const char *name;               /* "vit" */
     const char *const *archs;       /* NULL-terminated variant names */
@@ -59,6 +72,8 @@ typedef struct vt_family {
     /* x: [batch,3,S,S] normalized; logits: [batch,num_classes]. */
     int (*forward)(void *net, const float *x, int batch, float *logits);
     void (*destroy)(void *net);
+    /* Optional: the cost of one image at cfg's img_size. */
+    int (*cost)(const cJSON *cfg, vt_cost *out);
 } vt_family;
 
 const vt_family *vt_family_find(const char *name_or_arch);  /* family or arch */

@@ -244,6 +244,15 @@ int main(void)
         cJSON_Delete(cfg);
     }
 
+    /* extra refgen outputs (full-size models): VT_VIT_FIXTURES=dir:dir */
+    const char *extra = getenv("VT_VIT_FIXTURES");
+    if (extra && *extra) {
+        char *list = vt_xstrdup(extra), *save = NULL;
+        for (char *d = strtok_r(list, ":", &save); d; d = strtok_r(NULL, ":", &save))
+            shared_fixture(d);
+        free(list);
+    }
+
     const char *shared = tap_shared();
     if (!shared) {
         skip("timm conformance fixtures", "VT_SHARED not set");

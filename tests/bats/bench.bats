@@ -1,0 +1,48 @@
+#!/usr/bin/env bats
+# vt-bench: its output formats, and errors.
+load helper
+bats_require_minimum_version 1.5.0
+
+@test "vt-bench text output is a table with one row per model" {
+  run "$BIN/vt-bench" --arch deit_tiny_patch16_224 -t 1 --runs 2 --warmup 0
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 2 ]
+  [[ "${lines[0]}" == model*params*GMACs*med* ]]
+  [[ "${lines[1]}" == deit_tiny_patch16_224* ]]
+}
+
+@test "vt-bench json is one valid object per model with the documented keys" {
+  have_numpy || skip "no /usr/bin/python3"
+  "$BIN/vt-bench" --arch deit_tiny_patch16_224 -t 1 -b 2 --runs 3 --format json --explain > "$T/out"
+  "$PY" - "$T/out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 1
+r = rows[0]
+for k in ["model", "batch", "threads", "params", "gmacs", "load_ms", "first_ms", "min_ms",
+          "median_ms", "max_ms", "ms_per_image", "images_per_s", "gflops", "peak_rss_mb"]:
+    assert k in r, k
+assert r["batch"] == 2 and r["threads"] == 1
+assert r["params"] == 5717416, r["params"]          # timm's deit_tiny_patch16_224
+assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+assert abs(r["ms_per_image"] * 2 - r["median_ms"]) < 1e-6 * r["median_ms"] + 1e-3
+PY
+}
+
+@test "vt-bench csv has a header and one line per model with equal column counts" {
+  "$BIN/vt-bench" --arch deit_tiny_patch16_224 -t 1 --runs 1 --format csv > "$T/out"
+  [ "$(wc -l < "$T/out")" -eq 2 ]
+  [ "$(head -1 "$T/out" | tr ',' '\n' | wc -l)" -eq "$(tail -1 "$T/out" | tr ',' '\n' | wc -l)" ]
+  head -1 "$T/out" | grep -q '^model,batch,threads,params,gmacs,'
+}
+
+@test "vt-bench errors: no model, unknown arch, missing file" {
+  run "$BIN/vt-bench"
+  [ "$status" -eq 2 ]
+  run "$BIN/vt-bench" --arch no_such_arch
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"unknown arch 'no_such_arch'"* ]]
+  run_err "$BIN/vt-bench" -m "$T/missing.safetensors"
+  [ "$status" -eq 1 ]
+  one_error_line "missing.safetensors" "No such file"
+}
