@@ -16,14 +16,15 @@ typedef struct vt_ckpt_opts {
 } vt_ckpt_opts;
 
 /* Load the state dict of a checkpoint (.pth zip or .safetensors, found by
- * content) into f: one owned tensor per entry, named as in the state dict
- * with wrappers (model, state_dict, model_ema, module, ...) and "module."
+ * content) into f: one tensor per entry, named as in the state dict with
+ * wrappers (model, state_dict, model_ema, module, ...) and "module."
  * prefixes removed; floating tensors converted to F32 unless keep_half/raw.
- * Metadata gets "ckpt_wrapper" (the key it was found under, "" at top). */
-int vt_ckpt_load(const char *path, const vt_ckpt_opts *o, vt_frame *f);
-
-/* f is initialized here; on error it is left empty. Legacy (pre-1.6)
+ * f maps the file (f->map): tensors that need no conversion or gathering
+ * point into it, the others own their data. Metadata gets "ckpt_wrapper"
+ * (the keys it was found under joined by '.', "" at the top). f is
+ * initialized here and left empty on error; o may be NULL. Legacy (pre-1.6)
  * torch.save files are refused with a message saying so. */
+int vt_ckpt_load(const char *path, const vt_ckpt_opts *o, vt_frame *f);
 
 /* List the state dict, one line per tensor "name\tDTYPE\t[d0,d1,...]" in
  * state-dict order, DTYPE as stored (F32, F16, BF16, F64, I64, ...). */

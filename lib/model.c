@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 extern const vt_family vt_family_vit;
+extern const vt_family vt_family_sgformer;
 
 /* Every family, in the order --list-archs shows them. */
 static const vt_family *const registry[] = {
     &vt_family_vit,
+    &vt_family_sgformer,
     NULL,
 };
 

@@ -5,26 +5,11 @@
  * mapping; converted ones free (or drop the pages of) their source. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include "internal.h"
 #include "model.h"
 #include "util.h"
 
 static int convertible(vt_dtype t) { return t == VT_F32 || t == VT_F16 || t == VT_BF16; }
-
-/* Give back the pages of a converted tensor that lie in the mapping; a
- * later read (another view of the same storage) faults them in again. */
-static void drop_pages(const vt_frame *w, const vt_tensor *t)
-{
-    if (!w->map || !t->data || t->owned) return;
-    uintptr_t lo = (uintptr_t)t->data, hi = lo + t->nbytes, page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t mlo = (uintptr_t)w->map, mhi = mlo + w->map_len;
-    if (lo < mlo || hi > mhi) return;
-    lo = (lo + page - 1) / page * page;
-    hi = hi / page * page;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
 
 static char *preprocess_json(const cJSON *cfg)
 {
@@ -92,7 +77,7 @@ static void assemble(vt_frame *w, const vt_params *ps, vt_dtype dtype, vt_frame 
         }
         vt_tensor *n = vt_frame_add(out, t->name, dt, t->ndim, t->shape);
         vt_convert_elems(t->data, t->dtype, n->data, dt, (size_t)vt_tensor_numel(t));
-        drop_pages(w, t);
+        if (!t->owned) vt_ckpt_drop_pages(w, t->data, t->nbytes);
         if (t->owned) {
             free(t->data);
             t->data = NULL;

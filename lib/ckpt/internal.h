@@ -125,6 +125,8 @@ int vt_ckpt_from_pickle(const uint8_t *pkl, size_t len, vt_storage_fn fn,
  * any buffer that outlives f). */
 int vt_ckpt_load_zip(const uint8_t *buf, size_t len, const vt_ckpt_opts *o,
                      vt_frame *f);
+/* Release the mapped pages of converted source bytes (madvise). */
+void vt_ckpt_drop_pages(const vt_frame *f, const void *p, size_t n);
 /* name without a leading "module." (DataParallel's prefix). */
 const char *vt_ckpt_strip_module(const char *name);
 /* Error when two tensors of f share a name. */

@@ -314,7 +314,7 @@ static int persistent(vt_pk *p)
     vt_pv *type = pid->items[1], *key = pid->items[2];
     if (refuse_foreign(type) < 0) return -1;
     if (type->type != PV_GLOBAL || type->kind != G_STORAGE)
-        return vt_seterr("unsupported storage type");
+        return vt_seterr("unsupported storage type %.80s", type->type == PV_GLOBAL ? type->s : "");
     int64_t numel;
     if (as_int(pid->items[4], &numel) < 0 || numel < 0) return vt_seterr("bad storage size");
     if (key->type != PV_STR || strlen(key->s) != key->slen || key->slen > 200)

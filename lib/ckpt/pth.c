@@ -14,6 +14,20 @@
 #include "internal.h"
 #include "util.h"
 
+/* Give back the pages of [p, p+n) when they lie in f's mapping: the bytes
+ * were converted and are not needed again (a later view of the same
+ * storage faults them back in from the file). Keeps peak RSS near one copy
+ * of the weights when every tensor is converted. */
+void vt_ckpt_drop_pages(const vt_frame *f, const void *p, size_t n)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + n, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t mlo = (uintptr_t)f->map, mhi = mlo + f->map_len;
+    if (!f->map || !p || lo < mlo || hi > mhi) return;
+    lo = (lo + page - 1) / page * page;
+    hi = hi / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ---- tensors from layouts ---- */
 
 /* The dtype a stored tensor becomes. */
@@ -27,7 +41,8 @@ static vt_dtype out_dtype(vt_dtype st, const vt_ckpt_opts *o)
 
 /* Elements of l must lie inside a storage of `avail` elements; numel gets
  * the tensor's element count. */
-static int check_layout(const vt_pk_layout *l, uint64_t avail, uint64_t *numel)
+static int check_layout(const vt_pk_layout *l, uint64_t avail, uint64_t *numel,
+                        uint64_t *last_out)
 {
     const uint64_t lim = (uint64_t)1 << 62;
     uint64_t n = 1, last;
@@ -47,6 +62,7 @@ static int check_layout(const vt_pk_layout *l, uint64_t avail, uint64_t *numel)
     if (n > 0 && last >= avail)
         return vt_seterr("tensor elements fall outside its storage");
     *numel = n;
+    *last_out = last;
     return 0;
 }
 
@@ -107,8 +123,8 @@ static int add_tensor(vt_frame *f, const char *name, const vt_pv *tv, vt_storage
     int in_map = 0;
     if (fn(ctx, sv->s, &data, &len, &in_map) < 0) return -1;
     if ((uint64_t)sv->i > len / es) return vt_seterr("storage %.40s is shorter than its size", sv->s);
-    uint64_t numel = 0;
-    if (check_layout(l, (uint64_t)sv->i, &numel) < 0) return -1;
+    uint64_t numel = 0, last = 0;
+    if (check_layout(l, (uint64_t)sv->i, &numel, &last) < 0) return -1;
     /* Broadcast views (stride 0) may exceed their storage; within reason. */
     if (numel > ((uint64_t)len * 2 + (16u << 20)) / vt_dtype_size(dt))
         return vt_seterr("absurd tensor shape");
@@ -122,7 +138,8 @@ static int add_tensor(vt_frame *f, const char *name, const vt_pv *tv, vt_storage
         return 0;
     }
     vt_tensor *t = vt_frame_add(f, name, dt, l->ndim, l->size);
-    if (numel) gather(data, st, l, t->data, dt);
+    gather(data, st, l, t->data, dt);
+    if (in_map) vt_ckpt_drop_pages(f, first, (last + 1 - (uint64_t)l->offset) * es);
     return 0;
 }
 

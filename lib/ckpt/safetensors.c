@@ -30,6 +30,7 @@ int vt_ckpt_fix_frame(vt_frame *f, const vt_ckpt_opts *o)
         void *d = vt_xmalloc(bytes ? bytes : 1);
         vt_convert_elems(t->data, t->dtype, d, dt, n);
         if (t->owned) free(t->data);
+        else vt_ckpt_drop_pages(f, t->data, t->nbytes);
         t->data = d;
         t->owned = 1;
         t->dtype = dt;

@@ -23,11 +23,13 @@
 /* exp(x): range reduction to r in [-ln2/2, ln2/2], Cephes' degree-6
  * polynomial, 2^n put into the exponent bits. Inputs below -87 give
  * ~1e-38 instead of denormals/0, which is what softmax needs. */
-static inline float expf_inline(float x)
+static inline __attribute__((always_inline)) float expf_inline(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* round to nearest by the 1.5 * 2^23 trick (floorf would be a libm
+     * call that stops vectorization) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -45,7 +47,7 @@ static inline float expf_inline(float x)
 
 /* erf(x): Abramowitz & Stegun 7.1.26 refined (max abs error ~1.2e-7 in
  * exact arithmetic), odd symmetry. */
-static inline float erff_inline(float x)
+static inline __attribute__((always_inline)) float erff_inline(float x)
 {
     float a = fabsf(x);
     float t = 1.0f / (1.0f + 0.3275911f * a);
@@ -61,9 +63,17 @@ static inline float erff_inline(float x)
 float vt_expf(float x) { return expf_inline(x); }
 float vt_erff(float x) { return erff_inline(x); }
 
+/* GCC's -O2 cost model ("very cheap") vectorizes only loops that need no
+ * scalar epilogue, so the loops below run in blocks of LANES (unrolled and
+ * vectorized whole) followed by a scalar tail. */
+VT_CLONES
 void vt_add(float *restrict y, const float *restrict x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            y[i + l] += x[i + l];
+    for (; i < n; i++)
         y[i] += x[i];
 }
 
@@ -78,13 +88,20 @@ void vt_add_bias(float *restrict x, const float *restrict b, int m, int n)
 
 /* The A&S erf is accurate to ~1e-7 absolute; for large |x| GELU must be
  * exact (x or 0), which 1 +- erf gives since erf saturates to +-1. */
+static inline __attribute__((always_inline)) float gelu1(float v)
+{
+    return 0.5f * v * (1.0f + erff_inline(v * 0.70710678118654752f));
+}
+
 VT_CLONES
 void vt_gelu(float *restrict x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + erff_inline(v * 0.70710678118654752f));
-    }
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            x[i + l] = gelu1(x[i + l]);
+    for (; i < n; i++)
+        x[i] = gelu1(x[i]);
 }
 
 VT_CLONES
@@ -120,7 +137,10 @@ void vt_softmax(float *x, int m, int n)
         for (int l = 0; l < LANES; l++)
             S += sm[l];
         float inv = 1.0f / S;
-        for (j = 0; j < n; j++)
+        for (j = 0; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                r[j + l] *= inv;
+        for (; j < n; j++)
             r[j] *= inv;
     }
 }
@@ -162,7 +182,10 @@ void vt_layernorm(float *y, const float *x, const float *restrict w,
         for (int l = 0; l < LANES; l++)
             v += acc[l];
         float rstd = 1.0f / sqrtf(v / (float)n + eps);
-        for (j = 0; j < n; j++)
+        for (j = 0; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                o[j + l] = (r[j + l] - mean) * rstd * w[j + l] + b[j + l];
+        for (; j < n; j++)
             o[j] = (r[j] - mean) * rstd * w[j] + b[j];
     }
 }

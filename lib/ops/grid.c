@@ -38,7 +38,7 @@ void vt_dw3_weights(float *wt9, const float *wt, int c)
 typedef struct dw3_job {
     float *out;
     const float *x, *wt9, *b;
-    int h, w, c, residual, rows;
+    int h, w, c, flags, rows;
 } dw3_job;
 
 static void dw3_task(void *ctx, int task, int thread)
@@ -51,7 +51,7 @@ static void dw3_task(void *ctx, int task, int thread)
         for (int ox = 0; ox < w; ox++) {
             float *restrict o = j->out + ((size_t)oy * w + ox) * c;
             const float *xc = j->x + ((size_t)oy * w + ox) * c;
-            if (j->residual)
+            if (j->flags & VT_DW3_RESIDUAL)
                 memcpy(o, xc, (size_t)c * sizeof *o);
             else
                 memset(o, 0, (size_t)c * sizeof *o);
@@ -72,17 +72,19 @@ static void dw3_task(void *ctx, int task, int thread)
                         o[ch] += xi[ch] * wk[ch];
                 }
             }
+            if (j->flags & VT_DW3_GELU)
+                vt_gelu(o, (size_t)c);
         }
 }
 
 void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
-                   int c, const float *wt9, const float *b, int residual)
+                   int c, const float *wt9, const float *b, int flags)
 {
     int T = vt_pool_size(p);
     int ntask = T > 1 ? 4 * T : 1;
     if (ntask > h)
         ntask = h;
-    dw3_job j = {out, x, wt9, b, h, w, c, residual, (h + ntask - 1) / ntask};
+    dw3_job j = {out, x, wt9, b, h, w, c, flags, (h + ntask - 1) / ntask};
     ntask = (h + j.rows - 1) / j.rows;
     vt_pool_run(p, ntask, dw3_task, &j);
 }

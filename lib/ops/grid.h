@@ -23,11 +23,14 @@ void vt_dw3_weights(float *wt9, const float *wt, int c);
 
 /* Depthwise 3x3 convolution, stride 1, zero padding 1, on tokens
  * x[h*w, c] with tap-major weights wt9[9, c] and bias b[c] (may be NULL):
- *   out = conv(x) + b            (residual == 0)
- *   out = x + conv(x) + b        (residual != 0)
- * out must not alias x. Split over output rows on the pool. */
+ *   out = conv(x) + b                      (flags 0)
+ *   out = x + conv(x) + b                  (VT_DW3_RESIDUAL)
+ * and then GELU on out with VT_DW3_GELU. out must not alias x. Split over
+ * output rows on the pool. */
+#define VT_DW3_RESIDUAL 1
+#define VT_DW3_GELU 2
 void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
-                   int c, const float *wt9, const float *b, int residual);
+                   int c, const float *wt9, const float *b, int flags);
 
 /* Tokens x[n, c] to planes out[c, n] (image form). */
 void vt_tokens_to_planes(float *out, const float *x, int n, int c);

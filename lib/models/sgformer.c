@@ -1,0 +1,1095 @@
+/* sgformer.c - SG-Former (Ren et al., "SG-Former: Self-guided Transformer
+ * with Evolving Token Reallocation", ICCV 2023) with the official code's
+ * names and state dict (OliverRensu/SG-Former sgformer.py), eval mode.
+ *
+ *   x = stem(img) + pos_embed                       stage 1: 56x56 tokens
+ *   per stage i (i > 1: x = PatchMerging(previous stage output)):
+ *     per block j:  x += proj(Attn(norm1(x)) + LePE(norm1(x)))
+ *                   x += fc2(gelu(t + dwconv(t))),  t = fc1(norm2(x))
+ *     stage output = norm_i(x)
+ *   logits = head(mean over tokens of stage 4's output)
+ *
+ * Attn alternates inside stages 1-3: an even block is HYBRID (half the heads
+ * attend to an sr x sr strided-conv reduction, half inside 7x7 windows) and
+ * leaves a significance map M (mean attention each token received, global
+ * part + local part); the odd block after it is REALLOC: it sorts the
+ * tokens by M and merges runs of the sorted order into a few key/value
+ * tokens (coarse where M is low, fine where it is high) that all queries
+ * attend to. Stage 4 is plain MHSA. Details: ../shared/specs/sgformer.md.
+ *
+ * Ties in the sort: the official code uses torch.sort (not stable); we sort
+ * ascending, ties by position in the sequence being sorted (stable).
+ *
+ * Config keys (as refgen's meta.json "config"): arch, img_size,
+ * num_classes, embed_dims, depths, num_heads, mlp_ratios, sr_ratios,
+ * qkv_bias, patch_stride (4), window_size (7), norm_eps, stem_norm_eps,
+ * sr_norm_eps, groupnorm_eps, pos_embed_tokens ((img_size/4)^2),
+ * crop_pct, interpolation, mean, std, checkpoint_default_key; descriptive
+ * keys of meta.json (stages, init, tiny, checkpoint_layout) are ignored.
+ *
+ * Input sizes: the official model fixes its input size at construction
+ * (pos_embed length) and its merge sizes and window to 224-grids, so only
+ * sizes where every reshape of the official code works are accepted (224
+ * and its multiples); others are refused by params()/create(). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "models/sgformer.h"
+#include "ops.h"
+#include "ops/attend.h"
+#include "ops/grid.h"
+#include "util.h"
+
+#define SG_MAGIC 0x53474631u    /* "SGF1" */
+#define SG_STAGES 4
+#define SG_MAX_DEPTH 256
+#define SG_WINDOW 7
+
+extern const vt_family vt_family_sgformer;
+
+static const char *const sg_archs[] = {"sgformer_s", "sgformer_m", "sgformer_b", NULL};
+
+/* ---- config ---------------------------------------------------------- */
+
+typedef struct sg_stage_cfg {
+    int dim;            /* C */
+    int depth;
+    int heads;          /* h; h' = h/2 per branch in HYBRID/REALLOC */
+    int hidden;         /* F = C * mlp_ratio */
+    int sr;             /* r */
+    int grid;           /* H = W of the stage */
+    int n;              /* N = H*W tokens */
+    int nk;             /* HYBRID: global tokens (H/r)^2 */
+    int nparts;         /* REALLOC: parts of the sorted order (3, or 2 at r 2) */
+    int part_len[3];    /* tokens of the order in each part */
+    int s[3];           /* merge run length per part (f1, f2, f3 inputs) */
+    int m[3];           /* merged tokens per part */
+    int nmerged;        /* m[0] + m[1] + m[2] */
+    int has_realloc;
+    int kinds[SG_MAX_DEPTH];
+} sg_stage_cfg;
+
+typedef struct sg_config {
+    int img_size;       /* S */
+    int stem_grid;      /* grid after the first stride-2 conv (112 at 224) */
+    int classes;
+    int qkv_bias;
+    float eps;          /* block and stage LayerNorms */
+    float stem_eps;     /* LayerNorm after the stem */
+    float sr_eps;       /* LayerNorm after the sr conv */
+    float gn_eps;       /* GroupNorm(1, C) in stem and PatchMerging */
+    sg_stage_cfg st[SG_STAGES];
+} sg_config;
+
+static void add_ints(cJSON *cfg, const char *key, const int *v)
+{
+    cJSON_AddItemToObject(cfg, key, cJSON_CreateIntArray(v, SG_STAGES));
+}
+
+static int sg_config_defaults(const char *arch, cJSON *cfg)
+{
+    static const int dims_sm[4] = {64, 128, 256, 512}, heads_sm[4] = {2, 4, 8, 16};
+    static const int dims_b[4] = {96, 192, 384, 768}, heads_b[4] = {4, 6, 12, 24};
+    static const int dep_s[4] = {2, 4, 16, 1}, dep_m[4] = {2, 6, 28, 2}, dep_b[4] = {4, 6, 24, 2};
+    static const int sr[4] = {8, 4, 2, 1};
+    const int *dims, *heads, *depths;
+    if (strcmp(arch, "sgformer_s") == 0)
+        dims = dims_sm, heads = heads_sm, depths = dep_s;
+    else if (strcmp(arch, "sgformer_m") == 0)
+        dims = dims_sm, heads = heads_sm, depths = dep_m;
+    else if (strcmp(arch, "sgformer_b") == 0)
+        dims = dims_b, heads = heads_b, depths = dep_b;
+    else
+        return vt_seterr("sgformer: unknown arch '%s'", arch);
+    cJSON_AddStringToObject(cfg, "arch", arch);
+    cJSON_AddNumberToObject(cfg, "img_size", 224);
+    cJSON_AddNumberToObject(cfg, "num_classes", 1000);
+    add_ints(cfg, "embed_dims", dims);
+    add_ints(cfg, "depths", depths);
+    add_ints(cfg, "num_heads", heads);
+    const double ratios[4] = {4, 4, 4, 4};
+    cJSON_AddItemToObject(cfg, "mlp_ratios", cJSON_CreateDoubleArray(ratios, 4));
+    add_ints(cfg, "sr_ratios", sr);
+    cJSON_AddBoolToObject(cfg, "qkv_bias", 1);
+    cJSON_AddNumberToObject(cfg, "patch_stride", 4);
+    cJSON_AddNumberToObject(cfg, "window_size", SG_WINDOW);
+    cJSON_AddNumberToObject(cfg, "norm_eps", 1e-6);
+    cJSON_AddNumberToObject(cfg, "stem_norm_eps", 1e-5);
+    cJSON_AddNumberToObject(cfg, "sr_norm_eps", 1e-5);
+    cJSON_AddNumberToObject(cfg, "groupnorm_eps", 1e-5);
+    /* What the authors' main.py resolved with their pinned timm 0.3.4
+     * (vision_transformer._cfg): crop 0.9, bicubic, ImageNet mean/std.
+     * A current timm's _cfg would say 0.5/0.5; the authors did not use it. */
+    cJSON_AddNumberToObject(cfg, "crop_pct", 0.9);
+    cJSON_AddStringToObject(cfg, "interpolation", "bicubic");
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    cJSON_AddItemToObject(cfg, "mean", cJSON_CreateFloatArray(mean, 3));
+    cJSON_AddItemToObject(cfg, "std", cJSON_CreateFloatArray(std, 3));
+    cJSON_AddStringToObject(cfg, "checkpoint_default_key", "state_dict_ema");
+    return 0;
+}
+
+static int read_stage_ints(const cJSON *cfg, const char *key, int *out)
+{
+    int n = vt_cfg_ints(cfg, key, out, SG_STAGES + 1);
+    if (n != SG_STAGES)
+        return vt_seterr("sgformer: config \"%s\" must be %d integers", key, SG_STAGES);
+    return 0;
+}
+
+static int conv_out(int in) { return (in - 1) / 2 + 1; }   /* k3 s2 p1 */
+
+/* The merge plan of a REALLOC block, with the official code's counts:
+ * parts of the order [0, N/4), [N/4, 3N/4), [3N/4, N) at r 8 and 4, halves
+ * at r 2; each part must hold exactly its count times its run length. */
+static int plan_realloc(sg_stage_cfg *s, int stage)
+{
+    int N = s->n;
+    if (s->sr == 8 || s->sr == 4) {
+        static const int run8[3] = {196, 56, 28}, run4[3] = {49, 14, 7};
+        const int *run = s->sr == 8 ? run8 : run4;
+        s->nparts = 3;
+        s->part_len[0] = N / 4;
+        s->part_len[1] = N / 4 * 3 - N / 4;
+        s->part_len[2] = N - N / 4 * 3;
+        s->m[0] = N / run[0] / 4;
+        s->m[1] = N / run[1] / 2;
+        s->m[2] = N / run[2] / 4;
+        memcpy(s->s, run, sizeof s->s);
+    } else if (s->sr == 2) {
+        s->nparts = 2;
+        s->part_len[0] = N / 2;
+        s->part_len[1] = N - N / 2;
+        s->m[0] = N / 2 / 2;
+        s->m[1] = N / 2;
+        s->s[0] = 2, s->s[1] = 1;
+    } else {
+        return vt_seterr("sgformer: stage %d: token reallocation is defined only for "
+                         "sr_ratio 8, 4 or 2 (got %d)", stage, s->sr);
+    }
+    s->nmerged = 0;
+    for (int p = 0; p < s->nparts; p++) {
+        if (s->m[p] < 1 || s->m[p] * s->s[p] != s->part_len[p])
+            return vt_seterr("sgformer: stage %d: a %dx%d grid cannot be merged as the "
+                             "official code does (part %d: %d tokens, %d runs of %d); "
+                             "img_size must be a multiple of 224",
+                             stage, s->grid, s->grid, p + 1, s->part_len[p], s->m[p], s->s[p]);
+        s->nmerged += s->m[p];
+    }
+    return 0;
+}
+
+static int sg_config_read(const cJSON *cfg, sg_config *c)
+{
+    memset(c, 0, sizeof *c);
+    int dims[4], depths[4], heads[4], sr[4];
+    if (read_stage_ints(cfg, "embed_dims", dims) < 0 || read_stage_ints(cfg, "depths", depths) < 0 ||
+        read_stage_ints(cfg, "num_heads", heads) < 0 || read_stage_ints(cfg, "sr_ratios", sr) < 0)
+        return -1;
+    double ratio[4] = {4, 4, 4, 4};
+    const cJSON *mr = cJSON_GetObjectItemCaseSensitive(cfg, "mlp_ratios");
+    if (mr) {
+        if (cJSON_GetArraySize(mr) != SG_STAGES)
+            return vt_seterr("sgformer: config \"mlp_ratios\" must be %d numbers", SG_STAGES);
+        for (int i = 0; i < SG_STAGES; i++) {
+            const cJSON *e = cJSON_GetArrayItem(mr, i);
+            if (!cJSON_IsNumber(e))
+                return vt_seterr("sgformer: config \"mlp_ratios\" must be %d numbers", SG_STAGES);
+            ratio[i] = e->valuedouble;
+        }
+    }
+    c->img_size = vt_cfg_int(cfg, "img_size", 224);
+    c->classes = vt_cfg_int(cfg, "num_classes", 1000);
+    c->qkv_bias = vt_cfg_bool(cfg, "qkv_bias", 1);
+    c->eps = (float)vt_cfg_num(cfg, "norm_eps", 1e-6);
+    c->stem_eps = (float)vt_cfg_num(cfg, "stem_norm_eps", 1e-5);
+    c->sr_eps = (float)vt_cfg_num(cfg, "sr_norm_eps", 1e-5);
+    c->gn_eps = (float)vt_cfg_num(cfg, "groupnorm_eps", 1e-5);
+    if (vt_cfg_int(cfg, "patch_stride", 4) != 4)
+        return vt_seterr("sgformer: patch_stride must be 4 (the stem is two stride-2 convs)");
+    if (vt_cfg_int(cfg, "window_size", SG_WINDOW) != SG_WINDOW)
+        return vt_seterr("sgformer: window_size must be 7 (fixed in the official code)");
+    if (c->classes < 1 || c->classes > 1000000)
+        return vt_seterr("sgformer: num_classes %d out of range", c->classes);
+    float eps[4] = {c->eps, c->stem_eps, c->sr_eps, c->gn_eps};
+    for (int i = 0; i < 4; i++)
+        if (!(eps[i] > 0 && eps[i] < 1))
+            return vt_seterr("sgformer: norm eps out of range");
+    if (c->img_size < 16 || c->img_size > 4480)
+        return vt_seterr("sgformer: img_size %d out of range", c->img_size);
+
+    /* Grids as the convolutions make them; the official pos_embed has
+     * (img_size // 4)^2 tokens and is added without interpolation. */
+    c->stem_grid = conv_out(c->img_size);
+    int g = conv_out(c->stem_grid);
+    if (g != c->img_size / 4)
+        return vt_seterr("sgformer: img_size %d gives a %dx%d stem grid but the official "
+                         "pos_embed has (%d/4)^2 tokens; use 224", c->img_size, g, g, c->img_size);
+    int pos = vt_cfg_int(cfg, "pos_embed_tokens", g * g);
+    if (pos != g * g)
+        return vt_seterr("sgformer: pos_embed_tokens %d does not fit img_size %d (%d tokens); "
+                         "the official code cannot resize pos_embed", pos, c->img_size, g * g);
+    int mask_set = 0;   /* a map is waiting for the next block (as the official forward carries it) */
+    for (int i = 0; i < SG_STAGES; i++) {
+        sg_stage_cfg *s = &c->st[i];
+        s->dim = dims[i], s->depth = depths[i], s->heads = heads[i], s->sr = sr[i];
+        s->grid = i == 0 ? g : conv_out(c->st[i - 1].grid);
+        s->n = s->grid * s->grid;
+        if (s->dim < 1 || s->dim > 65536 || s->heads < 1 || s->dim % s->heads)
+            return vt_seterr("sgformer: stage %d: embed_dim %d not divisible into %d heads",
+                             i + 1, s->dim, s->heads);
+        if (s->depth < 1 || s->depth > SG_MAX_DEPTH)
+            return vt_seterr("sgformer: stage %d: depth %d out of range", i + 1, s->depth);
+        if (!(ratio[i] > 0 && ratio[i] * s->dim <= 1 << 20))
+            return vt_seterr("sgformer: stage %d: mlp_ratio out of range", i + 1);
+        s->hidden = (int)(s->dim * ratio[i]);
+        if (s->sr < 1 || s->sr > s->grid)
+            return vt_seterr("sgformer: stage %d: sr_ratio %d out of range", i + 1, s->sr);
+        /* the official Block: mask module for odd j in stages 1-3 */
+        for (int j = 0; j < s->depth; j++) {
+            int kind = s->sr == 1 ? VT_SG_MHSA
+                     : (j % 2 == 1 && i < SG_STAGES - 1) ? VT_SG_REALLOC : VT_SG_HYBRID;
+            s->kinds[j] = kind;
+            if (kind == VT_SG_HYBRID) {
+                if (mask_set)
+                    return vt_seterr("sgformer: stage %d block %d: a hybrid block would receive "
+                                     "the previous block's map (odd depth before it); the "
+                                     "official code fails there", i + 1, j);
+                mask_set = 1;
+            } else if (kind == VT_SG_REALLOC) {
+                s->has_realloc = 1;
+                mask_set = 0;
+            } else {
+                mask_set = 0;
+            }
+        }
+        if (s->sr > 1) {
+            if (s->heads % 2)
+                return vt_seterr("sgformer: stage %d: num_heads must be even (two branches)", i + 1);
+            if (s->grid % SG_WINDOW)
+                return vt_seterr("sgformer: img_size %d: the stage %d grid %dx%d is not a multiple "
+                                 "of the 7x7 window (official code: 224 or multiples)",
+                                 c->img_size, i + 1, s->grid, s->grid);
+            s->nk = (s->grid / s->sr) * (s->grid / s->sr);
+            if (s->has_realloc && plan_realloc(s, i + 1) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- state dict ------------------------------------------------------ */
+
+static int sg_params(const cJSON *cfg, vt_params *ps)
+{
+    sg_config c;
+    if (sg_config_read(cfg, &c) < 0)
+        return -1;
+    char name[128];
+    int64_t C1 = c.st[0].dim;
+#define P(nd, ...) vt_params_add(ps, 0, name, nd, __VA_ARGS__)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    vt_params_add(ps, 0, "pos_embed", 3, (int64_t)1, (int64_t)c.st[0].n, C1);
+    for (int k = 0; k <= 4; k += 2) {
+        NAME("patch_embed1.conv.%d.c.weight", k);
+        P(4, C1, (int64_t)(k ? C1 : 3), (int64_t)3, (int64_t)3);
+        NAME("patch_embed1.conv.%d.bn.weight", k), P(1, C1);
+        NAME("patch_embed1.conv.%d.bn.bias", k), P(1, C1);
+    }
+    vt_params_add(ps, 0, "patch_embed1.norm.weight", 1, C1);
+    vt_params_add(ps, 0, "patch_embed1.norm.bias", 1, C1);
+    for (int i = 0; i < SG_STAGES; i++) {
+        const sg_stage_cfg *s = &c.st[i];
+        int64_t C = s->dim, F = s->hidden, r = s->sr;
+        if (i > 0) {
+            int64_t Cp = c.st[i - 1].dim;
+            int64_t in[3] = {Cp, 1, C};
+            for (int k = 1; k <= 3; k++) {
+                NAME("patch_embed%d.conv%d.c.weight", i + 1, k);
+                P(4, C, in[k - 1], (int64_t)(k == 2 ? 3 : 1), (int64_t)(k == 2 ? 3 : 1));
+                NAME("patch_embed%d.conv%d.bn.weight", i + 1, k), P(1, C);
+                NAME("patch_embed%d.conv%d.bn.bias", i + 1, k), P(1, C);
+            }
+        }
+        for (int j = 0; j < s->depth; j++) {
+#define B(suffix) NAME("block%d.%d.%s", i + 1, j, suffix)
+#define LIN(nm, o, in, bias) do { \
+        B(nm ".weight"), P(2, (int64_t)(o), (int64_t)(in)); \
+        if (bias) B(nm ".bias"), P(1, (int64_t)(o)); } while (0)
+            B("norm1.weight"), P(1, C);
+            B("norm1.bias"), P(1, C);
+            switch (s->kinds[j]) {
+            case VT_SG_HYBRID:
+                B("attn.sr.weight"), P(4, C, C, r, r);
+                B("attn.sr.bias"), P(1, C);
+                B("attn.norm.weight"), P(1, C);
+                B("attn.norm.bias"), P(1, C);
+                LIN("attn.q1", C / 2, C, c.qkv_bias);
+                LIN("attn.kv1", C, C, c.qkv_bias);
+                LIN("attn.q2", C / 2, C, c.qkv_bias);
+                LIN("attn.kv2", C, C, c.qkv_bias);
+                break;
+            case VT_SG_REALLOC:
+                LIN("attn.q", C, C, c.qkv_bias);
+                LIN("attn.kv1", C, C, c.qkv_bias);
+                LIN("attn.kv2", C, C, c.qkv_bias);
+                for (int p = 0; p < s->nparts; p++) {
+                    NAME("block%d.%d.attn.f%d.weight", i + 1, j, p + 1);
+                    P(2, (int64_t)1, (int64_t)s->s[p]);
+                    NAME("block%d.%d.attn.f%d.bias", i + 1, j, p + 1);
+                    P(1, (int64_t)1);
+                }
+                break;
+            default:
+                LIN("attn.q", C, C, c.qkv_bias);
+                LIN("attn.kv", 2 * C, C, c.qkv_bias);
+            }
+            LIN("attn.lepe_linear", C, C, 1);
+            B("attn.lepe_conv.weight"), P(4, C, (int64_t)1, (int64_t)3, (int64_t)3);
+            B("attn.lepe_conv.bias"), P(1, C);
+            LIN("attn.proj", C, C, 1);
+            B("norm2.weight"), P(1, C);
+            B("norm2.bias"), P(1, C);
+            LIN("mlp.fc1", F, C, 1);
+            B("mlp.dwconv.dwconv.weight"), P(4, F, (int64_t)1, (int64_t)3, (int64_t)3);
+            B("mlp.dwconv.dwconv.bias"), P(1, F);
+            LIN("mlp.fc2", C, F, 1);
+#undef LIN
+#undef B
+        }
+        NAME("norm%d.weight", i + 1), P(1, C);
+        NAME("norm%d.bias", i + 1), P(1, C);
+    }
+    vt_params_add(ps, 0, "head.weight", 2, (int64_t)c.classes, (int64_t)c.st[3].dim);
+    vt_params_add(ps, 0, "head.bias", 1, (int64_t)c.classes);
+#undef NAME
+#undef P
+    return 0;
+}
+
+/* ---- weights --------------------------------------------------------- */
+
+typedef struct sg_block {
+    int kind;
+    const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
+    /* HYBRID */
+    const float *srw, *srb;                 /* [C, C, r, r], [C] */
+    const float *srnw, *srnb;               /* [C] LayerNorm after sr */
+    const float *q1w, *q1b, *q2w, *q2b;     /* [C/2, C], [C/2] */
+    /* HYBRID and REALLOC */
+    const float *kv1w, *kv1b, *kv2w, *kv2b; /* [C, C], [C]: K | V of C/2 each */
+    /* REALLOC and MHSA */
+    const float *qw, *qb;                   /* [C, C], [C] */
+    const float *fw[3], *fb[3];             /* REALLOC merges: [s_p], [1] */
+    const float *kvw, *kvb;                 /* MHSA: [2C, C], [2C] */
+    /* all */
+    const float *lepew, *lepeb;             /* [C, C], [C] */
+    const float *lepec, *lepecb;            /* [9, C] tap-major (owned), [C] */
+    const float *projw, *projb;             /* [C, C], [C] */
+    const float *fc1w, *fc1b;               /* [F, C], [F] */
+    const float *dww, *dwb;                 /* [9, F] tap-major (owned), [F] */
+    const float *fc2w, *fc2b;               /* [C, F], [C] */
+} sg_block;
+
+typedef struct sg_weights {
+    const float *pos;                       /* [N1, C1] */
+    const float *stem_w[3];                 /* [C1,3,3,3], [C1,C1,3,3] x2 */
+    const float *stem_gw[3], *stem_gb[3];   /* GroupNorm affine [C1] */
+    const float *stem_nw, *stem_nb;         /* LayerNorm [C1] */
+    /* PatchMerging of stages 2..4 (index 1..3) */
+    const float *pm_w1[4], *pm_w2[4], *pm_w3[4];    /* [C, Cp], [C,1,3,3], [C, C] */
+    const float *pm_gw[4][3], *pm_gb[4][3];
+    sg_block *blocks[SG_STAGES];            /* [depth] */
+    const float *normw[SG_STAGES], *normb[SG_STAGES];
+    const float *headw, *headb;             /* [classes, C4], [classes] */
+} sg_weights;
+
+/* ---- run state ------------------------------------------------------- */
+
+/* Work buffers for one image (images run one after another), sized for
+ * the largest stage; records of maps/orders for up to `batch` images. */
+typedef struct sg_run {
+    int batch;
+    float *x;           /* [N, C] residual stream */
+    float *xn;          /* [N, C] normed block input */
+    float *a;           /* [N, C] attention output, heads merged */
+    float *t;           /* [N, C] lepe_linear(xn) */
+    float *q;           /* [N, C] queries (q1/q2: [N, C/2]) */
+    float *kv;          /* [N, 2C] keys|values */
+    float *h1, *h2;     /* [N, F] MLP hidden; h1 also sr patches [nk, C r r] */
+    float *pm;          /* [N_prev, C] PatchMerging conv1 output */
+    float *stage[SG_STAGES];   /* [N_i, C_i] stage outputs */
+    float *feat;        /* [C4] pooled */
+    float *red, *kvr;   /* [nk, C] sr-reduced tokens, their keys|values */
+    float *z1, *z2;     /* [n_merged, C] merged tokens of order 1 / 2 */
+    float *kvz1, *kvz2; /* [n_merged, C] their keys|values */
+    float *att_scr;     /* vt_attend_scratch */
+    float *win_scr;     /* vt_window_scratch */
+    float *lsum;        /* [h', nwin, 49] window column sums */
+    float *gsum;        /* [nk] global column sums */
+    float *mcol;        /* [N] map read column-major */
+    int *o2c, *itmp;    /* [N] column-major order, sort scratch */
+    /* stem */
+    float *s_tok;       /* [H0*H0, C1] */
+    float *s_pl;        /* [C1, H0*H0] */
+    float *cols;        /* im2col scratch */
+    /* records, per image of the last batch */
+    float *maps;        /* [batch, map_total] M, G, L of each HYBRID block */
+    int *orders;        /* [batch, ord_total] order1, order2 of each REALLOC block */
+} sg_run;
+
+typedef struct sg_net {
+    uint32_t magic;
+    sg_config c;
+    sg_weights w;
+    sg_run r;
+    vt_pool *pool;
+    int *map_off[SG_STAGES];    /* [depth]: offset of the block's maps, -1 */
+    int *ord_off[SG_STAGES];    /* [depth]: offset of the block's orders, -1 */
+    size_t map_total, ord_total;
+    float **owned;
+    int nowned;
+    int last_batch;
+    vt_sgformer_order_hook hook;
+    void *hook_ctx;
+} sg_net;
+
+static float *own(sg_net *n, size_t count)
+{
+    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
+    return n->owned[n->nowned++] = vt_xmalloc(count * sizeof(float));
+}
+
+static const float *weight(sg_net *n, const vt_frame *w, const char *name, size_t count)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    if (!t)
+        return vt_seterr("sgformer: missing tensor %s", name), NULL;
+    if (t->dtype != VT_F32)
+        return vt_seterr("sgformer: tensor %s is %s; only F32 weights are supported "
+                         "(convert with vt-convert)", name, vt_dtype_name(t->dtype)), NULL;
+    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
+        return vt_seterr("sgformer: tensor %s has %lld elements, expected %zu", name,
+                         (long long)vt_tensor_numel(t), count), NULL;
+    if ((uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    float *copy = own(n, count);
+    memcpy(copy, t->data, count * sizeof(float));
+    return copy;
+}
+
+/* depthwise [c,1,3,3] -> owned tap-major [9, c] */
+static const float *dw_weight(sg_net *n, const vt_frame *w, const char *name, size_t c)
+{
+    const float *src = weight(n, w, name, c * 9);
+    if (!src)
+        return NULL;
+    float *dst = own(n, c * 9);
+    vt_dw3_weights(dst, src, (int)c);
+    return dst;
+}
+
+static int sg_bind(sg_net *n, const vt_frame *w)
+{
+    const sg_config *c = &n->c;
+    sg_weights *W = &n->w;
+    char name[128];
+    size_t C1 = c->st[0].dim;
+#define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    NAME("pos_embed"); GET(W->pos, (size_t)c->st[0].n * C1);
+    for (int k = 0; k < 3; k++) {
+        NAME("patch_embed1.conv.%d.c.weight", 2 * k); GET(W->stem_w[k], C1 * (k ? C1 : 3) * 9);
+        NAME("patch_embed1.conv.%d.bn.weight", 2 * k); GET(W->stem_gw[k], C1);
+        NAME("patch_embed1.conv.%d.bn.bias", 2 * k); GET(W->stem_gb[k], C1);
+    }
+    NAME("patch_embed1.norm.weight"); GET(W->stem_nw, C1);
+    NAME("patch_embed1.norm.bias"); GET(W->stem_nb, C1);
+    for (int i = 0; i < SG_STAGES; i++) {
+        const sg_stage_cfg *s = &c->st[i];
+        size_t C = s->dim, F = s->hidden, r = s->sr;
+        if (i > 0) {
+            size_t Cp = c->st[i - 1].dim;
+            NAME("patch_embed%d.conv1.c.weight", i + 1); GET(W->pm_w1[i], C * Cp);
+            NAME("patch_embed%d.conv2.c.weight", i + 1); GET(W->pm_w2[i], C * 9);
+            NAME("patch_embed%d.conv3.c.weight", i + 1); GET(W->pm_w3[i], C * C);
+            for (int k = 0; k < 3; k++) {
+                NAME("patch_embed%d.conv%d.bn.weight", i + 1, k + 1); GET(W->pm_gw[i][k], C);
+                NAME("patch_embed%d.conv%d.bn.bias", i + 1, k + 1); GET(W->pm_gb[i][k], C);
+            }
+        }
+        W->blocks[i] = vt_xcalloc((size_t)s->depth, sizeof(sg_block));
+        for (int j = 0; j < s->depth; j++) {
+            sg_block *B = &W->blocks[i][j];
+            B->kind = s->kinds[j];
+#define BG(dst, suffix, cnt) do { NAME("block%d.%d.%s", i + 1, j, suffix); GET(dst, cnt); } while (0)
+#define BQ(dst, suffix, cnt) do { if (c->qkv_bias) BG(dst, suffix, cnt); } while (0)
+            BG(B->n1w, "norm1.weight", C);
+            BG(B->n1b, "norm1.bias", C);
+            BG(B->n2w, "norm2.weight", C);
+            BG(B->n2b, "norm2.bias", C);
+            if (B->kind == VT_SG_HYBRID) {
+                BG(B->srw, "attn.sr.weight", C * C * r * r);
+                BG(B->srb, "attn.sr.bias", C);
+                BG(B->srnw, "attn.norm.weight", C);
+                BG(B->srnb, "attn.norm.bias", C);
+                BG(B->q1w, "attn.q1.weight", C / 2 * C);
+                BQ(B->q1b, "attn.q1.bias", C / 2);
+                BG(B->q2w, "attn.q2.weight", C / 2 * C);
+                BQ(B->q2b, "attn.q2.bias", C / 2);
+            }
+            if (B->kind != VT_SG_MHSA) {
+                BG(B->kv1w, "attn.kv1.weight", C * C);
+                BQ(B->kv1b, "attn.kv1.bias", C);
+                BG(B->kv2w, "attn.kv2.weight", C * C);
+                BQ(B->kv2b, "attn.kv2.bias", C);
+            }
+            if (B->kind != VT_SG_HYBRID) {
+                BG(B->qw, "attn.q.weight", C * C);
+                BQ(B->qb, "attn.q.bias", C);
+            }
+            if (B->kind == VT_SG_REALLOC)
+                for (int p = 0; p < s->nparts; p++) {
+                    NAME("block%d.%d.attn.f%d.weight", i + 1, j, p + 1); GET(B->fw[p], (size_t)s->s[p]);
+                    NAME("block%d.%d.attn.f%d.bias", i + 1, j, p + 1); GET(B->fb[p], 1);
+                }
+            if (B->kind == VT_SG_MHSA) {
+                BG(B->kvw, "attn.kv.weight", 2 * C * C);
+                BQ(B->kvb, "attn.kv.bias", 2 * C);
+            }
+            BG(B->lepew, "attn.lepe_linear.weight", C * C);
+            BG(B->lepeb, "attn.lepe_linear.bias", C);
+            NAME("block%d.%d.attn.lepe_conv.weight", i + 1, j);
+            if (!(B->lepec = dw_weight(n, w, name, C)))
+                return -1;
+            BG(B->lepecb, "attn.lepe_conv.bias", C);
+            BG(B->projw, "attn.proj.weight", C * C);
+            BG(B->projb, "attn.proj.bias", C);
+            BG(B->fc1w, "mlp.fc1.weight", F * C);
+            BG(B->fc1b, "mlp.fc1.bias", F);
+            NAME("block%d.%d.mlp.dwconv.dwconv.weight", i + 1, j);
+            if (!(B->dww = dw_weight(n, w, name, F)))
+                return -1;
+            BG(B->dwb, "mlp.dwconv.dwconv.bias", F);
+            BG(B->fc2w, "mlp.fc2.weight", C * F);
+            BG(B->fc2b, "mlp.fc2.bias", C);
+#undef BQ
+#undef BG
+        }
+        NAME("norm%d.weight", i + 1); GET(W->normw[i], C);
+        NAME("norm%d.bias", i + 1); GET(W->normb[i], C);
+    }
+    NAME("head.weight"); GET(W->headw, (size_t)c->classes * c->st[3].dim);
+    NAME("head.bias"); GET(W->headb, (size_t)c->classes);
+#undef NAME
+#undef GET
+    return 0;
+}
+
+/* Offsets of the recorded maps and orders inside one image's record. */
+static void plan_records(sg_net *n)
+{
+    n->map_total = n->ord_total = 0;
+    for (int i = 0; i < SG_STAGES; i++) {
+        const sg_stage_cfg *s = &n->c.st[i];
+        n->map_off[i] = vt_xmalloc((size_t)s->depth * sizeof(int));
+        n->ord_off[i] = vt_xmalloc((size_t)s->depth * sizeof(int));
+        for (int j = 0; j < s->depth; j++) {
+            n->map_off[i][j] = n->ord_off[i][j] = -1;
+            if (s->kinds[j] == VT_SG_HYBRID) {
+                n->map_off[i][j] = (int)n->map_total;
+                n->map_total += 3 * (size_t)s->n;
+            } else if (s->kinds[j] == VT_SG_REALLOC) {
+                n->ord_off[i][j] = (int)n->ord_total;
+                n->ord_total += 2 * (size_t)s->n;
+            }
+        }
+    }
+}
+
+static void run_free(sg_run *r)
+{
+    float *f[] = {r->x, r->xn, r->a, r->t, r->q, r->kv, r->h1, r->h2, r->pm, r->feat,
+                  r->red, r->kvr, r->z1, r->z2, r->kvz1, r->kvz2, r->att_scr, r->win_scr,
+                  r->lsum, r->gsum, r->mcol, r->s_tok, r->s_pl, r->cols, r->maps};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        free(f[i]);
+    for (int i = 0; i < SG_STAGES; i++)
+        free(r->stage[i]);
+    free(r->o2c);
+    free(r->itmp);
+    free(r->orders);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+static float *falloc(size_t n) { return vt_xmalloc((n ? n : 1) * sizeof(float)); }
+
+static int run_alloc(sg_net *n, int batch)
+{
+    const sg_config *c = &n->c;
+    sg_run *r = &n->r;
+    if (batch > 1 << 16 || (n->map_total && (size_t)batch > ((size_t)1 << 34) / n->map_total))
+        return vt_seterr("sgformer: batch %d is too large", batch);
+    run_free(r);
+    r->batch = batch;
+    size_t nc = 0, nkv = 0, nf = 0, npm = 0, nred = 0, nz = 0, att = 0, win = 0;
+    size_t lsum = 0, nmax = 0, nk = 0;
+    for (int i = 0; i < SG_STAGES; i++) {
+        const sg_stage_cfg *s = &c->st[i];
+        size_t N = s->n, C = s->dim;
+        int d = s->dim / s->heads;
+        nc = zmax(nc, N * C);
+        nkv = zmax(nkv, N * C * (s->sr == 1 ? 2 : 1));
+        nf = zmax(nf, N * s->hidden);
+        nmax = zmax(nmax, N);
+        if (i > 0)
+            npm = zmax(npm, (size_t)c->st[i - 1].n * C);
+        r->stage[i] = falloc(N * C);
+        if (s->sr == 1) {
+            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->n));
+            continue;
+        }
+        nred = zmax(nred, (size_t)s->nk * C);
+        nk = zmax(nk, (size_t)s->nk);
+        att = zmax(att, vt_attend_scratch(n->pool, s->heads / 2, s->n, s->nk));
+        win = zmax(win, vt_window_scratch(n->pool, SG_WINDOW, d));
+        lsum = zmax(lsum, (size_t)s->heads / 2 * N);
+        /* sr patches go to h1: nk * C r^2 <= N * C <= N * F */
+        nf = zmax(nf, (size_t)s->nk * C * s->sr * s->sr);
+        if (s->has_realloc) {
+            nz = zmax(nz, (size_t)s->nmerged * C);
+            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->nmerged));
+        }
+    }
+    size_t C1 = c->st[0].dim, n0 = (size_t)c->stem_grid * c->stem_grid;
+    size_t ncols = zmax(n0 * 27, zmax(n0 * 9 * C1, (size_t)c->st[0].n * 9 * C1));
+    r->x = falloc(nc), r->xn = falloc(nc), r->a = falloc(nc), r->t = falloc(nc);
+    r->q = falloc(nc), r->kv = falloc(nkv);
+    r->h1 = falloc(nf), r->h2 = falloc(nf), r->pm = falloc(npm);
+    r->feat = falloc(c->st[3].dim);
+    r->red = falloc(nred), r->kvr = falloc(nred);
+    r->z1 = falloc(nz), r->z2 = falloc(nz), r->kvz1 = falloc(nz), r->kvz2 = falloc(nz);
+    r->att_scr = falloc(att), r->win_scr = falloc(win);
+    r->lsum = falloc(lsum), r->gsum = falloc(nk), r->mcol = falloc(nmax);
+    r->o2c = vt_xmalloc(nmax * sizeof(int)), r->itmp = vt_xmalloc(nmax * sizeof(int));
+    r->s_tok = falloc(n0 * C1), r->s_pl = falloc(n0 * C1), r->cols = falloc(ncols);
+    r->maps = falloc((size_t)batch * n->map_total);
+    r->orders = vt_xmalloc(((size_t)batch * n->ord_total + 1) * sizeof(int));
+    return 0;
+}
+
+/* ---- forward: stem and PatchMerging ---------------------------------- */
+
+/* x[N1, C1] = LN(GN(conv(GELU(GN(conv(GELU(GN(conv(img))))))))) + pos */
+static void stem(sg_net *n, const float *img)
+{
+    const sg_config *c = &n->c;
+    const sg_weights *W = &n->w;
+    sg_run *r = &n->r;
+    int S = c->img_size, H0 = c->stem_grid, C1 = c->st[0].dim, N0 = H0 * H0, N1 = c->st[0].n;
+    vt_conv2d_tokens(n->pool, r->s_tok, img, 3, S, S, W->stem_w[0], NULL, C1, 3, 2, 1, r->cols);
+    vt_groupnorm1_tokens(r->s_tok, N0, C1, W->stem_gw[0], W->stem_gb[0], c->gn_eps, 1);
+    vt_tokens_to_planes(r->s_pl, r->s_tok, N0, C1);
+    vt_conv2d_tokens(n->pool, r->s_tok, r->s_pl, C1, H0, H0, W->stem_w[1], NULL, C1, 3, 1, 1, r->cols);
+    vt_groupnorm1_tokens(r->s_tok, N0, C1, W->stem_gw[1], W->stem_gb[1], c->gn_eps, 1);
+    vt_tokens_to_planes(r->s_pl, r->s_tok, N0, C1);
+    vt_conv2d_tokens(n->pool, r->x, r->s_pl, C1, H0, H0, W->stem_w[2], NULL, C1, 3, 2, 1, r->cols);
+    vt_groupnorm1_tokens(r->x, N1, C1, W->stem_gw[2], W->stem_gb[2], c->gn_eps, 0);
+    vt_layernorm_mt(n->pool, r->x, r->x, W->stem_nw, W->stem_nb, N1, C1, c->stem_eps);
+    vt_add(r->x, W->pos, (size_t)N1 * C1);
+}
+
+/* Stage i > 0: x = GN(1x1(GELU(GN(dw3x3/2(GELU(GN(1x1(stage[i-1])))))))) */
+static void patch_merging(sg_net *n, int i)
+{
+    const sg_config *c = &n->c;
+    const sg_weights *W = &n->w;
+    sg_run *r = &n->r;
+    const sg_stage_cfg *p = &c->st[i - 1], *s = &c->st[i];
+    int C = s->dim;
+    vt_linear(n->pool, r->pm, r->stage[i - 1], W->pm_w1[i], NULL, p->n, p->dim, C, 0, 0);
+    vt_groupnorm1_tokens(r->pm, p->n, C, W->pm_gw[i][0], W->pm_gb[i][0], c->gn_eps, 1);
+    vt_dwconv2d_tokens(r->xn, r->pm, p->grid, p->grid, C, W->pm_w2[i], NULL, 3, 2, 1);
+    vt_groupnorm1_tokens(r->xn, s->n, C, W->pm_gw[i][1], W->pm_gb[i][1], c->gn_eps, 1);
+    vt_linear(n->pool, r->x, r->xn, W->pm_w3[i], NULL, s->n, C, C, 0, 0);
+    vt_groupnorm1_tokens(r->x, s->n, C, W->pm_gw[i][2], W->pm_gb[i][2], c->gn_eps, 0);
+}
+
+/* ---- forward: the three attentions ----------------------------------- */
+
+/* HYBRID: a[:, :C/2] = global heads over GELU(LN(sr(xn))), a[:, C/2:] =
+ * 7x7 window heads; writes the map M = L + G and its halves to maps[3N]. */
+static void attn_hybrid(sg_net *n, const sg_stage_cfg *s, const sg_block *B, float *maps)
+{
+    sg_run *r = &n->r;
+    int N = s->n, C = s->dim, H = s->grid, hp = s->heads / 2, d = C / s->heads;
+    int rr = s->sr, g = H / rr, nk = s->nk;
+    float scale = 1.0f / sqrtf((float)d);
+    /* global half: queries q1 [N, C/2], keys/values from the reduced grid */
+    vt_linear(n->pool, r->q, r->xn, B->q1w, B->q1b, N, C, C / 2, 0, 0);
+    vt_patchify_tokens(r->h1, r->xn, H, H, C, rr);
+    vt_linear(n->pool, r->red, r->h1, B->srw, B->srb, nk, C * rr * rr, C, 0, 0);
+    vt_layernorm(r->red, r->red, B->srnw, B->srnb, nk, C, n->c.sr_eps);
+    vt_gelu(r->red, (size_t)nk * C);
+    vt_linear(n->pool, r->kvr, r->red, B->kv1w, B->kv1b, nk, C, C, 0, 0);
+    vt_attend_head heads[256];
+    for (int h = 0; h < hp; h++)
+        heads[h] = (vt_attend_head){r->q + h * d, r->kvr + h * d, r->kvr + C / 2 + h * d,
+                                    r->a + h * d};
+    vt_attend(n->pool, heads, hp, C / 2, C, C, C, N, nk, d, scale, r->att_scr, r->gsum);
+    /* local half: q2 [N, C/2], kv2 [N, C] inside 7x7 windows */
+    vt_linear(n->pool, r->q, r->xn, B->q2w, B->q2b, N, C, C / 2, 0, 0);
+    vt_linear(n->pool, r->kv, r->xn, B->kv2w, B->kv2b, N, C, C, 0, 0);
+    vt_window_attend(n->pool, hp, r->q, C / 2, r->kv, r->kv + C / 2, C, r->a + C / 2, C,
+                     H, H, SG_WINDOW, d, scale, r->win_scr, r->lsum);
+    /* the map: G = mean over global heads and all queries, upsampled
+     * (nearest, floor); L = mean over window heads and the window's queries */
+    float *M = maps, *G = maps + N, *L = maps + 2 * N;
+    float sc = (float)g / H;
+    int wc = H / SG_WINDOW, t = SG_WINDOW * SG_WINDOW, nwin = wc * wc;
+    for (int y = 0; y < H; y++) {
+        int gy = (int)floorf(y * sc);
+        gy = gy < g - 1 ? gy : g - 1;
+        for (int x = 0; x < H; x++) {
+            int gx = (int)floorf(x * sc);
+            gx = gx < g - 1 ? gx : g - 1;
+            G[y * H + x] = r->gsum[gy * g + gx] / (float)hp / (float)N;
+            int win = (y / SG_WINDOW) * wc + x / SG_WINDOW;
+            int pos = (y % SG_WINDOW) * SG_WINDOW + x % SG_WINDOW;
+            float l = 0;
+            for (int h = 0; h < hp; h++)
+                l += r->lsum[((size_t)h * nwin + win) * t + pos];
+            L[y * H + x] = l / (float)hp / (float)t;
+            M[y * H + x] = L[y * H + x] + G[y * H + x];
+        }
+    }
+}
+
+/* z[g] = f.bias + sum_u f.weight[u] * xn[order[start + g*s + u]] for each
+ * part of the order: the merged tokens [n_merged, C]. */
+static void merge_tokens(const sg_stage_cfg *s, const sg_block *B, float *z,
+                         const float *xn, const int *order)
+{
+    int C = s->dim, start = 0;
+    for (int p = 0; p < s->nparts; p++) {
+        int run = s->s[p];
+        const float *fw = B->fw[p];
+        for (int gi = 0; gi < s->m[p]; gi++, z += C) {
+            for (int ch = 0; ch < C; ch++)
+                z[ch] = B->fb[p][0];
+            for (int u = 0; u < run; u++) {
+                const float *src = xn + (size_t)order[start + gi * run + u] * C;
+                float wu = fw[u];
+                for (int ch = 0; ch < C; ch++)
+                    z[ch] += wu * src[ch];
+            }
+        }
+        start += s->part_len[p];
+    }
+}
+
+/* REALLOC: sort tokens by the map, merge, attend with all queries; heads
+ * 0..h'-1 see kv1(Z1), heads h'..h-1 see kv2(Z2). */
+static int attn_realloc(sg_net *n, int image, int si, int bj, const sg_block *B,
+                        const float *M, int *order1, int *order2)
+{
+    const sg_stage_cfg *s = &n->c.st[si];
+    sg_run *r = &n->r;
+    int N = s->n, C = s->dim, H = s->grid, hp = s->heads / 2, d = C / s->heads, nm = s->nmerged;
+    float scale = 1.0f / sqrtf((float)d);
+    vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, N, C, C, 0, 0);
+    /* order1: ascending sort of M row-major; order2: of M column-major
+     * (sequence index k = x*H + y), mapped back to tokens y*W + x */
+    vt_argsort_stable(order1, M, N, r->itmp);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < H; x++)
+            r->mcol[x * H + y] = M[y * H + x];
+    vt_argsort_stable(r->o2c, r->mcol, N, r->itmp);
+    for (int k = 0; k < N; k++)
+        order2[k] = (r->o2c[k] % H) * H + r->o2c[k] / H;
+    if (n->hook && n->hook(n->hook_ctx, image, si + 1, bj, order1, order2, N))
+        return vt_seterr("sgformer: order hook failed at stage %d block %d", si + 1, bj);
+    merge_tokens(s, B, r->z1, r->xn, order1);
+    merge_tokens(s, B, r->z2, r->xn, order2);
+    vt_linear(n->pool, r->kvz1, r->z1, B->kv1w, B->kv1b, nm, C, C, 0, 0);
+    vt_linear(n->pool, r->kvz2, r->z2, B->kv2w, B->kv2b, nm, C, C, 0, 0);
+    vt_attend_head heads[512];
+    for (int h = 0; h < s->heads; h++) {
+        const float *kv = h < hp ? r->kvz1 + h * d : r->kvz2 + (h - hp) * d;
+        heads[h] = (vt_attend_head){r->q + h * d, kv, kv + C / 2, r->a + h * d};
+    }
+    vt_attend(n->pool, heads, s->heads, C, C, C, C, N, nm, d, scale, r->att_scr, NULL);
+    return 0;
+}
+
+/* MHSA: q [N, C], kv [N, 2C] = K | V, h heads over all tokens. */
+static void attn_mhsa(sg_net *n, const sg_stage_cfg *s, const sg_block *B)
+{
+    sg_run *r = &n->r;
+    int N = s->n, C = s->dim, d = C / s->heads;
+    vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, N, C, C, 0, 0);
+    vt_linear(n->pool, r->kv, r->xn, B->kvw, B->kvb, N, C, 2 * C, 0, 0);
+    vt_attend_head heads[512];
+    for (int h = 0; h < s->heads; h++)
+        heads[h] = (vt_attend_head){r->q + h * d, r->kv + h * d, r->kv + C + h * d, r->a + h * d};
+    vt_attend(n->pool, heads, s->heads, C, 2 * C, 2 * C, C, N, N, d,
+              1.0f / sqrtf((float)d), r->att_scr, NULL);
+}
+
+/* ---- forward: blocks, stages, head ----------------------------------- */
+
+/* x += proj(Attn(xn) + LePE(xn)), xn = norm1(x);
+ * x += fc2(GELU(t + dwconv(t))), t = fc1(norm2(x)). `map` is the map the
+ * previous HYBRID block left (for REALLOC). */
+static int block(sg_net *n, int image, int si, int bj, const float **map)
+{
+    const sg_stage_cfg *s = &n->c.st[si];
+    const sg_block *B = &n->w.blocks[si][bj];
+    sg_run *r = &n->r;
+    int N = s->n, C = s->dim, H = s->grid, F = s->hidden;
+    float eps = n->c.eps;
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, eps);
+    if (B->kind == VT_SG_HYBRID) {
+        float *maps = r->maps + (size_t)image * n->map_total + n->map_off[si][bj];
+        attn_hybrid(n, s, B, maps);
+        *map = maps;
+    } else if (B->kind == VT_SG_REALLOC) {
+        int *ord = r->orders + (size_t)image * n->ord_total + n->ord_off[si][bj];
+        if (!*map)
+            return vt_seterr("sgformer: stage %d block %d has no map", si + 1, bj);
+        if (attn_realloc(n, image, si, bj, B, *map, ord, ord + N) < 0)
+            return -1;
+        *map = NULL;
+    } else {
+        attn_mhsa(n, s, B);
+        *map = NULL;
+    }
+    /* LePE: depthwise 3x3 of lepe_linear(xn), added before proj */
+    vt_linear(n->pool, r->t, r->xn, B->lepew, B->lepeb, N, C, C, 0, 0);
+    vt_dw3_tokens(n->pool, r->h2, r->t, H, H, C, B->lepec, B->lepecb, 0);
+    vt_add(r->a, r->h2, (size_t)N * C);
+    vt_linear(n->pool, r->x, r->a, B->projw, B->projb, N, C, C, 1, 0);
+    /* MLP with the depthwise conv residual inside, before GELU */
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, eps);
+    vt_linear(n->pool, r->h1, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 0);
+    vt_dw3_tokens(n->pool, r->h2, r->h1, H, H, F, B->dww, B->dwb, VT_DW3_RESIDUAL | VT_DW3_GELU);
+    vt_linear(n->pool, r->x, r->h2, B->fc2w, B->fc2b, N, F, C, 1, 0);
+    return 0;
+}
+
+static int forward_image(sg_net *n, int image, const float *img, float *logits)
+{
+    const sg_config *c = &n->c;
+    sg_run *r = &n->r;
+    stem(n, img);
+    for (int i = 0; i < SG_STAGES; i++) {
+        const sg_stage_cfg *s = &c->st[i];
+        if (i > 0)
+            patch_merging(n, i);
+        const float *map = NULL;    /* validated: no map crosses a stage it could reach */
+        for (int j = 0; j < s->depth; j++)
+            if (block(n, image, i, j, &map) < 0)
+                return -1;
+        vt_layernorm_mt(n->pool, r->stage[i], r->x, n->w.normw[i], n->w.normb[i], s->n,
+                        s->dim, c->eps);
+    }
+    const sg_stage_cfg *s4 = &c->st[3];
+    vt_mean_rows(r->feat, r->stage[3], s4->n, s4->dim);
+    vt_linear(n->pool, logits, r->feat, n->w.headw, n->w.headb, 1, s4->dim, c->classes, 0, 0);
+    return 0;
+}
+
+static int sg_forward(void *net, const float *x, int batch, float *logits)
+{
+    sg_net *n = net;
+    if (!n || n->magic != SG_MAGIC)
+        return vt_seterr("sgformer: not an sgformer net");
+    if (batch < 1)
+        return vt_seterr("sgformer: batch %d", batch);
+    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+        return -1;
+    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
+    n->last_batch = 0;
+    for (int b = 0; b < batch; b++)
+        if (forward_image(n, b, x + b * img, logits + (size_t)b * n->c.classes) < 0)
+            return -1;
+    n->last_batch = batch;
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void sg_destroy(void *net)
+{
+    sg_net *n = net;
+    if (!n)
+        return;
+    run_free(&n->r);
+    vt_pool_free(n->pool);
+    for (int i = 0; i < n->nowned; i++)
+        free(n->owned[i]);
+    free(n->owned);
+    for (int i = 0; i < SG_STAGES; i++) {
+        free(n->w.blocks[i]);
+        free(n->map_off[i]);
+        free(n->ord_off[i]);
+    }
+    n->magic = 0;
+    free(n);
+}
+
+static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_opts *o)
+{
+    sg_net *n = vt_xcalloc(1, sizeof *n);
+    n->magic = SG_MAGIC;
+    if (sg_config_read(cfg, &n->c) < 0 || sg_bind(n, weights) < 0) {
+        sg_destroy(n);
+        return NULL;
+    }
+    for (int i = 0; i < SG_STAGES; i++)
+        if (n->c.st[i].heads > 512) {
+            vt_seterr("sgformer: more than 512 heads");
+            sg_destroy(n);
+            return NULL;
+        }
+    plan_records(n);
+    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+        sg_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- extras (models/sgformer.h) -------------------------------------- */
+
+static const sg_net *as_net(const void *net)
+{
+    const sg_net *n = net;
+    if (!n || n->magic != SG_MAGIC)
+        return vt_seterr("not an sgformer net"), NULL;
+    return n;
+}
+
+static const sg_stage_cfg *stage_of(const sg_net *n, int stage)
+{
+    if (stage < 1 || stage > SG_STAGES)
+        return vt_seterr("sgformer: stage %d: stages are 1..4", stage), NULL;
+    return &n->c.st[stage - 1];
+}
+
+int vt_sgformer_block_kind(const void *net, int stage, int block)
+{
+    const sg_net *n = as_net(net);
+    const sg_stage_cfg *s = n ? stage_of(n, stage) : NULL;
+    return s && block >= 0 && block < s->depth ? s->kinds[block] : VT_SG_NONE;
+}
+
+int vt_sgformer_depth(const void *net, int stage)
+{
+    const sg_net *n = as_net(net);
+    const sg_stage_cfg *s = n ? stage_of(n, stage) : NULL;
+    return s ? s->depth : 0;
+}
+
+int vt_sgformer_grid(const void *net, int stage)
+{
+    const sg_net *n = as_net(net);
+    const sg_stage_cfg *s = n ? stage_of(n, stage) : NULL;
+    return s ? s->grid : 0;
+}
+
+static int check_record(const sg_net *n, int image, int stage, int block, int kind)
+{
+    const sg_stage_cfg *s = stage_of(n, stage);
+    if (!s)
+        return -1;
+    if (!n->last_batch)
+        return vt_seterr("sgformer: no forward pass yet");
+    if (image < 0 || image >= n->last_batch)
+        return vt_seterr("sgformer: image %d not in the last batch of %d", image, n->last_batch);
+    if (block < 0 || block >= s->depth || s->kinds[block] != kind)
+        return vt_seterr("sgformer: stage %d block %d %s", stage, block,
+                         kind == VT_SG_HYBRID ? "makes no significance map (hybrid blocks are "
+                                                "the even ones of stages 1-3)"
+                                              : "is not a token-reallocation block");
+    return 0;
+}
+
+int vt_sgformer_sigmap(const void *net, int image, int stage, int block, int which,
+                       float *out, int *h, int *w)
+{
+    const sg_net *n = as_net(net);
+    if (!n || check_record(n, image, stage, block, VT_SG_HYBRID) < 0)
+        return -1;
+    if (which < VT_SG_MAP || which > VT_SG_LOCAL)
+        return vt_seterr("sgformer: unknown map kind %d", which);
+    const sg_stage_cfg *s = &n->c.st[stage - 1];
+    if (h) *h = s->grid;
+    if (w) *w = s->grid;
+    if (out)
+        memcpy(out, n->r.maps + (size_t)image * n->map_total + n->map_off[stage - 1][block] +
+                        (size_t)which * s->n, (size_t)s->n * sizeof *out);
+    return 0;
+}
+
+int vt_sgformer_order(const void *net, int image, int stage, int block, int which,
+                      int *out, int *count)
+{
+    const sg_net *n = as_net(net);
+    if (!n || check_record(n, image, stage, block, VT_SG_REALLOC) < 0)
+        return -1;
+    if (which != 1 && which != 2)
+        return vt_seterr("sgformer: order %d: 1 or 2", which);
+    const sg_stage_cfg *s = &n->c.st[stage - 1];
+    if (count) *count = s->n;
+    if (out)
+        memcpy(out, n->r.orders + (size_t)image * n->ord_total + n->ord_off[stage - 1][block] +
+                        (size_t)(which - 1) * s->n, (size_t)s->n * sizeof *out);
+    return 0;
+}
+
+const float *vt_sgformer_stage(const void *net, int stage, int *count, int *c)
+{
+    const sg_net *n = as_net(net);
+    if (!n)
+        return NULL;
+    if (!n->last_batch)
+        return vt_seterr("sgformer: no forward pass yet"), NULL;
+    if (stage == SG_STAGES + 1) {
+        if (count) *count = 1;
+        if (c) *c = n->c.st[3].dim;
+        return n->r.feat;
+    }
+    const sg_stage_cfg *s = stage_of(n, stage);
+    if (!s)
+        return NULL;
+    if (count) *count = s->n;
+    if (c) *c = s->dim;
+    return n->r.stage[stage - 1];
+}
+
+int vt_sgformer_set_order_hook(void *net, vt_sgformer_order_hook fn, void *ctx)
+{
+    sg_net *n = (sg_net *)as_net(net);
+    if (!n)
+        return -1;
+    n->hook = fn;
+    n->hook_ctx = ctx;
+    return 0;
+}
+
+const vt_family vt_family_sgformer = {
+    .name = "sgformer",
+    .archs = sg_archs,
+    .config = sg_config_defaults,
+    .params = sg_params,
+    .create = sg_create,
+    .forward = sg_forward,
+    .destroy = sg_destroy,
+};

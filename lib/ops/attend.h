@@ -1,0 +1,53 @@
+/* attend.h - attention cores that lib/ops.h's vt_attention (same token set
+ * for queries and keys, packed qkv) does not cover: queries attending to a
+ * different, smaller key set (spatial reduction, merged tokens), and
+ * attention inside non-overlapping windows; both can report how much
+ * attention every key received (column sums of the softmax), which is what
+ * significance maps are made of.
+ *
+ * Both split work into tasks whose boundaries do not depend on the number
+ * of threads, and sum per-task partial results in task order, so results
+ * are bitwise the same for any pool size. */
+#ifndef VT_OPS_ATTEND_H
+#define VT_OPS_ATTEND_H
+
+#include "ops.h"
+
+#define VT_ATTEND_ROWS 128  /* queries per task */
+
+/* One head: q[nq, d] (row stride ldq), k and v [nk, d] (strides ldk, ldv),
+ * out[nq, d] (stride ldo). Pointers are to the head's first channel. */
+typedef struct vt_attend_head {
+    const float *q, *k, *v;
+    float *o;
+} vt_attend_head;
+
+/* Floats of scratch vt_attend needs: one [VT_ATTEND_ROWS, nk] score block
+ * per pool thread, then the per-task column sums for up to `heads` heads
+ * and nq queries. */
+size_t vt_attend_scratch(const vt_pool *p, int heads, int nq, int nk);
+
+/* For every head: out = softmax(q k^T * scale) v, softmax over the nk
+ * keys. colsum (optional, [nk]): the attention each key received, summed
+ * over all heads and queries (divide by heads*nq for the mean). */
+void vt_attend(vt_pool *p, const vt_attend_head *heads, int nheads, int ldq,
+               int ldk, int ldv, int ldo, int nq, int nk, int d, float scale,
+               float *scratch, float *colsum);
+
+/* Floats of scratch vt_window_attend needs. */
+size_t vt_window_scratch(const vt_pool *p, int ws, int d);
+
+/* Attention inside ws x ws windows of an h x w token grid (h, w multiples
+ * of ws; no shift, no bias), as Swin's window_partition: window (wy, wx)
+ * row-major, token (y, x) inside it row-major. For each of `heads` heads
+ * (head j reads channels j*d .. j*d+d-1 of each array):
+ *   q[h*w, .] (row stride ldq), k and v (stride ldkv), out (stride ldo).
+ * colsum (optional, [heads, (h/ws)*(w/ws), ws*ws]): per head and window,
+ * the attention each key position received, summed over the window's
+ * ws*ws queries. */
+void vt_window_attend(vt_pool *p, int heads, const float *q, int ldq,
+                      const float *k, const float *v, int ldkv, float *out,
+                      int ldo, int h, int w, int ws, int d, float scale,
+                      float *scratch, float *colsum);
+
+#endif

@@ -1,0 +1,454 @@
+/* test_sgformer.c - the sgformer family end to end against the official
+ * code: the project's own small fixture (tests/fixtures/sgformer, made by
+ * tests/make-sgformer-fixtures.py) and, with VT_SHARED, every conformance
+ * fixture ../shared/conformance/fixtures/sgformer-* (checkpoint read in
+ * process): logits (compare.py's bound, top-1 equal), every significance
+ * map (M, global and local halves), the token orders (may differ only
+ * between near-tied map values), the stage outputs and pooled features;
+ * then again with the reference's token orders forced in (spec section 9,
+ * step 3), where everything must match to float32 noise. */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "model.h"
+#include "models/sgformer.h"
+#include "npy.h"
+#include "tap.h"
+#include "util.h"
+
+extern const vt_family vt_family_sgformer;
+static const vt_family *fam = &vt_family_sgformer;
+
+static char root[512];
+
+static int load_npy(const char *dir, const char *name, vt_tensor *t)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    memset(t, 0, sizeof *t);
+    if (vt_npy_load(path, t) < 0) {
+        ok(0, "load %s: %s", path, vt_error());
+        return -1;
+    }
+    return 0;
+}
+
+static double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static double max_err(const float *a, const float *b, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        e = fmax(e, d);
+    }
+    return e;
+}
+
+/* Logits: compare.py's bound, max|got-want| <= 1e-3 max|want| + 1e-5, and
+ * top-1 equal per row. */
+static void compare_logits(const char *what, const float *got, const float *want,
+                           int rows, int n)
+{
+    double err = max_err(got, want, (size_t)rows * n);
+    double bound = 1e-3 * max_abs(want, (size_t)rows * n) + 1e-5;
+    int top1 = 0;
+    for (int r = 0; r < rows; r++) {
+        int a = 0, b = 0;
+        for (int j = 1; j < n; j++) {
+            if (got[r * n + j] > got[r * n + a]) a = j;
+            if (want[r * n + j] > want[r * n + b]) b = j;
+        }
+        top1 += a == b;
+    }
+    printf("# %s logits: max abs err %.3g (max|logit| %.3g)\n", what, err,
+           max_abs(want, (size_t)rows * n));
+    ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (bound %.3g), top-1 %d/%d",
+       what, err, bound, top1, rows);
+}
+
+/* An intermediate: relative error (max abs err / max |ref|) <= rel. */
+static void compare_rel(const char *what, const char *name, const float *got,
+                        const float *want, size_t n, double rel)
+{
+    double err = max_err(got, want, n), mx = max_abs(want, n);
+    double r = mx > 0 ? err / mx : err;
+    printf("# %s %s: max abs err %.3g, relative %.3g\n", what, name, err, r);
+    ok(r <= rel, "%s %s: relative err %.3g <= %.0e", what, name, r, rel);
+}
+
+/* ---- the reference orders, forced in through the hook ---- */
+
+typedef struct forced {
+    const char *dir;
+    int failed;
+    int differ, bad;    /* our orders vs the reference's (spec 9, step 4) */
+    double worst;
+} forced;
+
+/* Positions where our order (from our own map) differs from the
+ * reference's must hold reference map values within 1e-5 relative. */
+static void tally(forced *f, int stage, int block, const int *ours, const vt_tensor *ref, int n)
+{
+    char path[1400];
+    vt_tensor map;
+    snprintf(path, sizeof path, "%s/sigmap_s%d_b%d.npy", f->dir, stage, block - 1);
+    memset(&map, 0, sizeof map);
+    if (vt_npy_load(path, &map) < 0 || vt_tensor_numel(&map) % n) {
+        f->failed = 1;
+        vt_tensor_free(&map);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        int want = (int)vt_tensor_get(ref, (size_t)i);
+        if (ours[i] == want)
+            continue;
+        double a = vt_tensor_get(&map, (size_t)ours[i]), b = vt_tensor_get(&map, (size_t)want);
+        double rel = fabs(a - b) / fmax(fabs(b), 1e-30);
+        f->differ++;
+        f->worst = fmax(f->worst, rel);
+        f->bad += rel > 1e-5;
+    }
+    vt_tensor_free(&map);
+}
+
+static int force_orders(void *ctx, int image, int stage, int block, int *o1, int *o2, int n)
+{
+    forced *f = ctx;
+    char name[64];
+    vt_tensor t;
+    int *dst[2] = {o1, o2};
+    for (int k = 0; k < 2; k++) {
+        snprintf(name, sizeof name, "realloc_order%s_s%d_b%d", k ? "2" : "", stage, block);
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s.npy", f->dir, name);
+        memset(&t, 0, sizeof t);
+        if (vt_npy_load(path, &t) < 0 || vt_tensor_numel(&t) % n) {
+            vt_tensor_free(&t);
+            f->failed = 1;
+            return -1;
+        }
+        if ((image + 1) * (int64_t)n > vt_tensor_numel(&t)) {
+            vt_tensor_free(&t);     /* stored for fewer images: keep ours */
+            return 0;
+        }
+        if (image == 0)
+            tally(f, stage, block, dst[k], &t, n);
+        for (int i = 0; i < n; i++)
+            dst[k][i] = (int)vt_tensor_get(&t, (size_t)image * n + i);
+        vt_tensor_free(&t);
+    }
+    return 0;
+}
+
+/* Our order vs the reference's for one REALLOC block: positions may differ
+ * only where the reference map's values at the two tokens are near-tied. */
+static void compare_order(const char *what, void *net, const char *dir, int stage, int block)
+{
+    char name[64];
+    vt_tensor ref, map;
+    snprintf(name, sizeof name, "sigmap_s%d_b%d", stage, block - 1);
+    if (load_npy(dir, name, &map) < 0)
+        return;
+    const float *M = map.data;
+    for (int k = 1; k <= 2; k++) {
+        snprintf(name, sizeof name, "realloc_order%s_s%d_b%d", k == 2 ? "2" : "", stage, block);
+        if (load_npy(dir, name, &ref) < 0)
+            break;
+        int n = 0;
+        vt_sgformer_order(net, 0, stage, block, k, NULL, &n);
+        int *ours = malloc(sizeof(int) * (n ? n : 1));
+        int rc = vt_sgformer_order(net, 0, stage, block, k, ours, &n);
+        int differ = 0, bad = 0;
+        double worst = 0;
+        int rows_ok = n > 0 && vt_tensor_numel(&ref) % n == 0;
+        for (int i = 0; rc == 0 && rows_ok && i < n; i++) {
+            int want = (int)vt_tensor_get(&ref, (size_t)i);
+            if (ours[i] == want)
+                continue;
+            differ++;
+            double a = M[ours[i]], b = M[want];
+            double rel = fabs(a - b) / fmax(fabs(b), 1e-30);
+            worst = fmax(worst, rel);
+            bad += rel > 1e-5;
+        }
+        printf("# %s %s: %d positions differ, largest relative gap %.3g\n", what, name,
+               differ, worst);
+        ok(rc == 0 && rows_ok && !bad,
+           "%s %s: %d positions differ, only between near-ties (%d not)", what, name, differ, bad);
+        free(ours);
+        vt_tensor_free(&ref);
+    }
+    vt_tensor_free(&map);
+}
+
+/* Every intermediate meta.json lists. */
+#define EX_MAPS 1      /* maps and orders (image 0 of any batch) */
+#define EX_STAGES 2    /* stage outputs and features (last image: run image 0 alone) */
+static void compare_extras(const char *what, void *net, const char *dir, const cJSON *extras,
+                           int hooked, int kinds)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, extras) {
+        const char *x = cJSON_IsString(e) ? e->valuestring : "";
+        int stage, block;
+        vt_tensor want;
+        if (sscanf(x, "realloc_order2_s%d_b%d", &stage, &block) == 2)
+            continue;       /* with order 1 */
+        int is_map = strncmp(x, "sigmap_", 7) == 0 || strncmp(x, "realloc_", 8) == 0;
+        if (!(kinds & (is_map ? EX_MAPS : EX_STAGES)))
+            continue;
+        if (sscanf(x, "realloc_order_s%d_b%d", &stage, &block) == 2) {
+            /* Before the first reallocation both runs agree to float noise;
+             * later maps follow our own orders, so only the first block's
+             * orders can be held to near-ties of the reference map. The
+             * later ones are checked in hook mode (force_orders). */
+            if (!hooked && stage == 1 && block == 1)
+                compare_order(what, net, dir, stage, block);
+            continue;
+        }
+        if (load_npy(dir, x, &want) < 0)
+            continue;
+        /* [images, ...]: compare image 0 */
+        size_t n = (size_t)vt_tensor_numel(&want) / (want.ndim > 1 && want.shape[0] > 0 ? want.shape[0] : 1);
+        float *got = malloc(sizeof(float) * n);
+        int which = -1, h = 0, w = 0, cnt = 0, c = 0;
+        const float *src = NULL;
+        if (sscanf(x, "sigmap_global_s%d_b%d", &stage, &block) == 2)
+            which = VT_SG_GLOBAL;
+        else if (sscanf(x, "sigmap_local_s%d_b%d", &stage, &block) == 2)
+            which = VT_SG_LOCAL;
+        else if (sscanf(x, "sigmap_s%d_b%d", &stage, &block) == 2)
+            which = VT_SG_MAP;
+        else if (sscanf(x, "stage%d", &stage) == 1)
+            src = vt_sgformer_stage(net, stage, &cnt, &c);
+        else if (strcmp(x, "features") == 0)
+            src = vt_sgformer_stage(net, 5, &cnt, &c);
+        int got_ok = 0;
+        if (which >= 0)
+            got_ok = vt_sgformer_sigmap(net, 0, stage, block, which, NULL, &h, &w) == 0 &&
+                     (size_t)h * w == n &&
+                     vt_sgformer_sigmap(net, 0, stage, block, which, got, &h, &w) == 0;
+        else if (src && (size_t)cnt * c == n)
+            got_ok = (memcpy(got, src, n * sizeof *got), 1);
+        if (!got_ok) {
+            ok(0, "%s %s: %s", what, x, which >= 0 || src ? "shape" : "unknown extra");
+        } else {
+            /* The first map comes before any reallocation: float noise only
+             * (spec: <= 1e-4). Later ones follow our own token orders
+             * (near-ties may sort differently), except with the reference's
+             * orders forced in. */
+            int first = which >= 0 && stage == 1 && block == 0;
+            compare_rel(what, x, got, want.data, n, first || hooked ? 1e-4 : 2e-3);
+        }
+        free(got);
+        vt_tensor_free(&want);
+    }
+}
+
+/* The own fixture's input has no file (tests/make-sgformer-fixtures.py):
+ * x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32. */
+static int hash_input(vt_tensor *t, int batch, int size)
+{
+    memset(t, 0, sizeof *t);
+    size_t n = (size_t)batch * 3 * size * size;
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((uint32_t)((uint64_t)i * 2654435761u) >> 24) / 64.0f - 2.0f;
+    t->dtype = VT_F32;
+    t->ndim = 4;
+    int64_t shape[4] = {batch, 3, size, size};
+    memcpy(t->shape, shape, sizeof shape);
+    t->data = x;
+    t->nbytes = n * sizeof *x;
+    t->owned = 1;
+    return 0;
+}
+
+static void shared_fixture(const char *dir)
+{
+    char path[1600], base[256];
+    const char *slash = strrchr(dir, '/');
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : dir);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    uint8_t *buf;
+    size_t len;
+    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
+        ok(0, "%s: %s", path, vt_error());
+        return;
+    }
+    cJSON *meta = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(meta, "variant");
+    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(meta, "extras");
+    cJSON *cfg = cJSON_IsString(variant) ? vt_config_make(variant->valuestring, meta) : NULL;
+    ok(cfg != NULL, "%s: config %s", base, cfg ? "made" : vt_error());
+    vt_frame w;
+    vt_frame_init(&w);
+    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
+    vt_ckpt_opts co = {0};
+    vt_params ps = {0};
+    vt_tensor in, want;
+    int rc = cfg ? vt_ckpt_load(path, &co, &w) : -1;
+    if (rc == 0)
+        rc = fam->params(cfg, &ps);
+    if (rc == 0)
+        rc = vt_check_weights(&ps, &w);
+    ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(meta, "input");
+    if (rc < 0)
+        goto done;
+    if (cJSON_IsString(rule) && strncmp(rule->valuestring, "hash:", 5) == 0)
+        hash_input(&in, vt_cfg_int(meta, "batch", 1), vt_cfg_int(meta, "size", 224));
+    else if (load_npy(dir, "input", &in) < 0)
+        goto done;
+    if (load_npy(dir, "logits", &want) < 0) {
+        vt_tensor_free(&in);
+        goto done;
+    }
+    int B = (int)in.shape[0], K = (int)want.shape[1];
+    float *logits = malloc(sizeof(float) * B * K);
+    for (int mode = 0; mode < 3; mode++) {
+        /* 0: 1 thread, own orders; 1: 2 threads, own orders; 2: forced */
+        int threads = mode == 0 ? 1 : 2;
+        vt_run_opts o = {threads, B};
+        void *net = fam->create(cfg, &w, &o);
+        forced f = {dir, 0, 0, 0, 0};
+        char what[400];
+        snprintf(what, sizeof what, "%s (batch %d, %d threads%s)", base, B, threads,
+                 mode == 2 ? ", reference orders" : "");
+        if (net && mode == 2)
+            vt_sgformer_set_order_hook(net, force_orders, &f);
+        double t0 = vt_now();
+        if (!net || fam->forward(net, in.data, B, logits) < 0) {
+            ok(0, "%s: %s", what, vt_error());
+        } else {
+            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
+            compare_logits(what, logits, want.data, B, K);
+            if (mode == 2) {
+                printf("# %s: own orders differ from the reference's in %d positions, "
+                       "largest relative map gap %.3g\n", what, f.differ, f.worst);
+                ok(!f.failed && !f.bad, "%s: own orders differ only between near-ties "
+                   "(%d of %d positions not)", what, f.bad, f.differ);
+            }
+            if (mode != 1)
+                compare_extras(what, net, dir, extras, mode == 2, B == 1 ? EX_MAPS | EX_STAGES : EX_MAPS);
+            if (mode != 1 && B > 1) {
+                char w1[450];
+                snprintf(w1, sizeof w1, "%s image 0 alone", what);
+                ok(fam->forward(net, in.data, 1, logits) == 0, "%s: forward", w1);
+                compare_extras(w1, net, dir, extras, mode == 2, EX_STAGES);
+            }
+        }
+        fam->destroy(net);
+    }
+    free(logits);
+    vt_tensor_free(&in);
+    vt_tensor_free(&want);
+done:
+    vt_params_free(&ps);
+    vt_frame_free(&w);
+    cJSON_Delete(cfg);
+    cJSON_Delete(meta);
+}
+
+/* Defaults of every arch: parameter counts and tensor counts of the
+ * official models (spec section 5). */
+static void defaults(void)
+{
+    static const struct { const char *arch; int tensors; long long params; } want[] = {
+        {"sgformer_s", 669, 22545981LL}, {"sgformer_m", 1069, 38689316LL},
+        {"sgformer_b", 1017, 77950293LL}};
+    for (int i = 0; i < 3; i++) {
+        cJSON *cfg = vt_config_make(want[i].arch, NULL);
+        vt_params ps = {0};
+        int rc = cfg ? fam->params(cfg, &ps) : -1;
+        long long total = 0;
+        for (int j = 0; j < ps.n; j++) {
+            long long e = 1;
+            for (int k = 0; k < ps.p[j].ndim; k++)
+                e *= ps.p[j].shape[k];
+            total += e;
+        }
+        ok(rc == 0 && ps.n == want[i].tensors && total == want[i].params,
+           "%s: %d tensors, %lld parameters", want[i].arch, ps.n, total);
+        vt_params_free(&ps);
+        /* sizes the official code cannot run are refused */
+        int sizes[3] = {256, 240, 112};
+        for (int k = 0; k < 3 && cfg; k++) {
+            cJSON_ReplaceItemInObject(cfg, "img_size", cJSON_CreateNumber(sizes[k]));
+            ok(fam->params(cfg, &ps) < 0 && strstr(vt_error(), "img_size"),
+               "%s at %d refused: %s", want[i].arch, sizes[k], vt_error());
+            vt_params_free(&ps);
+        }
+        if (cfg) {
+            cJSON_ReplaceItemInObject(cfg, "img_size", cJSON_CreateNumber(448));
+            ok(fam->params(cfg, &ps) == 0, "%s at 448 accepted (the official code runs it)",
+               want[i].arch);
+            vt_params_free(&ps);
+        }
+        cJSON_Delete(cfg);
+    }
+}
+
+int main(void)
+{
+    const char *r = getenv("VT_ROOT");
+    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
+    defaults();
+
+    char own[700];
+    snprintf(own, sizeof own, "%s/tests/fixtures/sgformer", root);
+    DIR *od = opendir(own);
+    if (od) {
+        closedir(od);
+        shared_fixture(own);
+    } else {
+        ok(0, "own fixture %s missing", own);
+    }
+
+    /* more fixture folders (e.g. full-size refgen output), colon-separated */
+    const char *more = getenv("VT_SGFORMER_FIXTURES");
+    if (more && *more) {
+        char *list = vt_xstrdup(more), *save = NULL;
+        for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+            shared_fixture(dir);
+        free(list);
+    }
+
+    const char *shared = tap_shared();
+    if (!shared) {
+        skip("official SG-Former conformance fixtures", "VT_SHARED not set");
+        return tap_done();
+    }
+    char fx[1024];
+    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
+    DIR *d = opendir(fx);
+    struct dirent *e;
+    char *names[64];
+    int n = 0;
+    while (d && (e = readdir(d)) && n < 64)
+        if (strncmp(e->d_name, "sgformer-", 9) == 0)
+            names[n++] = vt_xstrdup(e->d_name);
+    if (d)
+        closedir(d);
+    ok(n > 0, "found %d sgformer fixtures in %s", n, fx);
+    for (int i = 0; i < n; i++) {
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
+        shared_fixture(dir);
+        free(names[i]);
+    }
+    return tap_done();
+}
