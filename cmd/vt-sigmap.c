@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -311,6 +312,14 @@ int main(int argc, char **argv)
     if (alpha_set && !overlay) return usage_error("--alpha goes with --overlay");
     if (png && !*png) return usage_error("--png: empty file name");
     if (png_dir && !*png_dir) return usage_error("--png-dir: empty directory name");
+    struct stat st;
+    if (png_dir) {
+        int bad = stat(png_dir, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+        if (bad) {
+            fprintf(stderr, "%s: --png-dir %s: %s\n", prog, png_dir, strerror(bad));
+            return 2;
+        }
+    }
     int to_frames = !png && !png_dir;
     if (optind == argc && isatty(0)) return usage_error("no inputs, and stdin is a terminal");
     if (to_frames && isatty(1))

@@ -25,7 +25,7 @@ for k in ["model", "batch", "threads", "params", "gmacs", "load_ms", "first_ms",
 assert r["batch"] == 2 and r["threads"] == 1
 assert r["params"] == 5717416, r["params"]          # timm's deit_tiny_patch16_224
 assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
-assert abs(r["ms_per_image"] * 2 - r["median_ms"]) < 1e-6 * r["median_ms"] + 1e-3
+assert abs(r["ms_per_image"] * 2 - r["median_ms"]) <= 1e-3 * r["median_ms"]
 PY
 }
 
