@@ -12,11 +12,17 @@
 
 extern const vt_family vt_family_vit;
 extern const vt_family vt_family_sgformer;
+extern const vt_family vt_family_groupmix;
+extern const vt_family vt_family_swin;
+extern const vt_family vt_family_pale;
 
 /* Every family, in the order --list-archs shows them. */
 static const vt_family *const registry[] = {
     &vt_family_vit,
     &vt_family_sgformer,
+    &vt_family_groupmix,
+    &vt_family_swin,
+    &vt_family_pale,
     NULL,
 };
 

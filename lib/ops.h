@@ -16,7 +16,10 @@
  * shape near the peak. Having one threading model also means the two can
  * never oversubscribe the cores (T pool threads, each running a 1-thread
  * BLAS). Large products (qkv, mlp) are split by output columns so each
- * thread streams only its own slice of the weight matrix. */
+ * thread streams only its own slice of the weight matrix.
+ * vt_pool_create also makes Debian's OpenBLAS (0.3.21, which does not know
+ * this Xeon and falls back to SSE3 kernels at ~30 GFLOP/s) use its AVX-512
+ * kernels when OPENBLAS_CORETYPE is unset (see pool.c). */
 #ifndef VT_OPS_H
 #define VT_OPS_H
 

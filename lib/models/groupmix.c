@@ -1,0 +1,1022 @@
+/* groupmix.c - GroupMixFormer (Ge et al., "Advancing Vision Transformers
+ * with Group-Mix Attention", arXiv 2311.15157) with the official code's
+ * names and state dict (AILab-CVC/GroupMixFormer models/groupmixformer.py),
+ * eval mode. Details and traps: ../shared/specs/groupmix.md.
+ *
+ *   x = hswish(BN(conv3x3/2(hswish(BN(conv3x3/2(img))))))   stem, 4x down
+ *   per stage i: x = hswish(BN(pw(dw3x3/s(x))))              s = 1, 2, 2, 2
+ *     per block: x = x + dw3x3(x)                            CPE
+ *                x += proj(GMA(LN1(x)))
+ *                x += fc2(gelu(fc1(LN2(x))))
+ *   logits = head(mean(BN(x)))
+ *
+ * GMA (the released code, not the paper's figure): qkv = Linear(u) gives
+ * Q, K, V of C channels, each cut into 5 segments of s = C/5. Segments 0-3
+ * go through the aggregators (0: BN+hswish; 1-3: separable conv 3/5/7 +
+ * BN + hswish, weights shared by Q, K, V) and form 8 heads of d = s/2
+ * lanes (2 heads per aggregator). Per head, factorized attention:
+ *   O = scale * Q^ (softmax_tokens(K^)^T V^) + Q^ * dwconv(V^)    (CRPE)
+ * with scale = (C/8)^-0.5 (the full C). Segment 4 of Q, K and V, stacked,
+ * is the non-attention branch: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))).
+ * Output = proj([O heads | local]).
+ *
+ * BatchNorms are folded into the convolution before them where that is
+ * exact (stem convs, patch embeddings, aggregator pointwise convs); the
+ * seg-0 BN is applied as a per-channel affine; norm4 is applied to the
+ * pooled vector (an affine map commutes with the mean).
+ *
+ * Config keys (as refgen's meta.json "config"): arch, img_size,
+ * num_classes, embedding_dims, serial_depths, mlp_ratios (or mlp_hidden),
+ * num_heads (8), num_stages (4), num_segments (5), qkv_bias, attn_scale
+ * (optional: per-stage scale, default (C/8)^-0.5), block_norm_eps,
+ * local_norm_eps, bn_eps, crop_pct, interpolation, mean, std; other keys
+ * of meta.json are descriptive and ignored.
+ *
+ * Input sizes: any S whose stage-1 grid ceil(ceil(S/2)/2) is a multiple of
+ * 8 (S a multiple of 32): the official code takes each later grid as
+ * floor(h/2) while its stride-2 conv makes ceil(h/2), and stops when they
+ * differ. Other sizes are refused by params()/create(). */
+#include <cblas.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "models/groupmix.h"
+#include "ops.h"
+#include "ops/grid.h"
+#include "ops/sepconv.h"
+#include "util.h"
+
+#define GM_MAGIC 0x474d4631u    /* "GMF1" */
+#define GM_STAGES 4
+#define GM_HEADS 8
+#define GM_SEGS 5
+#define GM_MAX_DEPTH 256
+
+extern const vt_family vt_family_groupmix;
+
+static const char *const gm_archs[] = {"groupmixformer_m", "groupmixformer_t", "groupmixformer_s",
+                                       "groupmixformer_b", "groupmixformer_l", NULL};
+
+/* aggregator kernel per segment (0: no conv); CRPE kernel and heads per group */
+static const int agg_k[4] = {0, 3, 5, 7};
+static const int crpe_k[3] = {3, 5, 7}, crpe_heads[3] = {2, 3, 3};
+
+/* ---- config ---------------------------------------------------------- */
+
+typedef struct gm_stage_cfg {
+    int dim;            /* C */
+    int depth;
+    int hidden;         /* F = int(C * mlp_ratio) */
+    int seg;            /* s = C/5 */
+    int ca;             /* attending width 4s = 8d */
+    int d;              /* per-head width s/2 */
+    int stride;         /* patch embedding: 1 (stage 1) or 2 */
+    int h, w, n;        /* token grid, N = h*w */
+    float scale;        /* (C // 8)^-0.5 */
+} gm_stage_cfg;
+
+typedef struct gm_config {
+    int img_size;       /* S */
+    int classes;
+    int qkv_bias;
+    int mid;            /* stem width m = C1/2 */
+    int hm, wm;         /* grid after the first stem conv, ceil(S/2) */
+    int h0, w0;         /* stem output grid, ceil(hm/2) */
+    float ln_eps;       /* block LayerNorms */
+    float local_eps;    /* LayerNorm of the non-attention branch */
+    float bn_eps;       /* every BatchNorm */
+    gm_stage_cfg st[GM_STAGES];
+} gm_config;
+
+static int gm_config_defaults(const char *arch, cJSON *cfg)
+{
+    static const struct {
+        const char *arch;
+        int dims[4], depths[4], ratios[4];
+    } v[] = {
+        {"groupmixformer_m", {40, 80, 160, 160}, {3, 3, 12, 4}, {4, 4, 4, 4}},
+        {"groupmixformer_t", {80, 160, 200, 240}, {4, 4, 12, 4}, {4, 4, 4, 4}},
+        {"groupmixformer_s", {80, 160, 320, 320}, {2, 4, 12, 4}, {4, 4, 4, 4}},
+        {"groupmixformer_b", {200, 240, 320, 480}, {8, 8, 12, 8}, {2, 2, 4, 4}},
+        {"groupmixformer_l", {240, 320, 360, 480}, {8, 10, 30, 10}, {4, 4, 2, 2}},
+    };
+    int i = 0;
+    while (i < 5 && strcmp(v[i].arch, arch) != 0)
+        i++;
+    if (i == 5)
+        return vt_seterr("groupmix: unknown arch '%s'", arch);
+    cJSON_AddStringToObject(cfg, "arch", arch);
+    cJSON_AddNumberToObject(cfg, "img_size", 224);
+    cJSON_AddNumberToObject(cfg, "num_classes", 1000);
+    cJSON_AddItemToObject(cfg, "embedding_dims", cJSON_CreateIntArray(v[i].dims, 4));
+    cJSON_AddItemToObject(cfg, "serial_depths", cJSON_CreateIntArray(v[i].depths, 4));
+    cJSON_AddItemToObject(cfg, "mlp_ratios", cJSON_CreateIntArray(v[i].ratios, 4));
+    cJSON_AddNumberToObject(cfg, "num_heads", GM_HEADS);
+    cJSON_AddNumberToObject(cfg, "num_stages", GM_STAGES);
+    cJSON_AddNumberToObject(cfg, "num_segments", GM_SEGS);
+    cJSON_AddBoolToObject(cfg, "qkv_bias", 1);
+    cJSON_AddNumberToObject(cfg, "block_norm_eps", 1e-6);
+    cJSON_AddNumberToObject(cfg, "local_norm_eps", 1e-5);
+    cJSON_AddNumberToObject(cfg, "bn_eps", 1e-5);
+    /* data/build.py: Resize(int(256/224 S)) + CenterCrop(S), bicubic */
+    cJSON_AddNumberToObject(cfg, "crop_pct", 0.875);
+    cJSON_AddStringToObject(cfg, "interpolation", "bicubic");
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    cJSON_AddItemToObject(cfg, "mean", cJSON_CreateFloatArray(mean, 3));
+    cJSON_AddItemToObject(cfg, "std", cJSON_CreateFloatArray(std, 3));
+    return 0;
+}
+
+/* Up to 4 numbers of an array key into out; -1 if present but not 4 numbers. */
+static int read_nums(const cJSON *cfg, const char *key, double *out)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!a)
+        return 0;
+    if (cJSON_GetArraySize(a) != GM_STAGES)
+        return vt_seterr("groupmix: config \"%s\" must be %d numbers", key, GM_STAGES);
+    for (int i = 0; i < GM_STAGES; i++) {
+        const cJSON *e = cJSON_GetArrayItem(a, i);
+        if (!cJSON_IsNumber(e))
+            return vt_seterr("groupmix: config \"%s\" must be %d numbers", key, GM_STAGES);
+        out[i] = e->valuedouble;
+    }
+    return 1;
+}
+
+static int conv_out(int in) { return (in - 1) / 2 + 1; }   /* k3 s2 p1 */
+
+static int gm_config_read(const cJSON *cfg, gm_config *c)
+{
+    memset(c, 0, sizeof *c);
+    int dims[5], depths[5];
+    if (vt_cfg_ints(cfg, "embedding_dims", dims, 5) != GM_STAGES ||
+        vt_cfg_ints(cfg, "serial_depths", depths, 5) != GM_STAGES)
+        return vt_seterr("groupmix: config needs \"embedding_dims\" and \"serial_depths\" "
+                         "of %d integers", GM_STAGES);
+    if (vt_cfg_int(cfg, "num_heads", GM_HEADS) != GM_HEADS)
+        return vt_seterr("groupmix: num_heads must be 8 (the official head layout is "
+                         "hard-wired for 8)");
+    if (vt_cfg_int(cfg, "num_stages", GM_STAGES) != GM_STAGES)
+        return vt_seterr("groupmix: num_stages must be 4");
+    if (vt_cfg_int(cfg, "num_segments", GM_SEGS) != GM_SEGS)
+        return vt_seterr("groupmix: num_segments must be 5");
+    double ratio[4] = {4, 4, 4, 4}, hidden[4], scale[4];
+    if (read_nums(cfg, "mlp_ratios", ratio) < 0)
+        return -1;
+    int has_hidden = read_nums(cfg, "mlp_hidden", hidden);
+    int has_scale = read_nums(cfg, "attn_scale", scale);
+    if (has_hidden < 0 || has_scale < 0)
+        return -1;
+    c->img_size = vt_cfg_int(cfg, "img_size", 224);
+    c->classes = vt_cfg_int(cfg, "num_classes", 1000);
+    c->qkv_bias = vt_cfg_bool(cfg, "qkv_bias", 1);
+    c->ln_eps = (float)vt_cfg_num(cfg, "block_norm_eps", 1e-6);
+    c->local_eps = (float)vt_cfg_num(cfg, "local_norm_eps", 1e-5);
+    c->bn_eps = (float)vt_cfg_num(cfg, "bn_eps", 1e-5);
+    if (c->classes < 1 || c->classes > 1000000)
+        return vt_seterr("groupmix: num_classes %d out of range", c->classes);
+    float eps[3] = {c->ln_eps, c->local_eps, c->bn_eps};
+    for (int i = 0; i < 3; i++)
+        if (!(eps[i] > 0 && eps[i] < 1))
+            return vt_seterr("groupmix: norm eps out of range");
+    if (c->img_size < 32 || c->img_size > 8192)
+        return vt_seterr("groupmix: img_size %d out of range", c->img_size);
+    c->hm = c->wm = conv_out(c->img_size);
+    c->h0 = c->w0 = conv_out(c->hm);
+    if (c->h0 % 8 || c->w0 % 8)
+        return vt_seterr("groupmix: img_size %d gives a %dx%d stage-1 grid; the official code "
+                         "needs it divisible by 8 (each stride-2 patch embedding must halve it "
+                         "exactly): use a multiple of 32", c->img_size, c->h0, c->w0);
+    for (int i = 0; i < GM_STAGES; i++) {
+        gm_stage_cfg *s = &c->st[i];
+        s->dim = dims[i], s->depth = depths[i];
+        if (s->dim < 10 || s->dim > 65536 || s->dim % 10)
+            return vt_seterr("groupmix: stage %d: embedding dim %d must be a multiple of 10 "
+                             "(5 segments, 8 heads over 4 of them)", i + 1, s->dim);
+        if (s->depth < 1 || s->depth > GM_MAX_DEPTH)
+            return vt_seterr("groupmix: stage %d: depth %d out of range", i + 1, s->depth);
+        if (has_hidden) {
+            if (!(hidden[i] >= 1 && hidden[i] <= 1 << 20 && hidden[i] == floor(hidden[i])))
+                return vt_seterr("groupmix: stage %d: mlp_hidden out of range", i + 1);
+            s->hidden = (int)hidden[i];
+        } else {
+            if (!(ratio[i] > 0 && ratio[i] * s->dim <= 1 << 20))
+                return vt_seterr("groupmix: stage %d: mlp_ratio out of range", i + 1);
+            s->hidden = (int)(s->dim * ratio[i]);
+            if (s->hidden < 1)
+                return vt_seterr("groupmix: stage %d: mlp hidden width 0", i + 1);
+        }
+        s->seg = s->dim / GM_SEGS;
+        s->ca = 4 * s->seg;
+        s->d = s->ca / GM_HEADS;
+        s->scale = has_scale ? (float)scale[i] : (float)(1.0 / sqrt((double)(s->dim / GM_HEADS)));
+        s->stride = i == 0 ? 1 : 2;
+        s->h = i == 0 ? c->h0 : c->st[i - 1].h / 2;
+        s->w = i == 0 ? c->w0 : c->st[i - 1].w / 2;
+        s->n = s->h * s->w;
+    }
+    c->mid = c->st[0].dim / 2;
+    return 0;
+}
+
+/* ---- state dict ------------------------------------------------------ */
+
+static void add_bn(vt_params *ps, const char *prefix, int64_t n)
+{
+    static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
+    char name[160];
+    for (int k = 0; k < 4; k++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, sfx[k]);
+        vt_params_add(ps, 0, name, 1, n);
+    }
+    snprintf(name, sizeof name, "%s.num_batches_tracked", prefix);
+    vt_params_add(ps, 1, name, 0);
+}
+
+/* name = "groupmixformer_backbone.<i>.gma_stage.<j>." + suffix */
+static void block_name(char *name, size_t cap, int i, int j, const char *fmt, ...) VT_PRINTF(5, 6);
+static void block_name(char *name, size_t cap, int i, int j, const char *fmt, ...)
+{
+    int o = snprintf(name, cap, "groupmixformer_backbone.%d.gma_stage.%d.", i, j);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name + o, cap - o, fmt, ap);
+    va_end(ap);
+}
+
+static int gm_params(const cJSON *cfg, vt_params *ps)
+{
+    gm_config c;
+    if (gm_config_read(cfg, &c) < 0)
+        return -1;
+    char name[160], pre[160];
+    int64_t m = c.mid, C1 = c.st[0].dim;
+#define P(nd, ...) vt_params_add(ps, 0, name, nd, __VA_ARGS__)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    NAME("conv_stem.proj1.weight"), P(4, m, (int64_t)3, (int64_t)3, (int64_t)3);
+    NAME("conv_stem.proj1.bias"), P(1, m);
+    add_bn(ps, "conv_stem.norm1", m);
+    NAME("conv_stem.proj2.weight"), P(4, C1, m, (int64_t)3, (int64_t)3);
+    NAME("conv_stem.proj2.bias"), P(1, C1);
+    add_bn(ps, "conv_stem.norm2", C1);
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c.st[i];
+        int64_t C = s->dim, Cin = i == 0 ? C : c.st[i - 1].dim, S = s->seg, d = s->d;
+        int64_t F = s->hidden, one = 1;
+        NAME("patch_embed_layers.%d.proj.conv1.weight", i), P(4, Cin, one, (int64_t)3, (int64_t)3);
+        NAME("patch_embed_layers.%d.proj.pointwise_conv.weight", i), P(4, C, Cin, one, one);
+        snprintf(pre, sizeof pre, "patch_embed_layers.%d.norm", i);
+        add_bn(ps, pre, C);
+        for (int j = 0; j < s->depth; j++) {
+#define B(...) block_name(name, sizeof name, i, j, __VA_ARGS__)
+            B("cpe.proj.weight"), P(4, C, one, (int64_t)3, (int64_t)3);
+            B("cpe.proj.bias"), P(1, C);
+            B("norm1.weight"), P(1, C);
+            B("norm1.bias"), P(1, C);
+            B("att.qkv.weight"), P(2, 3 * C, C);
+            if (c.qkv_bias)
+                B("att.qkv.bias"), P(1, 3 * C);
+            B("att.proj.weight"), P(2, C, C);
+            B("att.proj.bias"), P(1, C);
+            for (int k = 0; k < 4; k++) {
+                if (k) {
+                    int64_t kk = agg_k[k];
+                    B("att.aggregator.agg%d.conv1.weight", k), P(4, S, one, kk, kk);
+                    B("att.aggregator.agg%d.pointwise_conv.weight", k), P(4, S, S, one, one);
+                }
+                B("att.aggregator.norm%d", k);
+                snprintf(pre, sizeof pre, "%s", name);
+                add_bn(ps, pre, S);
+            }
+            B("att.aggregator.agg0.conv.conv1.weight"), P(4, 3 * S, one, (int64_t)3, (int64_t)3);
+            B("att.aggregator.agg0.conv.pointwise_conv.weight"), P(4, S, 3 * S, one, one);
+            B("att.aggregator.agg0.norm.weight"), P(1, S);
+            B("att.aggregator.agg0.norm.bias"), P(1, S);
+            for (int g = 0; g < 3; g++) {
+                int64_t ch = crpe_heads[g] * d, kk = crpe_k[g];
+                B("att.crpe.conv_list.%d.weight", g), P(4, ch, one, kk, kk);
+                B("att.crpe.conv_list.%d.bias", g), P(1, ch);
+            }
+            B("norm2.weight"), P(1, C);
+            B("norm2.bias"), P(1, C);
+            B("mlp.fc1.weight"), P(2, F, C);
+            B("mlp.fc1.bias"), P(1, F);
+            B("mlp.fc2.weight"), P(2, C, F);
+            B("mlp.fc2.bias"), P(1, C);
+#undef B
+        }
+    }
+    int64_t C4 = c.st[3].dim;
+    add_bn(ps, "norm4", C4);
+    NAME("head.weight"), P(2, (int64_t)c.classes, C4);
+    NAME("head.bias"), P(1, (int64_t)c.classes);
+#undef NAME
+#undef P
+    return 0;
+}
+
+/* ---- weights --------------------------------------------------------- */
+
+/* A convolution with its BatchNorm folded in: w [o, ...] scaled per output
+ * channel, b [o] = (conv bias - mean) * g + beta. */
+typedef struct gm_conv {
+    const float *w, *b;
+} gm_conv;
+
+typedef struct gm_block {
+    const float *cpe_w, *cpe_b;             /* [9, C] tap-major, [C] */
+    const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
+    const float *qkvw, *qkvb;               /* [3C, C], [3C] or NULL */
+    const float *projw, *projb;             /* [C, C], [C] */
+    const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
+    const float *agg_dw[4];                 /* 1..3: [k*k, s] tap-major */
+    gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
+    const float *loc_dw[3];                 /* [9, s] tap-major, for Q, K, V seg 4 */
+    const float *loc_pw;                    /* [s, 3s] */
+    const float *loc_nw, *loc_nb;           /* [s] */
+    const float *crpe_w[3], *crpe_b[3];     /* [k*k, hd] tap-major, [hd]: hd = 2d, 3d, 3d */
+    const float *fc1w, *fc1b;               /* [F, C], [F] */
+    const float *fc2w, *fc2b;               /* [C, F], [C] */
+} gm_block;
+
+typedef struct gm_weights {
+    gm_conv stem1;                          /* [m, 3, 3, 3] + BN, [m] */
+    gm_conv stem2;                          /* [C1, m, 3, 3] + BN, [C1] */
+    const float *pe_dw[GM_STAGES];          /* [9, Cin] tap-major */
+    gm_conv pe_pw[GM_STAGES];               /* [C, Cin] + BN, [C] */
+    gm_block *blocks[GM_STAGES];            /* [depth] */
+    const float *n4_g, *n4_b;               /* norm4 as x * g + b, [C4] */
+    const float *headw, *headb;             /* [classes, C4], [classes] */
+} gm_weights;
+
+/* ---- run state ------------------------------------------------------- */
+
+/* Work buffers for one image (images run one after another), sized for
+ * the largest stage. */
+typedef struct gm_run {
+    int batch;
+    float *x, *t;       /* [N, C] residual stream; t: CPE output (swapped in) */
+    float *xn;          /* [N, C] normed */
+    float *qkv;         /* [N, 3C] */
+    float *qh, *kh, *vh;    /* [N, Ca] Q^, K^ (softmaxed in place), V^ */
+    float *p;           /* [N, Ca] CRPE: dwconv(V^) */
+    float *o;           /* [N, C] heads | local, proj input */
+    float *dwt;         /* [3N, s] depthwise outputs (Q, K, V stacked) */
+    float *pwt;         /* [3N, s] pointwise outputs */
+    float *hid;         /* [N, F] MLP hidden */
+    float *pe;          /* [N, Cin] patch embedding depthwise output */
+    float *g;           /* [8, d, d] K~^T V^ per head */
+    float *qbar;        /* [8, d] mean query per head */
+    float *sigh;        /* [8, N4] per-head received attention */
+    float *sig;         /* [N4] significance map */
+    float *stage[GM_STAGES];    /* [N_i, C_i] stage outputs */
+    float *stem;        /* [N0, C1] */
+    float *s_tok;       /* [hm*wm, m] */
+    float *s_pl;        /* [m, hm*wm] */
+    float *cols;        /* im2col scratch */
+    float *pooled;      /* [C4] */
+    /* stage 1 block 0 records (vt_groupmix_record) */
+    float *rec_in, *rec_qkv, *rec_local, *rec_out;
+} gm_run;
+
+typedef struct gm_net {
+    uint32_t magic;
+    gm_config c;
+    gm_weights w;
+    gm_run r;
+    vt_pool *pool;
+    int record;
+    float **owned;
+    int nowned;
+    int last_batch;
+} gm_net;
+
+static float *own(gm_net *n, size_t count)
+{
+    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
+    return n->owned[n->nowned++] = vt_xmalloc((count ? count : 1) * sizeof(float));
+}
+
+static const float *weight(gm_net *n, const vt_frame *w, const char *name, size_t count)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    if (!t)
+        return vt_seterr("groupmix: missing tensor %s", name), NULL;
+    if (t->dtype != VT_F32)
+        return vt_seterr("groupmix: tensor %s is %s; only F32 weights are supported "
+                         "(convert with vt-convert)", name, vt_dtype_name(t->dtype)), NULL;
+    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
+        return vt_seterr("groupmix: tensor %s has %lld elements, expected %zu", name,
+                         (long long)vt_tensor_numel(t), count), NULL;
+    if ((uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    float *copy = own(n, count);
+    memcpy(copy, t->data, count * sizeof(float));
+    return copy;
+}
+
+/* depthwise [c, 1, k, k] -> owned tap-major [k*k, c] */
+static const float *dw_weight(gm_net *n, const vt_frame *w, const char *name, int c, int k)
+{
+    const float *src = weight(n, w, name, (size_t)c * k * k);
+    if (!src)
+        return NULL;
+    float *dst = own(n, (size_t)c * k * k);
+    vt_dwk_weights(dst, src, c, k);
+    return dst;
+}
+
+/* BatchNorm `prefix` over c channels as y = x * g + b (owned [2c]). */
+static float *bn_affine(gm_net *n, const vt_frame *w, const char *prefix, int c)
+{
+    char name[200];
+    const float *t[4];
+    static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, sfx[k]);
+        if (!(t[k] = weight(n, w, name, (size_t)c)))
+            return NULL;
+    }
+    float *gb = own(n, 2 * (size_t)c);
+    for (int i = 0; i < c; i++) {
+        double g = t[0][i] / sqrt((double)t[3][i] + n->c.bn_eps);
+        gb[i] = (float)g;
+        gb[c + i] = (float)(t[1][i] - t[2][i] * g);
+    }
+    return gb;
+}
+
+/* conv weight [o, per] (+ bias [o] or NULL) followed by BatchNorm `bn`:
+ * the folded convolution. */
+static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
+                const char *bname, const char *bn, int o, size_t per)
+{
+    const float *wt = weight(n, w, wname, (size_t)o * per);
+    const float *b = bname ? weight(n, w, bname, (size_t)o) : NULL;
+    const float *gb = bn_affine(n, w, bn, o);
+    if (!wt || (bname && !b) || !gb)
+        return -1;
+    float *fw = own(n, (size_t)o * per), *fb = own(n, (size_t)o);
+    for (int i = 0; i < o; i++) {
+        for (size_t k = 0; k < per; k++)
+            fw[i * per + k] = wt[i * per + k] * gb[i];
+        fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
+    }
+    out->w = fw, out->b = fb;
+    return 0;
+}
+
+static int gm_bind(gm_net *n, const vt_frame *w)
+{
+    const gm_config *c = &n->c;
+    gm_weights *W = &n->w;
+    char name[200], bn[200];
+    int m = c->mid, C1 = c->st[0].dim;
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+#define BN(...) snprintf(bn, sizeof bn, __VA_ARGS__)
+    if (fold(n, w, &W->stem1, "conv_stem.proj1.weight", "conv_stem.proj1.bias",
+             "conv_stem.norm1", m, 27) < 0 ||
+        fold(n, w, &W->stem2, "conv_stem.proj2.weight", "conv_stem.proj2.bias",
+             "conv_stem.norm2", C1, (size_t)m * 9) < 0)
+        return -1;
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c->st[i];
+        int C = s->dim, Cin = i == 0 ? C : c->st[i - 1].dim, S = s->seg, F = s->hidden;
+        NAME("patch_embed_layers.%d.proj.conv1.weight", i);
+        if (!(W->pe_dw[i] = dw_weight(n, w, name, Cin, 3)))
+            return -1;
+        NAME("patch_embed_layers.%d.proj.pointwise_conv.weight", i);
+        BN("patch_embed_layers.%d.norm", i);
+        if (fold(n, w, &W->pe_pw[i], name, NULL, bn, C, (size_t)Cin) < 0)
+            return -1;
+        W->blocks[i] = vt_xcalloc((size_t)s->depth, sizeof(gm_block));
+        for (int j = 0; j < s->depth; j++) {
+            gm_block *B = &W->blocks[i][j];
+            char pre[96];
+            snprintf(pre, sizeof pre, "groupmixformer_backbone.%d.gma_stage.%d.", i, j);
+#define G(dst, suffix, cnt) do { NAME("%s%s", pre, suffix); \
+                                 if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define DW(dst, suffix, ch, k) do { NAME("%s%s", pre, suffix); \
+                                    if (!((dst) = dw_weight(n, w, name, (ch), (k)))) return -1; } while (0)
+            DW(B->cpe_w, "cpe.proj.weight", C, 3);
+            G(B->cpe_b, "cpe.proj.bias", C);
+            G(B->n1w, "norm1.weight", C);
+            G(B->n1b, "norm1.bias", C);
+            G(B->qkvw, "att.qkv.weight", (size_t)3 * C * C);
+            if (c->qkv_bias)
+                G(B->qkvb, "att.qkv.bias", (size_t)3 * C);
+            G(B->projw, "att.proj.weight", (size_t)C * C);
+            G(B->projb, "att.proj.bias", C);
+            BN("%satt.aggregator.norm0", pre);
+            float *gb = bn_affine(n, w, bn, S);
+            if (!gb)
+                return -1;
+            B->bn0_g = gb, B->bn0_b = gb + S;
+            for (int k = 1; k < 4; k++) {
+                char sfx[64];
+                snprintf(sfx, sizeof sfx, "att.aggregator.agg%d.conv1.weight", k);
+                DW(B->agg_dw[k], sfx, S, agg_k[k]);
+                NAME("%satt.aggregator.agg%d.pointwise_conv.weight", pre, k);
+                BN("%satt.aggregator.norm%d", pre, k);
+                if (fold(n, w, &B->agg_pw[k], name, NULL, bn, S, (size_t)S) < 0)
+                    return -1;
+            }
+            const float *ldw;
+            G(ldw, "att.aggregator.agg0.conv.conv1.weight", (size_t)3 * S * 9);
+            for (int q = 0; q < 3; q++) {
+                float *t = own(n, (size_t)9 * S);
+                vt_dwk_weights(t, ldw + (size_t)q * S * 9, S, 3);
+                B->loc_dw[q] = t;
+            }
+            G(B->loc_pw, "att.aggregator.agg0.conv.pointwise_conv.weight", (size_t)3 * S * S);
+            G(B->loc_nw, "att.aggregator.agg0.norm.weight", S);
+            G(B->loc_nb, "att.aggregator.agg0.norm.bias", S);
+            for (int g = 0; g < 3; g++) {
+                char sfx[64];
+                int ch = crpe_heads[g] * s->d;
+                snprintf(sfx, sizeof sfx, "att.crpe.conv_list.%d.weight", g);
+                DW(B->crpe_w[g], sfx, ch, crpe_k[g]);
+                snprintf(sfx, sizeof sfx, "att.crpe.conv_list.%d.bias", g);
+                G(B->crpe_b[g], sfx, ch);
+            }
+            G(B->n2w, "norm2.weight", C);
+            G(B->n2b, "norm2.bias", C);
+            G(B->fc1w, "mlp.fc1.weight", (size_t)F * C);
+            G(B->fc1b, "mlp.fc1.bias", F);
+            G(B->fc2w, "mlp.fc2.weight", (size_t)C * F);
+            G(B->fc2b, "mlp.fc2.bias", C);
+#undef DW
+#undef G
+        }
+    }
+    int C4 = c->st[3].dim;
+    float *gb = bn_affine(n, w, "norm4", C4);
+    if (!gb)
+        return -1;
+    W->n4_g = gb, W->n4_b = gb + C4;
+    if (!(W->headw = weight(n, w, "head.weight", (size_t)c->classes * C4)) ||
+        !(W->headb = weight(n, w, "head.bias", (size_t)c->classes)))
+        return -1;
+#undef BN
+#undef NAME
+    return 0;
+}
+
+static void run_free(gm_run *r)
+{
+    float *f[] = {r->x, r->t, r->xn, r->qkv, r->qh, r->kh, r->vh, r->p, r->o, r->dwt, r->pwt,
+                  r->hid, r->pe, r->g, r->qbar, r->sigh, r->sig, r->stem, r->s_tok, r->s_pl,
+                  r->cols, r->pooled, r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        free(f[i]);
+    for (int i = 0; i < GM_STAGES; i++)
+        free(r->stage[i]);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+static float *falloc(size_t n) { return vt_xmalloc((n ? n : 1) * sizeof(float)); }
+
+static int run_alloc(gm_net *n, int batch)
+{
+    const gm_config *c = &n->c;
+    gm_run *r = &n->r;
+    if (batch > 1 << 16)
+        return vt_seterr("groupmix: batch %d is too large", batch);
+    run_free(r);
+    r->batch = batch;
+    size_t nc = 0, na = 0, ns = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c->st[i];
+        size_t N = s->n;
+        int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
+        nc = zmax(nc, N * s->dim);
+        na = zmax(na, N * s->ca);
+        ns = zmax(ns, 3 * N * s->seg);
+        nf = zmax(nf, N * s->hidden);
+        npe = zmax(npe, N * Cin);
+        dd = zmax(dd, (size_t)s->d * s->d);
+        dmax = zmax(dmax, (size_t)s->d);
+        r->stage[i] = falloc(N * s->dim);
+    }
+    size_t C1 = c->st[0].dim, m = c->mid, nm = (size_t)c->hm * c->wm, n0 = (size_t)c->h0 * c->w0;
+    size_t N4 = c->st[3].n;
+    r->x = falloc(nc), r->t = falloc(nc), r->xn = falloc(nc), r->o = falloc(nc);
+    r->qkv = falloc(3 * nc);
+    r->qh = falloc(na), r->kh = falloc(na), r->vh = falloc(na), r->p = falloc(na);
+    r->dwt = falloc(ns), r->pwt = falloc(ns);
+    r->hid = falloc(nf), r->pe = falloc(npe);
+    r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
+    r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
+    r->stem = falloc(n0 * C1), r->s_tok = falloc(nm * m), r->s_pl = falloc(nm * m);
+    r->cols = falloc(zmax(nm * 27, n0 * m * 9));
+    r->pooled = falloc(c->st[3].dim);
+    if (n->record) {
+        const gm_stage_cfg *s = &c->st[0];
+        r->rec_in = falloc((size_t)s->n * s->dim);
+        r->rec_qkv = falloc((size_t)3 * s->n * s->ca);
+        r->rec_local = falloc((size_t)s->n * s->seg);
+        r->rec_out = falloc((size_t)s->n * s->dim);
+    }
+    return 0;
+}
+
+/* ---- forward: stem and patch embeddings ------------------------------ */
+
+/* stem[N0, C1] = hswish(BN(conv/2(hswish(BN(conv/2(img)))))) */
+static void stem(gm_net *n, const float *img)
+{
+    const gm_config *c = &n->c;
+    const gm_weights *W = &n->w;
+    gm_run *r = &n->r;
+    int S = c->img_size, m = c->mid, C1 = c->st[0].dim, nm = c->hm * c->wm;
+    vt_conv2d_tokens(n->pool, r->s_tok, img, 3, S, S, W->stem1.w, W->stem1.b, m, 3, 2, 1, r->cols);
+    vt_hswish(r->s_tok, (size_t)nm * m);
+    vt_tokens_to_planes(r->s_pl, r->s_tok, nm, m);
+    vt_conv2d_tokens(n->pool, r->stem, r->s_pl, m, c->hm, c->wm, W->stem2.w, W->stem2.b, C1, 3, 2,
+                     1, r->cols);
+    vt_hswish(r->stem, (size_t)c->h0 * c->w0 * C1);
+}
+
+/* x[N_i, C_i] = hswish(BN(pw(dw3x3/stride(in)))), in = stem or stage i-1 */
+static void patch_embed(gm_net *n, int i)
+{
+    const gm_config *c = &n->c;
+    gm_run *r = &n->r;
+    const gm_stage_cfg *s = &c->st[i];
+    const float *in = i == 0 ? r->stem : r->stage[i - 1];
+    int hin = i == 0 ? c->h0 : c->st[i - 1].h, win = i == 0 ? c->w0 : c->st[i - 1].w;
+    int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
+    vt_dwk_tokens(n->pool, r->pe, Cin, in, Cin, hin, win, Cin, n->w.pe_dw[i], NULL, 3, s->stride);
+    vt_linear(n->pool, r->x, r->pe, n->w.pe_pw[i].w, n->w.pe_pw[i].b, s->n, Cin, s->dim, 0, 0);
+    vt_hswish(r->x, (size_t)s->n * s->dim);
+}
+
+/* ---- forward: Group-Mix attention ------------------------------------ */
+
+/* Aggregators on Q, K, V (qkv [N, 3C]) into qh, kh, vh [N, Ca]:
+ * seg 0: hswish(BN(x)); seg j = 1..3: hswish(BN(pw(dw k_j(x)))). */
+static void aggregate(gm_net *n, const gm_stage_cfg *s, const gm_block *B)
+{
+    gm_run *r = &n->r;
+    int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
+    float *dst[3] = {r->qh, r->kh, r->vh};
+    for (int m = 0; m < 3; m++) {
+        const float *src = r->qkv + (size_t)m * C;
+        for (int t = 0; t < N; t++) {
+            float *o = dst[m] + (size_t)t * Ca;
+            const float *x = src + (size_t)t * ld;
+            for (int ch = 0; ch < S; ch++)
+                o[ch] = x[ch] * B->bn0_g[ch] + B->bn0_b[ch];
+            vt_hswish(o, (size_t)S);
+        }
+    }
+    for (int j = 1; j < 4; j++) {
+        for (int m = 0; m < 3; m++)
+            vt_dwk_tokens(n->pool, r->dwt + (size_t)m * N * S, S, r->qkv + (size_t)m * C + j * S,
+                          ld, s->h, s->w, S, B->agg_dw[j], NULL, agg_k[j], 1);
+        vt_linear(n->pool, r->pwt, r->dwt, B->agg_pw[j].w, B->agg_pw[j].b, 3 * N, S, S, 0, 0);
+        vt_hswish(r->pwt, (size_t)3 * N * S);
+        for (int m = 0; m < 3; m++)
+            for (int t = 0; t < N; t++)
+                memcpy(dst[m] + (size_t)t * Ca + j * S, r->pwt + ((size_t)m * N + t) * S,
+                       (size_t)S * sizeof(float));
+    }
+}
+
+/* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))). */
+static void local_branch(gm_net *n, const gm_stage_cfg *s, const gm_block *B)
+{
+    gm_run *r = &n->r;
+    int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
+    for (int m = 0; m < 3; m++)
+        vt_dwk_tokens(n->pool, r->dwt + (size_t)m * S, 3 * S, r->qkv + (size_t)m * C + 4 * S,
+                      3 * C, s->h, s->w, S, B->loc_dw[m], NULL, 3, 1);
+    vt_linear(n->pool, r->pwt, r->dwt, B->loc_pw, NULL, N, 3 * S, S, 0, 0);
+    vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, n->c.local_eps);
+    vt_hswish(r->pwt, (size_t)N * S);
+    for (int t = 0; t < N; t++)
+        memcpy(r->o + (size_t)t * C + Ca, r->pwt + (size_t)t * S, (size_t)S * sizeof(float));
+}
+
+typedef struct head_job {
+    gm_net *n;
+    const gm_stage_cfg *s;
+    int sig;            /* record the received-attention map */
+} head_job;
+
+/* One head h: K~ = softmax over tokens of K^ (per lane), G = K~^T V^,
+ * o[:, h*d..] = scale * Q^ G. */
+static void head_task(void *ctx, int h, int thread)
+{
+    (void)thread;
+    const head_job *j = ctx;
+    gm_run *r = &j->n->r;
+    int N = j->s->n, d = j->s->d, Ca = j->s->ca, C = j->s->dim;
+    float *k = r->kh + (size_t)h * d, *g = r->g + (size_t)h * d * d;
+    float mx[64];
+    double sum[64];
+    for (int l = 0; l < d; l++)
+        mx[l] = -INFINITY, sum[l] = 0;
+    for (int t = 0; t < N; t++)
+        for (int l = 0; l < d; l++)
+            mx[l] = fmaxf(mx[l], k[(size_t)t * Ca + l]);
+    for (int t = 0; t < N; t++)
+        for (int l = 0; l < d; l++) {
+            float e = expf(k[(size_t)t * Ca + l] - mx[l]);
+            k[(size_t)t * Ca + l] = e;
+            sum[l] += e;
+        }
+    for (int l = 0; l < d; l++)
+        mx[l] = (float)(1.0 / sum[l]);
+    for (int t = 0; t < N; t++)
+        for (int l = 0; l < d; l++)
+            k[(size_t)t * Ca + l] *= mx[l];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, Ca,
+                r->vh + (size_t)h * d, Ca, 0.0f, g, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale,
+                r->qh + (size_t)h * d, Ca, g, d, 0.0f, r->o + (size_t)h * d, C);
+    if (j->sig) {
+        /* received[n] = scale * mean_q(Q^) . K~[n] */
+        float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
+        for (int l = 0; l < d; l++) {
+            double a = 0;
+            for (int t = 0; t < N; t++)
+                a += r->qh[(size_t)t * Ca + h * d + l];
+            qb[l] = (float)(a / N);
+        }
+        for (int t = 0; t < N; t++) {
+            float a = 0;
+            for (int l = 0; l < d; l++)
+                a += qb[l] * k[(size_t)t * Ca + l];
+            out[t] = j->s->scale * a;
+        }
+    }
+}
+
+/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the input. */
+static void gma(gm_net *n, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
+{
+    gm_run *r = &n->r;
+    int N = s->n, C = s->dim, Ca = s->ca, d = s->d;
+    vt_linear(n->pool, r->qkv, r->xn, B->qkvw, B->qkvb, N, C, 3 * C, 0, 0);
+    aggregate(n, s, B);
+    if (rec) {
+        size_t na = (size_t)N * Ca;
+        memcpy(r->rec_qkv, r->qh, na * sizeof(float));
+        memcpy(r->rec_qkv + na, r->kh, na * sizeof(float));
+        memcpy(r->rec_qkv + 2 * na, r->vh, na * sizeof(float));
+    }
+    local_branch(n, s, B);
+    /* CRPE from V^ before anything else touches it: heads 0-1 k3, 2-4 k5, 5-7 k7 */
+    for (int g = 0, h0 = 0; g < 3; h0 += crpe_heads[g], g++)
+        vt_dwk_tokens(n->pool, r->p + h0 * d, Ca, r->vh + h0 * d, Ca, s->h, s->w,
+                      crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
+    head_job j = {n, s, sig};
+    vt_pool_run(n->pool, GM_HEADS, head_task, &j);
+    for (int t = 0; t < N; t++) {
+        float *o = r->o + (size_t)t * C;
+        const float *q = r->qh + (size_t)t * Ca, *p = r->p + (size_t)t * Ca;
+        for (int ch = 0; ch < Ca; ch++)
+            o[ch] += q[ch] * p[ch];
+    }
+    if (sig)
+        for (int t = 0; t < N; t++) {
+            float a = 0;
+            for (int h = 0; h < GM_HEADS; h++)
+                a += r->sigh[(size_t)h * N + t];
+            r->sig[t] = a / GM_HEADS;
+        }
+}
+
+/* ---- forward: blocks, stages, head ----------------------------------- */
+
+static void block(gm_net *n, int si, int bj)
+{
+    const gm_stage_cfg *s = &n->c.st[si];
+    const gm_block *B = &n->w.blocks[si][bj];
+    gm_run *r = &n->r;
+    int N = s->n, C = s->dim, F = s->hidden;
+    int rec = n->record && si == 0 && bj == 0;
+    int sig = si == GM_STAGES - 1 && bj == s->depth - 1;
+    /* CPE: x = x + dw3x3(x) + b */
+    vt_dw3_tokens(n->pool, r->t, r->x, s->h, s->w, C, B->cpe_w, B->cpe_b, VT_DW3_RESIDUAL);
+    float *tmp = r->x;
+    r->x = r->t, r->t = tmp;
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, n->c.ln_eps);
+    if (rec)
+        memcpy(r->rec_in, r->xn, (size_t)N * C * sizeof(float));
+    gma(n, s, B, sig, rec);
+    if (rec) {
+        for (int t = 0; t < N; t++)
+            memcpy(r->rec_local + (size_t)t * s->seg, r->o + (size_t)t * C + s->ca,
+                   (size_t)s->seg * sizeof(float));
+        vt_linear(n->pool, r->rec_out, r->o, B->projw, B->projb, N, C, C, 0, 0);
+        vt_add(r->x, r->rec_out, (size_t)N * C);
+    } else {
+        vt_linear(n->pool, r->x, r->o, B->projw, B->projb, N, C, C, 1, 0);
+    }
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, n->c.ln_eps);
+    vt_linear(n->pool, r->hid, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 1);
+    vt_linear(n->pool, r->x, r->hid, B->fc2w, B->fc2b, N, F, C, 1, 0);
+}
+
+static void forward_image(gm_net *n, const float *img, float *logits)
+{
+    const gm_config *c = &n->c;
+    gm_run *r = &n->r;
+    stem(n, img);
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c->st[i];
+        patch_embed(n, i);
+        for (int j = 0; j < s->depth; j++)
+            block(n, i, j);
+        memcpy(r->stage[i], r->x, (size_t)s->n * s->dim * sizeof(float));
+    }
+    const gm_stage_cfg *s4 = &c->st[3];
+    vt_mean_rows(r->pooled, r->stage[3], s4->n, s4->dim);
+    for (int ch = 0; ch < s4->dim; ch++)
+        r->pooled[ch] = r->pooled[ch] * n->w.n4_g[ch] + n->w.n4_b[ch];
+    vt_linear(n->pool, logits, r->pooled, n->w.headw, n->w.headb, 1, s4->dim, c->classes, 0, 0);
+}
+
+static int gm_forward(void *net, const float *x, int batch, float *logits)
+{
+    gm_net *n = net;
+    if (!n || n->magic != GM_MAGIC)
+        return vt_seterr("groupmix: not a groupmix net");
+    if (batch < 1)
+        return vt_seterr("groupmix: batch %d", batch);
+    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+        return -1;
+    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
+    for (int b = 0; b < batch; b++)
+        forward_image(n, x + b * img, logits + (size_t)b * n->c.classes);
+    n->last_batch = batch;
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void gm_destroy(void *net)
+{
+    gm_net *n = net;
+    if (!n)
+        return;
+    run_free(&n->r);
+    vt_pool_free(n->pool);
+    for (int i = 0; i < n->nowned; i++)
+        free(n->owned[i]);
+    free(n->owned);
+    for (int i = 0; i < GM_STAGES; i++)
+        free(n->w.blocks[i]);
+    n->magic = 0;
+    free(n);
+}
+
+static void *gm_create(const cJSON *cfg, const vt_frame *weights, const vt_run_opts *o)
+{
+    gm_net *n = vt_xcalloc(1, sizeof *n);
+    n->magic = GM_MAGIC;
+    if (gm_config_read(cfg, &n->c) < 0 || gm_bind(n, weights) < 0) {
+        gm_destroy(n);
+        return NULL;
+    }
+    for (int i = 0; i < GM_STAGES; i++)
+        if (n->c.st[i].d > 64) {
+            vt_seterr("groupmix: per-head width %d above 64", n->c.st[i].d);
+            gm_destroy(n);
+            return NULL;
+        }
+    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+        gm_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- cost ------------------------------------------------------------ */
+
+/* Multiply-adds per image (spec section 8): convs, linears and the two
+ * attention products; norms, activations and softmax not counted. */
+static int gm_cost(const cJSON *cfg, vt_cost *out)
+{
+    gm_config c;
+    if (gm_config_read(cfg, &c) < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    double m = c.mid, C1 = c.st[0].dim;
+    vt_cost_add(out, "stem", 27.0 * m * c.hm * c.wm + 9.0 * m * C1 * c.h0 * c.w0);
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c.st[i];
+        double N = s->n, C = s->dim, S = s->seg, d = s->d, F = s->hidden;
+        double Cin = i == 0 ? C : c.st[i - 1].dim;
+        char nm[40];
+        snprintf(nm, sizeof nm, "stage%d patch embed", i + 1);
+        vt_cost_add(out, nm, 9 * Cin * N + Cin * C * N);
+        double blk_lin = 4 * C * C * N, blk_conv = 9 * C * N + 3 * N * (83 * S + 3 * S * S) +
+                                                  N * (27 * S + 3 * S * S) + 240 * d * N;
+        double blk_att = 16 * d * d * N, blk_mlp = 2 * C * F * N;
+        snprintf(nm, sizeof nm, "stage%d qkv+proj", i + 1);
+        vt_cost_add(out, nm, s->depth * blk_lin);
+        snprintf(nm, sizeof nm, "stage%d convs", i + 1);
+        vt_cost_add(out, nm, s->depth * blk_conv);
+        snprintf(nm, sizeof nm, "stage%d attention", i + 1);
+        vt_cost_add(out, nm, s->depth * blk_att);
+        snprintf(nm, sizeof nm, "stage%d mlp", i + 1);
+        vt_cost_add(out, nm, s->depth * blk_mlp);
+    }
+    vt_cost_add(out, "head", (double)c.st[3].dim * c.classes);
+    return 0;
+}
+
+/* ---- extras (models/groupmix.h) -------------------------------------- */
+
+static const gm_net *as_net(const void *net)
+{
+    const gm_net *n = net;
+    if (!n || n->magic != GM_MAGIC)
+        return vt_seterr("not a groupmix net"), NULL;
+    return n;
+}
+
+const float *vt_groupmix_extra(const void *net, const char *name, int *rows, int *cols,
+                               int *h, int *w)
+{
+    const gm_net *n = as_net(net);
+    if (!n)
+        return NULL;
+    if (!n->last_batch)
+        return vt_seterr("groupmix: no forward pass yet"), NULL;
+    const gm_config *c = &n->c;
+    const gm_stage_cfg *s1 = &c->st[0];
+    const float *p = NULL;
+    int R = s1->n, K = s1->dim, H = s1->h, W = s1->w, st = 0;
+    if (strcmp(name, "stem") == 0) {
+        p = n->r.stem, R = c->h0 * c->w0, H = c->h0, W = c->w0;
+    } else if (sscanf(name, "stage%d", &st) == 1 && st >= 1 && st <= GM_STAGES) {
+        const gm_stage_cfg *s = &c->st[st - 1];
+        p = n->r.stage[st - 1], R = s->n, K = s->dim, H = s->h, W = s->w;
+    } else if (strcmp(name, "pooled") == 0) {
+        p = n->r.pooled, R = 1, K = c->st[3].dim, H = W = 1;
+    } else if (strncmp(name, "s1b0_", 5) == 0) {
+        if (!n->record || !n->r.rec_in)
+            return vt_seterr("groupmix: %s is kept only after vt_groupmix_record(net, 1)", name),
+                   NULL;
+        if (strcmp(name + 5, "attn_in") == 0)
+            p = n->r.rec_in;
+        else if (strcmp(name + 5, "qkv_proxies") == 0)
+            p = n->r.rec_qkv, R = 3 * s1->n, K = s1->ca;
+        else if (strcmp(name + 5, "local") == 0)
+            p = n->r.rec_local, K = s1->seg;
+        else if (strcmp(name + 5, "attn_out") == 0)
+            p = n->r.rec_out;
+    }
+    if (!p)
+        return vt_seterr("groupmix: no intermediate called '%s'", name), NULL;
+    if (rows) *rows = R;
+    if (cols) *cols = K;
+    if (h) *h = H;
+    if (w) *w = W;
+    return p;
+}
+
+int vt_groupmix_record(void *net, int on)
+{
+    gm_net *n = (gm_net *)as_net(net);
+    if (!n)
+        return -1;
+    n->record = on != 0;
+    n->last_batch = 0;
+    return run_alloc(n, n->r.batch > 0 ? n->r.batch : 1);
+}
+
+const float *vt_groupmix_sigmap(const void *net, int *h, int *w)
+{
+    const gm_net *n = as_net(net);
+    if (!n)
+        return NULL;
+    if (!n->last_batch)
+        return vt_seterr("groupmix: no forward pass yet"), NULL;
+    if (h) *h = n->c.st[3].h;
+    if (w) *w = n->c.st[3].w;
+    return n->r.sig;
+}
+
+const vt_family vt_family_groupmix = {
+    .name = "groupmix",
+    .archs = gm_archs,
+    .config = gm_config_defaults,
+    .params = gm_params,
+    .create = gm_create,
+    .forward = gm_forward,
+    .destroy = gm_destroy,
+    .cost = gm_cost,
+};

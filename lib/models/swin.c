@@ -1,0 +1,525 @@
+/* swin.c - Swin Transformer (Liu et al., "Swin Transformer: Hierarchical
+ * Vision Transformer using Shifted Windows", ICCV 2021), eval mode, as timm
+ * names its variants; the plain baseline of STViT-R (../shared/specs/stvit.md).
+ *
+ *   x = LN(conv_pxp(img))                           stage 1: (S/4)^2 tokens
+ *   per stage i: per block j:
+ *       x += WindowAttn(LN1(x))   (windows shifted by ws/2 on odd j)
+ *       x += MLP(LN2(x))
+ *     then (i < 3) x = reduction(LN(gather2x2(x)))    merge: 2x2 -> 1, C -> 2C
+ *   logits = head(mean over tokens of LN(x))
+ *
+ * A stage whose map is not larger than the window uses one window of the
+ * whole map and never shifts (Swin's rule).
+ *
+ * State dict: config "layout" = "microsoft" (default: Microsoft's releases
+ * and the conformance fixtures, {'model': ...}; merge after stage i in
+ * layers.i.downsample, head.weight) or "timm" (timm/HF hub: merge in
+ * layers.(i+1).downsample, head.fc.weight). relative_position_index and
+ * attn_mask are buffers: optional, recomputed, checked when present.
+ *
+ * Config keys: img_size, patch_size, embed_dim, depths[4], num_heads[4],
+ * window_size, mlp_ratio, qkv_bias, num_classes, ln_eps, layout, and the
+ * preprocessing keys. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "models/stvit.h"
+#include "ops.h"
+#include "ops/window.h"
+#include "util.h"
+
+#define SW_MAGIC 0x5357494eu    /* "SWIN" */
+#define SW_STAGES 4
+#define SW_MAX_DEPTH 64
+
+static const char *const sw_archs[] = {
+    "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224",
+    "swin_base_patch4_window7_224", NULL};
+
+/* ---- config ---------------------------------------------------------- */
+
+typedef struct sw_stage {
+    int dim;        /* C_i = embed_dim * 2^i */
+    int depth, heads, hidden;
+    int res;        /* H = W of the stage */
+    int ws;         /* window, min(res, window_size) */
+    int can_shift;  /* res > window_size */
+} sw_stage;
+
+typedef struct sw_config {
+    int img_size, patch, classes, qkv_bias, timm_layout;
+    float eps;
+    sw_stage st[SW_STAGES];
+} sw_config;
+
+static int sw_config_defaults(const char *arch, cJSON *cfg)
+{
+    static const int dep_t[4] = {2, 2, 6, 2}, dep_sb[4] = {2, 2, 18, 2};
+    static const int heads_ts[4] = {3, 6, 12, 24}, heads_b[4] = {4, 8, 16, 32};
+    int C;
+    const int *dep, *heads;
+    if (strcmp(arch, sw_archs[0]) == 0)
+        C = 96, dep = dep_t, heads = heads_ts;
+    else if (strcmp(arch, sw_archs[1]) == 0)
+        C = 96, dep = dep_sb, heads = heads_ts;
+    else if (strcmp(arch, sw_archs[2]) == 0)
+        C = 128, dep = dep_sb, heads = heads_b;
+    else
+        return vt_seterr("swin: unknown arch '%s'", arch);
+    cJSON_AddStringToObject(cfg, "arch", arch);
+    cJSON_AddNumberToObject(cfg, "img_size", 224);
+    cJSON_AddNumberToObject(cfg, "num_classes", 1000);
+    cJSON_AddNumberToObject(cfg, "patch_size", 4);
+    cJSON_AddNumberToObject(cfg, "embed_dim", C);
+    cJSON_AddItemToObject(cfg, "depths", cJSON_CreateIntArray(dep, 4));
+    cJSON_AddItemToObject(cfg, "num_heads", cJSON_CreateIntArray(heads, 4));
+    cJSON_AddNumberToObject(cfg, "window_size", 7);
+    cJSON_AddNumberToObject(cfg, "mlp_ratio", 4.0);
+    cJSON_AddBoolToObject(cfg, "qkv_bias", 1);
+    cJSON_AddNumberToObject(cfg, "ln_eps", 1e-5);
+    cJSON_AddStringToObject(cfg, "layout", "microsoft");
+    /* timm's pretrained cfg; Microsoft's own eval crops 0.875 */
+    cJSON_AddNumberToObject(cfg, "crop_pct", 0.9);
+    cJSON_AddStringToObject(cfg, "interpolation", "bicubic");
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    cJSON_AddItemToObject(cfg, "mean", cJSON_CreateFloatArray(mean, 3));
+    cJSON_AddItemToObject(cfg, "std", cJSON_CreateFloatArray(std, 3));
+    return 0;
+}
+
+static int sw_config_read(const cJSON *cfg, sw_config *c)
+{
+    memset(c, 0, sizeof *c);
+    int dep[5], heads[5];
+    if (vt_cfg_ints(cfg, "depths", dep, 5) != SW_STAGES ||
+        vt_cfg_ints(cfg, "num_heads", heads, 5) != SW_STAGES)
+        return vt_seterr("swin: config \"depths\" and \"num_heads\" must be 4 integers");
+    c->img_size = vt_cfg_int(cfg, "img_size", 224);
+    c->patch = vt_cfg_int(cfg, "patch_size", 4);
+    c->classes = vt_cfg_int(cfg, "num_classes", 1000);
+    c->qkv_bias = vt_cfg_bool(cfg, "qkv_bias", 1);
+    c->eps = (float)vt_cfg_num(cfg, "ln_eps", 1e-5);
+    int C = vt_cfg_int(cfg, "embed_dim", 96), ws = vt_cfg_int(cfg, "window_size", 7);
+    double ratio = vt_cfg_num(cfg, "mlp_ratio", 4.0);
+    const cJSON *lay = cJSON_GetObjectItemCaseSensitive(cfg, "layout");
+    if (cJSON_IsString(lay) && strcmp(lay->valuestring, "timm") == 0)
+        c->timm_layout = 1;
+    else if (cJSON_IsString(lay) && strcmp(lay->valuestring, "microsoft") != 0)
+        return vt_seterr("swin: layout '%s': \"microsoft\" or \"timm\"", lay->valuestring);
+    if (c->classes < 1 || c->classes > 1000000)
+        return vt_seterr("swin: num_classes %d out of range", c->classes);
+    if (!(c->eps > 0 && c->eps < 1))
+        return vt_seterr("swin: ln_eps out of range");
+    if (c->patch < 1 || c->patch > 64 || C < 1 || C > 8192 || ws < 1 || ws > 64)
+        return vt_seterr("swin: patch_size, embed_dim or window_size out of range");
+    if (!(ratio > 0 && ratio * C * 8 <= 1 << 20))
+        return vt_seterr("swin: mlp_ratio out of range");
+    if (c->img_size < c->patch || c->img_size > 4096 || c->img_size % c->patch)
+        return vt_seterr("swin: img_size %d is not a multiple of the patch size %d",
+                         c->img_size, c->patch);
+    int res = c->img_size / c->patch;
+    for (int i = 0; i < SW_STAGES; i++) {
+        sw_stage *s = &c->st[i];
+        s->dim = C << i, s->depth = dep[i], s->heads = heads[i];
+        s->hidden = (int)(s->dim * ratio);
+        s->res = res;
+        s->can_shift = res > ws;
+        s->ws = res > ws ? ws : res;
+        if (s->depth < 1 || s->depth > SW_MAX_DEPTH)
+            return vt_seterr("swin: stage %d: depth %d out of range", i + 1, s->depth);
+        if (s->heads < 1 || s->dim % s->heads)
+            return vt_seterr("swin: stage %d: %d channels not divisible into %d heads",
+                             i + 1, s->dim, s->heads);
+        if (res % s->ws)
+            return vt_seterr("swin: img_size %d: the stage %d map %dx%d is not a multiple of "
+                             "the %d-token window", c->img_size, i + 1, res, res, s->ws);
+        if (i < SW_STAGES - 1 && res % 2)
+            return vt_seterr("swin: img_size %d: the stage %d map %dx%d cannot be merged 2x2",
+                             c->img_size, i + 1, res, res);
+        res /= 2;
+    }
+    return 0;
+}
+
+/* ---- state dict ------------------------------------------------------ */
+
+static void merge_prefix(const sw_config *c, int i, char *buf, size_t n)
+{
+    snprintf(buf, n, "layers.%d.downsample.", c->timm_layout ? i + 1 : i);
+}
+
+static int block_shift(const sw_stage *s, int j) { return j % 2 && s->can_shift ? s->ws / 2 : 0; }
+
+static int sw_params(const cJSON *cfg, vt_params *ps)
+{
+    sw_config c;
+    if (sw_config_read(cfg, &c) < 0)
+        return -1;
+    char name[160], pre[64];
+    int64_t C = c.st[0].dim, p = c.patch, K = c.classes;
+#define P(nd, ...) vt_params_add(ps, 0, name, nd, __VA_ARGS__)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    vt_params_add(ps, 0, "patch_embed.proj.weight", 4, C, (int64_t)3, p, p);
+    vt_params_add(ps, 0, "patch_embed.proj.bias", 1, C);
+    vt_params_add(ps, 0, "patch_embed.norm.weight", 1, C);
+    vt_params_add(ps, 0, "patch_embed.norm.bias", 1, C);
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &c.st[i];
+        int64_t Ci = s->dim, F = s->hidden, N = (int64_t)s->ws * s->ws;
+        int64_t nW = (int64_t)(s->res / s->ws) * (s->res / s->ws), T = (2 * s->ws - 1) * (2 * s->ws - 1);
+        if (i > 0 && c.timm_layout) {
+            merge_prefix(&c, i - 1, pre, sizeof pre);
+            NAME("%sreduction.weight", pre), P(2, Ci, 2 * Ci);
+            NAME("%snorm.weight", pre), P(1, 2 * Ci);
+            NAME("%snorm.bias", pre), P(1, 2 * Ci);
+        }
+        for (int j = 0; j < s->depth; j++) {
+#define B(sfx) NAME("layers.%d.blocks.%d.%s", i, j, sfx)
+            if (block_shift(s, j))
+                B("attn_mask"), vt_params_add(ps, 1, name, 3, nW, N, N);
+            B("norm1.weight"), P(1, Ci);
+            B("norm1.bias"), P(1, Ci);
+            B("attn.relative_position_bias_table"), P(2, T, (int64_t)s->heads);
+            B("attn.relative_position_index"), vt_params_add(ps, 1, name, 2, N, N);
+            B("attn.qkv.weight"), P(2, 3 * Ci, Ci);
+            if (c.qkv_bias)
+                B("attn.qkv.bias"), P(1, 3 * Ci);
+            B("attn.proj.weight"), P(2, Ci, Ci);
+            B("attn.proj.bias"), P(1, Ci);
+            B("norm2.weight"), P(1, Ci);
+            B("norm2.bias"), P(1, Ci);
+            B("mlp.fc1.weight"), P(2, F, Ci);
+            B("mlp.fc1.bias"), P(1, F);
+            B("mlp.fc2.weight"), P(2, Ci, F);
+            B("mlp.fc2.bias"), P(1, Ci);
+#undef B
+        }
+        if (i < SW_STAGES - 1 && !c.timm_layout) {
+            merge_prefix(&c, i, pre, sizeof pre);
+            NAME("%sreduction.weight", pre), P(2, 2 * Ci, 4 * Ci);
+            NAME("%snorm.weight", pre), P(1, 4 * Ci);
+            NAME("%snorm.bias", pre), P(1, 4 * Ci);
+        }
+    }
+    int64_t Cl = c.st[3].dim;
+    vt_params_add(ps, 0, "norm.weight", 1, Cl);
+    vt_params_add(ps, 0, "norm.bias", 1, Cl);
+    vt_params_add(ps, 0, c.timm_layout ? "head.fc.weight" : "head.weight", 2, K, Cl);
+    vt_params_add(ps, 0, c.timm_layout ? "head.fc.bias" : "head.bias", 1, K);
+#undef NAME
+#undef P
+    return 0;
+}
+
+/* ---- weights and run state ------------------------------------------- */
+
+typedef struct sw_net {
+    uint32_t magic;
+    sw_config c;
+    vt_pool *pool;
+    /* weights */
+    const float *pew, *peb, *penw, *penb;           /* [C,3,p,p], [C], LN [C] */
+    vt_swin_block_w *blk[SW_STAGES];                /* [depth] */
+    const float *mrw[SW_STAGES], *mnw[SW_STAGES], *mnb[SW_STAGES];  /* [2C,4C], LN [4C] */
+    const float *nw, *nb, *hw, *hb;                 /* LN [C4], head [K,C4], [K] */
+    float **owned;
+    int nowned;
+    /* run state (one image at a time) */
+    float *x;           /* [L0, C0] residual stream (largest stage) */
+    float *g;           /* [L0/4, 4C0] merge gather */
+    float *cols;        /* patch embed im2col [L0, 3 p p] */
+    float *scratch;     /* vt_swin_block_scratch, largest stage */
+    /* intermediates of the last image */
+    float *pe, *out[SW_STAGES], *merged[SW_STAGES], *feat;
+    int last_batch;
+} sw_net;
+
+static float *own(sw_net *n, size_t count)
+{
+    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
+    return n->owned[n->nowned++] = vt_xmalloc((count ? count : 1) * sizeof(float));
+}
+
+static const float *weight(sw_net *n, const vt_frame *w, const char *name, size_t count)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    if (!t)
+        return vt_seterr("swin: missing tensor %s", name), NULL;
+    if (t->dtype != VT_F32)
+        return vt_seterr("swin: tensor %s is %s; only F32 weights are supported", name,
+                         vt_dtype_name(t->dtype)), NULL;
+    if ((size_t)vt_tensor_numel(t) != count)
+        return vt_seterr("swin: tensor %s has %lld elements, expected %zu", name,
+                         (long long)vt_tensor_numel(t), count), NULL;
+    if ((uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    float *copy = own(n, count);
+    memcpy(copy, t->data, count * sizeof(float));
+    return copy;
+}
+
+/* A stored buffer (relative_position_index, attn_mask) must equal ours. */
+static int check_buffer(const vt_frame *w, const char *name, const float *f, const int *iv,
+                        size_t count)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    if (!t)
+        return 0;
+    if ((size_t)vt_tensor_numel(t) != count)
+        return vt_seterr("swin: buffer %s has %lld elements, expected %zu", name,
+                         (long long)vt_tensor_numel(t), count);
+    for (size_t i = 0; i < count; i++) {
+        double want = f ? f[i] : iv[i];
+        if (vt_tensor_get(t, i) != want)
+            return vt_seterr("swin: stored %s differs from the recomputed one at %zu "
+                             "(window or shift not as configured?)", name, i);
+    }
+    return 0;
+}
+
+static int sw_bind(sw_net *n, const vt_frame *w)
+{
+    const sw_config *c = &n->c;
+    char name[160], pre[64];
+    size_t C = c->st[0].dim, p = c->patch;
+#define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    NAME("patch_embed.proj.weight"); GET(n->pew, C * 3 * p * p);
+    NAME("patch_embed.proj.bias"); GET(n->peb, C);
+    NAME("patch_embed.norm.weight"); GET(n->penw, C);
+    NAME("patch_embed.norm.bias"); GET(n->penb, C);
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &c->st[i];
+        size_t Ci = s->dim, F = s->hidden, N = (size_t)s->ws * s->ws, nW = (size_t)(s->res / s->ws) * (s->res / s->ws);
+        size_t T = (size_t)(2 * s->ws - 1) * (2 * s->ws - 1);
+        int *idx = vt_xmalloc(N * N * sizeof *idx);
+        vt_window_rel_index(idx, s->ws);
+        n->blk[i] = vt_xcalloc((size_t)s->depth, sizeof(vt_swin_block_w));
+        for (int j = 0; j < s->depth; j++) {
+            vt_swin_block_w *b = &n->blk[i][j];
+            const float *table;
+            b->heads = s->heads, b->ws = s->ws, b->hidden = s->hidden, b->shift = block_shift(s, j);
+#define BG(dst, sfx, cnt) do { NAME("layers.%d.blocks.%d.%s", i, j, sfx); \
+        if (!((dst) = weight(n, w, name, (cnt)))) { free(idx); return -1; } } while (0)
+            BG(b->n1w, "norm1.weight", Ci);
+            BG(b->n1b, "norm1.bias", Ci);
+            BG(table, "attn.relative_position_bias_table", T * s->heads);
+            BG(b->qkvw, "attn.qkv.weight", 3 * Ci * Ci);
+            if (c->qkv_bias)
+                BG(b->qkvb, "attn.qkv.bias", 3 * Ci);
+            BG(b->projw, "attn.proj.weight", Ci * Ci);
+            BG(b->projb, "attn.proj.bias", Ci);
+            BG(b->n2w, "norm2.weight", Ci);
+            BG(b->n2b, "norm2.bias", Ci);
+            BG(b->fc1w, "mlp.fc1.weight", F * Ci);
+            BG(b->fc1b, "mlp.fc1.bias", F);
+            BG(b->fc2w, "mlp.fc2.weight", Ci * F);
+            BG(b->fc2b, "mlp.fc2.bias", Ci);
+#undef BG
+            float *bias = own(n, (size_t)s->heads * N * N);
+            vt_window_rel_bias(bias, table, s->ws, s->heads);
+            b->bias = bias;
+            NAME("layers.%d.blocks.%d.attn.relative_position_index", i, j);
+            if (check_buffer(w, name, NULL, idx, N * N) < 0) {
+                free(idx);
+                return -1;
+            }
+            if (b->shift) {
+                /* every shifted block of a stage has the same mask: share it */
+                float *mask = j > 1 ? (float *)n->blk[i][1].mask : own(n, nW * N * N);
+                if (j <= 1)
+                    vt_window_shift_mask(mask, s->res, s->res, s->ws, b->shift, -100.0f);
+                b->mask = mask;
+                NAME("layers.%d.blocks.%d.attn_mask", i, j);
+                if (check_buffer(w, name, mask, NULL, nW * N * N) < 0) {
+                    free(idx);
+                    return -1;
+                }
+            }
+        }
+        free(idx);
+        if (i < SW_STAGES - 1) {
+            merge_prefix(c, i, pre, sizeof pre);
+            NAME("%sreduction.weight", pre); GET(n->mrw[i], 2 * Ci * 4 * Ci);
+            NAME("%snorm.weight", pre); GET(n->mnw[i], 4 * Ci);
+            NAME("%snorm.bias", pre); GET(n->mnb[i], 4 * Ci);
+        }
+    }
+    size_t Cl = c->st[3].dim, K = c->classes;
+    NAME("norm.weight"); GET(n->nw, Cl);
+    NAME("norm.bias"); GET(n->nb, Cl);
+    NAME(c->timm_layout ? "head.fc.weight" : "head.weight"); GET(n->hw, K * Cl);
+    NAME(c->timm_layout ? "head.fc.bias" : "head.bias"); GET(n->hb, K);
+#undef NAME
+#undef GET
+    return 0;
+}
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+static void run_alloc(sw_net *n)
+{
+    const sw_config *c = &n->c;
+    size_t L0 = (size_t)c->st[0].res * c->st[0].res, C0 = c->st[0].dim, scr = 0;
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &c->st[i];
+        size_t L = (size_t)s->res * s->res;
+        scr = zmax(scr, vt_swin_block_scratch(n->pool, &n->blk[i][0], s->res, s->res, s->dim));
+        n->out[i] = own(n, L * s->dim);
+        if (i < SW_STAGES - 1)
+            n->merged[i] = own(n, L / 4 * 2 * s->dim);
+    }
+    n->x = own(n, L0 * C0);
+    n->g = own(n, L0 * C0);
+    n->cols = own(n, L0 * 3 * c->patch * c->patch);
+    n->scratch = own(n, scr);
+    n->pe = own(n, L0 * C0);
+    n->feat = own(n, c->st[3].dim);
+}
+
+/* ---- forward --------------------------------------------------------- */
+
+static void forward_image(sw_net *n, const float *img, float *logits)
+{
+    const sw_config *c = &n->c;
+    int S = c->img_size, p = c->patch;
+    const sw_stage *s0 = &c->st[0];
+    int L = s0->res * s0->res;
+    vt_conv2d_tokens(n->pool, n->x, img, 3, S, S, n->pew, n->peb, s0->dim, p, p, 0, n->cols);
+    vt_layernorm_mt(n->pool, n->x, n->x, n->penw, n->penb, L, s0->dim, c->eps);
+    memcpy(n->pe, n->x, (size_t)L * s0->dim * sizeof(float));
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &c->st[i];
+        int H = s->res, C = s->dim;
+        L = H * H;
+        for (int j = 0; j < s->depth; j++)
+            vt_swin_block(n->pool, n->x, H, H, C, &n->blk[i][j], c->eps, n->scratch);
+        memcpy(n->out[i], n->x, (size_t)L * C * sizeof(float));
+        if (i == SW_STAGES - 1)
+            break;
+        vt_patch_merge_gather(n->g, n->x, H, H, C);
+        vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i], n->mnb[i], L / 4, 4 * C, c->eps);
+        vt_linear(n->pool, n->x, n->g, n->mrw[i], NULL, L / 4, 4 * C, 2 * C, 0, 0);
+        memcpy(n->merged[i], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
+    }
+    int C = c->st[3].dim;
+    vt_layernorm_mt(n->pool, n->g, n->x, n->nw, n->nb, L, C, c->eps);
+    vt_mean_rows(n->feat, n->g, L, C);
+    vt_linear(n->pool, logits, n->feat, n->hw, n->hb, 1, C, c->classes, 0, 0);
+}
+
+static int sw_forward(void *net, const float *x, int batch, float *logits)
+{
+    sw_net *n = net;
+    if (!n || n->magic != SW_MAGIC)
+        return vt_seterr("swin: not a swin net");
+    if (batch < 1)
+        return vt_seterr("swin: batch %d", batch);
+    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
+    for (int b = 0; b < batch; b++)
+        forward_image(n, x + b * img, logits + (size_t)b * n->c.classes);
+    n->last_batch = batch;
+    return 0;
+}
+
+static void sw_destroy(void *net)
+{
+    sw_net *n = net;
+    if (!n)
+        return;
+    vt_pool_free(n->pool);
+    for (int i = 0; i < n->nowned; i++)
+        free(n->owned[i]);
+    free(n->owned);
+    for (int i = 0; i < SW_STAGES; i++)
+        free(n->blk[i]);
+    n->magic = 0;
+    free(n);
+}
+
+static void *sw_create(const cJSON *cfg, const vt_frame *weights, const vt_run_opts *o)
+{
+    sw_net *n = vt_xcalloc(1, sizeof *n);
+    n->magic = SW_MAGIC;
+    if (sw_config_read(cfg, &n->c) < 0 || sw_bind(n, weights) < 0) {
+        sw_destroy(n);
+        return NULL;
+    }
+    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    if (!n->pool) {
+        sw_destroy(n);
+        return NULL;
+    }
+    run_alloc(n);
+    return n;
+}
+
+/* ---- cost ------------------------------------------------------------ */
+
+static int sw_cost(const cJSON *cfg, vt_cost *out)
+{
+    sw_config c;
+    if (sw_config_read(cfg, &c) < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    double L = (double)c.st[0].res * c.st[0].res;
+    vt_cost_add(out, "patch_embed", L * c.st[0].dim * 3 * c.patch * c.patch);
+    char name[40];
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &c.st[i];
+        double C = s->dim, N = (double)s->ws * s->ws;
+        L = (double)s->res * s->res;
+        /* qkv + q k^T + P v + proj + mlp, per block */
+        double blk = L * C * 3 * C + 2 * L * N * C + L * C * C + 2 * L * C * s->hidden;
+        snprintf(name, sizeof name, "stage%d", i + 1);
+        vt_cost_add(out, name, blk * s->depth);
+        if (i < SW_STAGES - 1) {
+            snprintf(name, sizeof name, "merge%d", i + 1);
+            vt_cost_add(out, name, L / 4 * 4 * C * 2 * C);
+        }
+    }
+    vt_cost_add(out, "head", (double)c.st[3].dim * c.classes);
+    return 0;
+}
+
+/* ---- intermediates (models/stvit.h) ---------------------------------- */
+
+const float *vt_swin_extra(const void *net, const char *name, size_t *count)
+{
+    const sw_net *n = net;
+    if (!n || n->magic != SW_MAGIC)
+        return vt_seterr("not a swin net"), NULL;
+    if (!n->last_batch)
+        return vt_seterr("swin: no forward pass yet"), NULL;
+    const sw_config *c = &n->c;
+    int i;
+    char tail[16];
+    size_t L0 = (size_t)c->st[0].res * c->st[0].res;
+    if (strcmp(name, "patch_embed") == 0)
+        return *count = L0 * c->st[0].dim, n->pe;
+    if (strcmp(name, "features") == 0)
+        return *count = c->st[3].dim, n->feat;
+    if (sscanf(name, "stage%d_%15s", &i, tail) == 2 && i >= 0 && i < SW_STAGES) {
+        size_t L = (size_t)c->st[i].res * c->st[i].res;
+        if (strcmp(tail, "out") == 0)
+            return *count = L * c->st[i].dim, n->out[i];
+        if (strcmp(tail, "merged") == 0 && i < SW_STAGES - 1)
+            return *count = L / 2 * c->st[i].dim, n->merged[i];
+    }
+    return vt_seterr("swin: no intermediate '%s'", name), NULL;
+}
+
+const vt_family vt_family_swin = {
+    .name = "swin",
+    .archs = sw_archs,
+    .config = sw_config_defaults,
+    .params = sw_params,
+    .create = sw_create,
+    .forward = sw_forward,
+    .destroy = sw_destroy,
+    .cost = sw_cost,
+};

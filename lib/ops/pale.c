@@ -1,0 +1,92 @@
+/* pale.c - attention inside interlaced row / column groups. See pale.h. */
+#include <cblas.h>
+#include <string.h>
+
+#include "ops/pale.h"
+
+int vt_pale_groups(int n, int s) { return (n + s - 1) / s; }
+
+/* cells i, i+N, ... < n along one axis */
+static int axis_count(int n, int s, int g)
+{
+    int N = vt_pale_groups(n, s);
+    return g < n ? (n - g + N - 1) / N : 0;
+}
+
+int vt_pale_max_tokens(int h, int w, int s, int axis)
+{
+    return axis == VT_PALE_ROWS ? axis_count(h, s, 0) * w : axis_count(w, s, 0) * h;
+}
+
+int vt_pale_group_tokens(int *idx, int h, int w, int s, int axis, int g)
+{
+    int t = 0;
+    if (axis == VT_PALE_ROWS) {
+        int N = vt_pale_groups(h, s);
+        for (int y = g; y < h; y += N)
+            for (int x = 0; x < w; x++)
+                idx[t++] = y * w + x;
+    } else {
+        int M = vt_pale_groups(w, s);
+        for (int y = 0; y < h; y++)
+            for (int x = g; x < w; x += M)
+                idx[t++] = y * w + x;
+    }
+    return t;
+}
+
+typedef struct pale_job {
+    const float *q, *k, *v;
+    float *out, *scratch;
+    int ld, ldo, h, w, s, axis, d, ngroups, L;
+    float scale;
+} pale_job;
+
+static size_t per_thread(int L, int d)
+{
+    /* q, k, v, o [L, d], scores [L, L], token indices [L] (as floats' room) */
+    return 4 * (size_t)L * d + (size_t)L * L + (size_t)L;
+}
+
+size_t vt_pale_scratch(const vt_pool *p, int h, int w, int s, int axis, int d)
+{
+    return (size_t)vt_pool_size(p) * per_thread(vt_pale_max_tokens(h, w, s, axis), d);
+}
+
+/* One (head, group): gather, attend, scatter. */
+static void pale_task(void *ctx, int task, int thread)
+{
+    const pale_job *j = ctx;
+    int head = task / j->ngroups, g = task % j->ngroups, d = j->d;
+    float *q = j->scratch + (size_t)thread * per_thread(j->L, d);
+    float *k = q + (size_t)j->L * d, *v = k + (size_t)j->L * d, *o = v + (size_t)j->L * d;
+    float *sc = o + (size_t)j->L * d;
+    int *idx = (int *)(sc + (size_t)j->L * j->L);
+    int t = vt_pale_group_tokens(idx, j->h, j->w, j->s, j->axis, g);
+    size_t hc = (size_t)head * d;
+    for (int i = 0; i < t; i++) {
+        size_t n = (size_t)idx[i];
+        for (int c = 0; c < d; c++)     /* the reference scales q first */
+            q[(size_t)i * d + c] = j->q[n * j->ld + hc + c] * j->scale;
+        memcpy(k + (size_t)i * d, j->k + n * j->ld + hc, (size_t)d * sizeof *k);
+        memcpy(v + (size_t)i * d, j->v + n * j->ld + hc, (size_t)d * sizeof *v);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, d, 1.0f, q, d, k, d,
+                0.0f, sc, t);
+    vt_softmax(sc, t, t);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d, t, 1.0f, sc, t, v, d,
+                0.0f, o, d);
+    for (int i = 0; i < t; i++)
+        memcpy(j->out + (size_t)idx[i] * j->ldo + hc, o + (size_t)i * d,
+               (size_t)d * sizeof *o);
+}
+
+void vt_pale_attend(vt_pool *p, int heads, const float *q, const float *k,
+                    const float *v, int ld, float *out, int ldo, int h, int w,
+                    int s, int axis, int d, float scale, float *scratch)
+{
+    int ngroups = vt_pale_groups(axis == VT_PALE_ROWS ? h : w, s);
+    pale_job j = {q, k, v, out, scratch, ld, ldo, h, w, s, axis, d, ngroups,
+                  vt_pale_max_tokens(h, w, s, axis), scale};
+    vt_pool_run(p, heads * ngroups, pale_task, &j);
+}

@@ -1,0 +1,172 @@
+/* window.c - Swin window partition, shift masks, relative position bias,
+ * patch merging gather, and attention with bias and kept probabilities.
+ * See window.h. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "ops/window.h"
+
+static int wrap(int v, int n) { return ((v % n) + n) % n; }
+
+/* map position of window token t of window w, with shift s */
+static size_t window_src(int w, int t, int W, int H, int ws, int s)
+{
+    int nwx = W / ws, a = w / nwx, b = w % nwx, r = t / ws, c = t % ws;
+    int y = wrap(a * ws + r + s, H), x = wrap(b * ws + c + s, W);
+    return (size_t)y * W + x;
+}
+
+void vt_window_partition(float *xw, const float *x, int H, int W, int C, int ws, int s)
+{
+    int nW = (H / ws) * (W / ws), N = ws * ws;
+    for (int w = 0; w < nW; w++)
+        for (int t = 0; t < N; t++)
+            memcpy(xw + ((size_t)w * N + t) * C, x + window_src(w, t, W, H, ws, s) * C,
+                   (size_t)C * sizeof *xw);
+}
+
+void vt_window_reverse(float *y, const float *xw, int H, int W, int C, int ws, int s,
+                       int accumulate)
+{
+    int nW = (H / ws) * (W / ws), N = ws * ws;
+    for (int w = 0; w < nW; w++)
+        for (int t = 0; t < N; t++) {
+            float *dst = y + window_src(w, t, W, H, ws, s) * C;
+            const float *src = xw + ((size_t)w * N + t) * C;
+            if (accumulate)
+                vt_add(dst, src, (size_t)C);
+            else
+                memcpy(dst, src, (size_t)C * sizeof *dst);
+        }
+}
+
+void vt_window_rel_index(int *idx, int ws)
+{
+    int N = ws * ws;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            idx[i * N + j] = (i / ws - j / ws + ws - 1) * (2 * ws - 1) + (i % ws - j % ws + ws - 1);
+}
+
+void vt_window_rel_bias(float *bias, const float *table, int ws, int nh)
+{
+    int N = ws * ws;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            int id = (i / ws - j / ws + ws - 1) * (2 * ws - 1) + (i % ws - j % ws + ws - 1);
+            for (int h = 0; h < nh; h++)
+                bias[((size_t)h * N + i) * N + j] = table[(size_t)id * nh + h];
+        }
+}
+
+/* region label of coordinate v on a side of length n: 0, 1 or 2 */
+static int region(int v, int n, int ws, int s)
+{
+    return v < n - ws ? 0 : v < n - s ? 1 : 2;
+}
+
+void vt_window_shift_mask(float *mask, int H, int W, int ws, int s, float value)
+{
+    int nwx = W / ws, nW = (H / ws) * nwx, N = ws * ws;
+    int lab[N];
+    for (int w = 0; w < nW; w++) {
+        int a = w / nwx, b = w % nwx;
+        for (int t = 0; t < N; t++)
+            lab[t] = 3 * region(a * ws + t / ws, H, ws, s) + region(b * ws + t % ws, W, ws, s);
+        float *m = mask + (size_t)w * N * N;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++)
+                m[i * N + j] = lab[i] == lab[j] ? 0.0f : value;
+    }
+}
+
+void vt_patch_merge_gather(float *out, const float *x, int H, int W, int C)
+{
+    static const int dy[4] = {0, 1, 0, 1}, dx[4] = {0, 0, 1, 1};
+    int h2 = H / 2, w2 = W / 2;
+    for (int y = 0; y < h2; y++)
+        for (int xx = 0; xx < w2; xx++) {
+            float *o = out + ((size_t)y * w2 + xx) * 4 * C;
+            for (int k = 0; k < 4; k++)
+                memcpy(o + (size_t)k * C, x + ((size_t)(2 * y + dy[k]) * W + 2 * xx + dx[k]) * C,
+                       (size_t)C * sizeof *o);
+        }
+}
+
+void vt_mha_probs(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                  const float *v, int ldv, int nq, int nk, int heads, int d, float scale,
+                  const float *bias, const float *mask, float *probs)
+{
+    size_t plane = (size_t)nq * nk;
+    for (int h = 0; h < heads; h++) {
+        float *P = probs + h * plane;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, scale, q + h * d, ldq,
+                    k + h * d, ldk, 0.0f, P, nk);
+        if (bias)
+            vt_add(P, bias + h * plane, plane);
+        if (mask)
+            vt_add(P, mask, plane);
+        vt_softmax(P, nq, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, P, nk,
+                    v + h * d, ldv, 0.0f, out + h * d, ldo);
+    }
+}
+
+typedef struct swin_job {
+    float *out;
+    const float *qkv, *bias, *mask;
+    int N, heads, d;
+    float scale;
+    float *scratch;     /* [threads, heads*N*N] */
+} swin_job;
+
+static void swin_task(void *ctx, int w, int thread)
+{
+    const swin_job *j = ctx;
+    int C = j->heads * j->d;
+    size_t N = j->N;
+    const float *q = j->qkv + (size_t)w * N * 3 * C;
+    vt_mha_probs(j->out + (size_t)w * N * C, C, q, 3 * C, q + C, 3 * C, q + 2 * C, 3 * C,
+                 j->N, j->N, j->heads, j->d, j->scale, j->bias,
+                 j->mask ? j->mask + (size_t)w * N * N : NULL,
+                 j->scratch + (size_t)thread * j->heads * N * N);
+}
+
+size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N)
+{
+    return (size_t)vt_pool_size(p) * heads * N * N;
+}
+
+void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int N, int heads, int d,
+                  float scale, const float *bias, const float *mask, float *scratch)
+{
+    swin_job j = {out, qkv, bias, mask, N, heads, d, scale, scratch};
+    vt_pool_run(p, nW, swin_task, &j);
+}
+
+/* ---- one Swin block ---------------------------------------------------- */
+
+size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int H, int W, int C)
+{
+    size_t L = (size_t)H * W;
+    /* xn [L,C], xw [L,C], qkv [L,3C], aw [L,C], hidden [L,F], attention */
+    return L * C * 6 + L * b->hidden + vt_swin_attn_scratch(p, b->heads, b->ws * b->ws);
+}
+
+void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_block_w *b,
+                   float eps, float *scratch)
+{
+    int L = H * W, N = b->ws * b->ws, nW = L / N, d = C / b->heads, F = b->hidden;
+    float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
+    float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
+    vt_layernorm_mt(p, xn, x, b->n1w, b->n1b, L, C, eps);
+    vt_window_partition(xw, xn, H, W, C, b->ws, b->shift);
+    vt_linear(p, qkv, xw, b->qkvw, b->qkvb, L, C, 3 * C, 0, 0);
+    vt_swin_attn(p, aw, qkv, nW, N, b->heads, d, 1.0f / sqrtf((float)d), b->bias, b->mask, att);
+    vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
+    vt_window_reverse(x, xw, H, W, C, b->ws, b->shift, 1);
+    vt_layernorm_mt(p, xn, x, b->n2w, b->n2b, L, C, eps);
+    vt_linear(p, hid, xn, b->fc1w, b->fc1b, L, C, F, 0, 1);
+    vt_linear(p, x, hid, b->fc2w, b->fc2b, L, F, C, 1, 0);
+}

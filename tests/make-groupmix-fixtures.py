@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""Make tests/fixtures/groupmix: a small GroupMixFormer built by the
+authors' own code (AILab-CVC/GroupMixFormer models/groupmixformer.py)
+through the conformance harness's plugin (families/groupmix.py: SyncBN
+swapped for BatchNorm2d, weights redrawn so every branch matters, BN
+statistics calibrated), so test_groupmix can check the family in a fresh
+clone without ../shared.
+
+Needs Debian's python3 with torch and numpy, ../shared/conformance (or
+VT_SHARED) for families/groupmix.py, and VT_REFS pointing at the unpacked
+official repositories (see ../shared/conformance/README.md). The official
+code is imported at run time, never copied here.
+
+Config: smaller than the harness's TINY so the folder stays < 300 KB:
+dims 10,20,30,20 (per-head widths 1,2,3,2; every patch embedding changes
+width, the last one narrows it), depths 1,1,2,1, mlp ratios 2,1,1,1, 10 classes, 64x64 input (grids 16/8/4/2: the 5x5 and 7x7 kernels
+overhang the map from stage 2 on), batch 2, seed 11.
+
+Written:
+  checkpoint.pth   {'model': state_dict}, as extract_clean_ckpt.py writes it
+  meta.json        refgen-style: config, extras, and "input": the rule
+                   below instead of an input.npy
+  logits.npy       [2, 10]
+  <extra>.npy      every intermediate of the plugin's forward(), image 0
+                   only (batch axis 1: axis 1 of s1b0_qkv_proxies, else 0)
+
+Input: no file. Element i of the flattened float32 [2, 3, 64, 64] input is
+((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32 and
+recomputed by the test.
+"""
+import importlib
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures", "groupmix")
+SEED = 11
+BATCH = 2
+SIZE = 64
+SMALL = dict(embedding_dims=[10, 20, 30, 20], serial_depths=[1, 1, 2, 1],
+             mlp_ratios=[2, 1, 1, 1], num_classes=10, img_size=SIZE,
+             drop_path_rate=0.0)
+
+
+def hash_input(batch, size):
+    i = np.arange(batch * 3 * size * size, dtype=np.uint64)
+    v = ((i * np.uint64(2654435761)) % np.uint64(1 << 32)) >> np.uint64(24)
+    return (v.astype(np.float32) / np.float32(64) - np.float32(2)).reshape(batch, 3, size, size)
+
+
+def main():
+    shared = os.environ.get("VT_SHARED") or os.path.join(HERE, "..", "..", "shared")
+    conf = os.path.join(shared, "conformance")
+    refs = os.environ.get("VT_REFS")
+    if not refs or not os.path.isdir(refs):
+        sys.exit("set VT_REFS to the unpacked official repositories (../shared/conformance/README.md)")
+    sys.path.insert(0, conf)
+    import torch
+    torch.set_num_threads(2)
+    fam = importlib.import_module("families.groupmix")
+    fam.setup(refs)
+    fam.TINY = dict(SMALL)
+    torch.manual_seed(SEED)
+    model, cfg = fam.build("groupmixformer_s", tiny=True)
+    model.eval()
+    x = hash_input(BATCH, SIZE)
+    with torch.no_grad():
+        logits, extras = fam.forward(model, torch.from_numpy(x))
+    os.makedirs(OUT, exist_ok=True)
+    for f in os.listdir(OUT):
+        os.remove(os.path.join(OUT, f))
+    np.save(os.path.join(OUT, "logits.npy"), logits.float().numpy())
+    kept = []
+    for name, arr in sorted(extras.items()):
+        arr = arr[:, :1] if name == "s1b0_qkv_proxies" else arr[:1]
+        np.save(os.path.join(OUT, name + ".npy"), np.asarray(arr, dtype=np.float32))
+        kept.append(name)
+    torch.save(fam.checkpoint(model), os.path.join(OUT, "checkpoint.pth"))
+    meta = {
+        "family": "groupmix", "variant": "groupmixformer_s", "tiny": True, "seed": SEED,
+        "size": SIZE, "batch": BATCH, "config": cfg, "extras": kept,
+        "input": "hash: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, float32 [2,3,64,64]",
+        "extras_images": 1,
+        "state_dict_keys": len(model.state_dict()), "torch": torch.__version__,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    with open(os.path.join(OUT, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    print(f"{OUT}: {len(os.listdir(OUT))} files, {total} bytes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+/* test_groupmix.c - the groupmix family end to end against the official
+ * code: the project's own small fixture (tests/fixtures/groupmix, made by
+ * tests/make-groupmix-fixtures.py) and, with VT_SHARED, every conformance
+ * fixture ../shared/conformance/fixtures/groupmix-* (checkpoint read in
+ * process): logits (compare.py's bound, top-1 equal) with 1 and 2
+ * threads, and every intermediate meta.json lists (stem, stage outputs,
+ * pooled features, stage-1 block-0 attention input, Q^/K^/V^ proxies,
+ * non-attention branch, attention output) for every image. Also the
+ * defaults: tensor and parameter counts and MACs of the five variants
+ * (spec sections 1 and 5), and the input sizes the official code refuses. */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "model.h"
+#include "models/groupmix.h"
+#include "npy.h"
+#include "tap.h"
+#include "util.h"
+
+extern const vt_family vt_family_groupmix;
+static const vt_family *fam = &vt_family_groupmix;
+
+static int load_npy(const char *dir, const char *name, vt_tensor *t)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    memset(t, 0, sizeof *t);
+    if (vt_npy_load(path, t) < 0) {
+        ok(0, "load %s: %s", path, vt_error());
+        return -1;
+    }
+    return 0;
+}
+
+static double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static double max_err(const float *a, const float *b, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        e = fmax(e, d);
+    }
+    return e;
+}
+
+/* compare.py's bound: max|got-want| <= 1e-3 max|want| + 1e-5, top-1 equal. */
+static void compare_logits(const char *what, const float *got, const float *want, int rows, int n)
+{
+    double err = max_err(got, want, (size_t)rows * n);
+    double bound = 1e-3 * max_abs(want, (size_t)rows * n) + 1e-5;
+    int top1 = 0;
+    for (int r = 0; r < rows; r++) {
+        int a = 0, b = 0;
+        for (int j = 1; j < n; j++) {
+            if (got[r * n + j] > got[r * n + a]) a = j;
+            if (want[r * n + j] > want[r * n + b]) b = j;
+        }
+        top1 += a == b;
+    }
+    printf("# %s logits: max abs err %.3g (max|logit| %.3g)\n", what, err,
+           max_abs(want, (size_t)rows * n));
+    ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (bound %.3g), top-1 %d/%d",
+       what, err, bound, top1, rows);
+}
+
+/* Image b of fixture extra `x` (want, official layout) from the net's
+ * intermediate (token-major layout, models/groupmix.h): relative error. */
+static void compare_extra(const char *what, void *net, const char *x, const vt_tensor *want,
+                          int b)
+{
+    /* images stored: the batch axis is 1 for the proxies, else 0 */
+    int qkv = strcmp(x, "s1b0_qkv_proxies") == 0;
+    int batch = want->ndim > qkv ? (int)want->shape[qkv] : 0;
+    if (b >= batch)
+        return;     /* stored for fewer images */
+    int R = 0, K = 0;
+    const float *got = vt_groupmix_extra(net, x, &R, &K, NULL, NULL);
+    size_t n = (size_t)R * K;
+    if (!got || vt_tensor_numel(want) != (int64_t)(n * batch)) {
+        ok(0, "%s %s: %s", what, x, got ? "shape" : vt_error());
+        return;
+    }
+    float *ref = malloc(n * sizeof *ref), *mine = malloc(n * sizeof *mine);
+    const float *w = want->data;
+    if (strcmp(x, "stem") == 0 || strncmp(x, "stage", 5) == 0) {
+        /* want [B, C, H, W], got [N, C] */
+        memcpy(ref, w + (size_t)b * n, n * sizeof *ref);
+        for (int t = 0; t < R; t++)
+            for (int c = 0; c < K; c++)
+                mine[(size_t)c * R + t] = got[(size_t)t * K + c];
+    } else if (qkv) {
+        /* want [3, B, 8, N, d], got [3N, 8d] */
+        int N = R / 3, d = K / 8;
+        for (int m = 0; m < 3; m++) {
+            memcpy(ref + (size_t)m * N * K, w + ((size_t)m * batch + b) * N * K,
+                   (size_t)N * K * sizeof *ref);
+            for (int h = 0; h < 8; h++)
+                for (int t = 0; t < N; t++)
+                    for (int l = 0; l < d; l++)
+                        mine[(((size_t)m * 8 + h) * N + t) * d + l] =
+                            got[((size_t)m * N + t) * K + h * d + l];
+        }
+    } else {
+        /* [B, N, C] or [B, C]: same layout */
+        memcpy(ref, w + (size_t)b * n, n * sizeof *ref);
+        memcpy(mine, got, n * sizeof *mine);
+    }
+    double err = max_err(mine, ref, n), mx = max_abs(ref, n);
+    double r = mx > 0 ? err / mx : err;
+    printf("# %s %s: max abs err %.3g, relative %.3g\n", what, x, err, r);
+    ok(r <= 1e-4, "%s %s: relative err %.3g <= 1e-4", what, x, r);
+    free(ref);
+    free(mine);
+}
+
+/* The own fixture's input has no file (tests/make-groupmix-fixtures.py):
+ * x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32. */
+static void hash_input(vt_tensor *t, int batch, int size)
+{
+    memset(t, 0, sizeof *t);
+    size_t n = (size_t)batch * 3 * size * size;
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((uint32_t)((uint64_t)i * 2654435761u) >> 24) / 64.0f - 2.0f;
+    t->dtype = VT_F32;
+    t->ndim = 4;
+    int64_t shape[4] = {batch, 3, size, size};
+    memcpy(t->shape, shape, sizeof shape);
+    t->data = x;
+    t->nbytes = n * sizeof *x;
+    t->owned = 1;
+}
+
+static void fixture(const char *dir)
+{
+    char path[1600], base[256];
+    const char *slash = strrchr(dir, '/');
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : dir);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    uint8_t *buf;
+    size_t len;
+    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
+        ok(0, "%s: %s", path, vt_error());
+        return;
+    }
+    cJSON *meta = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(meta, "variant");
+    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(meta, "extras");
+    cJSON *cfg = cJSON_IsString(variant) ? vt_config_make(variant->valuestring, meta) : NULL;
+    ok(cfg != NULL, "%s: config %s", base, cfg ? "made" : vt_error());
+    /* the input size of this run (the tench fixture runs the 96-px tiny
+     * config at 224) */
+    if (cfg && vt_cfg_int(meta, "size", 0) > 0)
+        cJSON_ReplaceItemInObject(cfg, "img_size", cJSON_CreateNumber(vt_cfg_int(meta, "size", 0)));
+    vt_frame w;
+    vt_frame_init(&w);
+    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
+    vt_ckpt_opts co = {0};
+    vt_params ps = {0};
+    vt_tensor in, want;
+    int rc = cfg ? vt_ckpt_load(path, &co, &w) : -1;
+    if (rc == 0)
+        rc = fam->params(cfg, &ps);
+    if (rc == 0)
+        rc = vt_check_weights(&ps, &w);
+    ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(meta, "input");
+    if (rc < 0)
+        goto done;
+    if (cJSON_IsString(rule) && strncmp(rule->valuestring, "hash:", 5) == 0)
+        hash_input(&in, vt_cfg_int(meta, "batch", 1), vt_cfg_int(meta, "size", 224));
+    else if (load_npy(dir, "input", &in) < 0)
+        goto done;
+    if (load_npy(dir, "logits", &want) < 0) {
+        vt_tensor_free(&in);
+        goto done;
+    }
+    int B = (int)in.shape[0], K = (int)want.shape[1];
+    size_t img = (size_t)vt_tensor_numel(&in) / B;
+    float *logits = malloc(sizeof(float) * B * K);
+    for (int threads = 1; threads <= 2; threads++) {
+        vt_run_opts o = {threads, B};
+        void *net = fam->create(cfg, &w, &o);
+        char what[400];
+        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
+        double t0 = vt_now();
+        if (!net || fam->forward(net, in.data, B, logits) < 0) {
+            ok(0, "%s: %s", what, vt_error());
+            fam->destroy(net);
+            continue;
+        }
+        printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
+        compare_logits(what, logits, want.data, B, K);
+        if (threads == 1) {
+            ok(vt_groupmix_record(net, 1) == 0, "%s: record intermediates", what);
+            for (int b = 0; b < B; b++) {
+                char w1[450];
+                snprintf(w1, sizeof w1, "%s image %d alone", base, b);
+                if (fam->forward(net, (const float *)in.data + b * img, 1, logits) < 0) {
+                    ok(0, "%s: %s", w1, vt_error());
+                    continue;
+                }
+                const cJSON *e;
+                cJSON_ArrayForEach(e, extras) {
+                    vt_tensor x;
+                    if (!cJSON_IsString(e) || load_npy(dir, e->valuestring, &x) < 0)
+                        continue;
+                    compare_extra(w1, net, e->valuestring, &x, b);
+                    vt_tensor_free(&x);
+                }
+            }
+        }
+        fam->destroy(net);
+    }
+    free(logits);
+    vt_tensor_free(&in);
+    vt_tensor_free(&want);
+done:
+    vt_params_free(&ps);
+    vt_frame_free(&w);
+    cJSON_Delete(cfg);
+    cJSON_Delete(meta);
+}
+
+/* Tensor and parameter counts (spec section 5: keys incl. BN counters;
+ * parameters exclude BN running statistics) and MACs (spec section 1). */
+static void defaults(void)
+{
+    static const struct {
+        const char *arch;
+        int keys;
+        long long params;
+        double gmacs;
+    } want[] = {
+        {"groupmixformer_m", 1149, 5733120LL, 1.35},
+        {"groupmixformer_t", 1249, 10949152LL, 3.72},
+        {"groupmixformer_s", 1149, 22421320LL, 5.16},
+        {"groupmixformer_b", 1849, 45827272LL, 17.55},
+        {"groupmixformer_l", 2949, 71833648LL, 38.25},
+    };
+    for (int i = 0; i < 5; i++) {
+        cJSON *cfg = vt_config_make(want[i].arch, NULL);
+        vt_params ps = {0};
+        int rc = cfg ? fam->params(cfg, &ps) : -1;
+        long long total = 0;
+        for (int j = 0; j < ps.n; j++) {
+            if (ps.p[j].optional || strstr(ps.p[j].name, "running_"))
+                continue;
+            long long e = 1;
+            for (int k = 0; k < ps.p[j].ndim; k++)
+                e *= ps.p[j].shape[k];
+            total += e;
+        }
+        ok(rc == 0 && ps.n == want[i].keys && total == want[i].params,
+           "%s: %d keys (want %d), %lld parameters (want %lld)", want[i].arch, ps.n,
+           want[i].keys, total, want[i].params);
+        vt_params_free(&ps);
+        vt_cost cost;
+        rc = cfg && fam->cost ? fam->cost(cfg, &cost) : -1;
+        double g = rc == 0 ? cost.macs / 1e9 : 0;
+        /* the spec's table adds fvcore's norm terms (about 1%); cost()
+         * counts convs, linears and the attention products only */
+        ok(rc == 0 && g <= want[i].gmacs && g >= 0.98 * want[i].gmacs,
+           "%s: %.3f GMACs (spec %.2f with norms)", want[i].arch, g, want[i].gmacs);
+        /* sizes: multiples of 32 run, others stop the official code */
+        static const int sizes[4] = {240, 100, 256, 96};
+        for (int k = 0; k < 4 && cfg; k++) {
+            cJSON_ReplaceItemInObject(cfg, "img_size", cJSON_CreateNumber(sizes[k]));
+            int r = fam->params(cfg, &ps);
+            if (k < 2)
+                ok(r < 0 && strstr(vt_error(), "img_size"), "%s at %d refused: %s",
+                   want[i].arch, sizes[k], r < 0 ? vt_error() : "accepted");
+            else
+                ok(r == 0, "%s at %d accepted", want[i].arch, sizes[k]);
+            vt_params_free(&ps);
+        }
+        cJSON_Delete(cfg);
+    }
+}
+
+int main(void)
+{
+    const char *r = getenv("VT_ROOT");
+    char own[700];
+    snprintf(own, sizeof own, "%s/tests/fixtures/groupmix", r && *r ? r : ".");
+    defaults();
+    DIR *od = opendir(own);
+    if (od) {
+        closedir(od);
+        fixture(own);
+    } else {
+        skip("own groupmix fixture", "tests/fixtures/groupmix not made yet");
+    }
+    /* more fixture folders (e.g. full-size refgen output), colon-separated */
+    const char *more = getenv("VT_GROUPMIX_FIXTURES");
+    if (more && *more) {
+        char *list = vt_xstrdup(more), *save = NULL;
+        for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+            fixture(dir);
+        free(list);
+    }
+    const char *shared = tap_shared();
+    if (!shared) {
+        skip("official GroupMixFormer conformance fixtures", "VT_SHARED not set");
+        return tap_done();
+    }
+    char fx[1024];
+    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
+    DIR *d = opendir(fx);
+    struct dirent *e;
+    char *names[64];
+    int n = 0;
+    while (d && (e = readdir(d)) && n < 64)
+        if (strncmp(e->d_name, "groupmix-", 9) == 0)
+            names[n++] = vt_xstrdup(e->d_name);
+    if (d)
+        closedir(d);
+    ok(n > 0, "found %d groupmix fixtures in %s", n, fx);
+    for (int i = 0; i < n; i++) {
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
+        fixture(dir);
+        free(names[i]);
+    }
+    return tap_done();
+}

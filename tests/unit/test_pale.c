@@ -1,0 +1,277 @@
+/* test_pale.c - the pale family against our PyTorch reference
+ * (../shared/conformance/families/pale.py; the authors released no code):
+ * the parameter counts and MACs of the three full-size variants against
+ * the paper's table (within 2%), the project's own small fixture
+ * (tests/fixtures/pale, made by tests/make-pale-fixtures.py) and, with
+ * VT_SHARED, every conformance fixture ../shared/conformance/fixtures/pale-*
+ * (checkpoint read in process): logits (compare.py's bound, top-1 equal),
+ * stage outputs, pooled features, and the dense row / column attention of
+ * the recorded block. More fixture folders (full-size refgen output):
+ * VT_PALE_FIXTURES=dir1:dir2. */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "model.h"
+#include "models/pale.h"
+#include "npy.h"
+#include "tap.h"
+#include "util.h"
+
+extern const vt_family vt_family_pale;
+static const vt_family *fam = &vt_family_pale;
+
+static int load_npy(const char *dir, const char *name, vt_tensor *t)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    memset(t, 0, sizeof *t);
+    if (vt_npy_load(path, t) < 0) {
+        ok(0, "load %s: %s", path, vt_error());
+        return -1;
+    }
+    return 0;
+}
+
+static double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static double max_err(const float *a, const float *b, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        e = fmax(e, d);
+    }
+    return e;
+}
+
+/* compare.py's bound: max|got-want| <= 1e-3 max|want| + 1e-5, top-1 equal */
+static void compare_logits(const char *what, const float *got, const float *want, int rows, int n)
+{
+    double err = max_err(got, want, (size_t)rows * n);
+    double bound = 1e-3 * max_abs(want, (size_t)rows * n) + 1e-5;
+    int top1 = 0;
+    for (int r = 0; r < rows; r++) {
+        int a = 0, b = 0;
+        for (int j = 1; j < n; j++) {
+            if (got[r * n + j] > got[r * n + a]) a = j;
+            if (want[r * n + j] > want[r * n + b]) b = j;
+        }
+        top1 += a == b;
+    }
+    ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (max|logit| %.3g, bound %.3g), "
+       "top-1 %d/%d", what, err, max_abs(want, (size_t)rows * n), bound, top1, rows);
+}
+
+static void compare_rel(const char *what, const char *name, const float *got, const float *want,
+                        size_t n, double rel)
+{
+    double err = max_err(got, want, n), mx = max_abs(want, n);
+    double r = mx > 0 ? err / mx : err;
+    ok(r <= rel, "%s %s: max abs err %.3g, relative %.3g <= %.0e", what, name, err, r, rel);
+}
+
+/* Intermediates of image 0 (after a forward pass of image 0 alone). */
+static void compare_extras(const char *what, void *net, const char *dir, const cJSON *extras)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, extras) {
+        const char *x = cJSON_IsString(e) ? e->valuestring : "";
+        vt_tensor want;
+        if (load_npy(dir, x, &want) < 0)
+            continue;
+        size_t n = (size_t)vt_tensor_numel(&want) / (want.shape[0] > 0 ? want.shape[0] : 1);
+        float *got = calloc(n ? n : 1, sizeof *got);
+        int stage, h = 0, w = 0, c = 0, nh = 0, good = 0;
+        if (sscanf(x, "stage%d", &stage) == 1 || strcmp(x, "features") == 0) {
+            /* reference: NCHW; ours: tokens */
+            const float *src = vt_pale_stage(net, strcmp(x, "features") ? stage : 5, &h, &w, &c);
+            if (src && (size_t)h * w * c == n) {
+                for (int ch = 0; ch < c; ch++)
+                    for (int p = 0; p < h * w; p++)
+                        got[(size_t)ch * h * w + p] = src[(size_t)p * c + ch];
+                good = 1;
+            }
+        } else if (!strcmp(x, "row_attention") || !strcmp(x, "col_attention")) {
+            int br = x[0] == 'r' ? VT_PALE_ROW : VT_PALE_COL;
+            if (vt_pale_map_shape(net, &h, &w, &nh) == 0 &&
+                (size_t)nh * h * w * h * w == n) {
+                good = 1;
+                int hw = h * w;
+                for (int j = 0; j < nh && good; j++)
+                    for (int p = 0; p < hw && good; p++)
+                        good = vt_pale_attention(net, 0, br, j, p / w, p % w,
+                                                 got + ((size_t)j * hw + p) * hw) == 0;
+            }
+        }
+        if (!good)
+            ok(0, "%s %s: %s", what, x, vt_error());
+        else
+            compare_rel(what, x, got, want.data, n, 1e-4);
+        free(got);
+        vt_tensor_free(&want);
+    }
+}
+
+static void fixture(const char *dir)
+{
+    char path[1600], base[256];
+    const char *slash = strrchr(dir, '/');
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : dir);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    uint8_t *buf;
+    size_t len;
+    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
+        ok(0, "%s: %s", path, vt_error());
+        return;
+    }
+    cJSON *meta = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(meta, "variant");
+    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(meta, "extras");
+    cJSON *cfg = cJSON_IsString(variant) ? vt_config_make(variant->valuestring, meta) : NULL;
+    ok(cfg != NULL, "%s: config %s", base, cfg ? "made" : vt_error());
+    vt_frame w;
+    vt_frame_init(&w);
+    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
+    vt_ckpt_opts co = {0};
+    vt_params ps = {0};
+    vt_tensor in, want;
+    int rc = cfg ? vt_ckpt_load(path, &co, &w) : -1;
+    if (rc == 0)
+        rc = fam->params(cfg, &ps);
+    if (rc == 0)
+        rc = vt_check_weights(&ps, &w);
+    ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
+    double ref_macs = vt_cfg_num(cfg, "analytic_macs", -1);
+    vt_cost cost;
+    if (cfg && ref_macs >= 0) {     /* the reference's own layer-by-layer count */
+        int crc = fam->cost(cfg, &cost);
+        ok(crc == 0 && fabs(cost.macs - ref_macs) < 0.5,
+           "%s: cost %.0f MACs = reference analytic_macs %.0f", base, crc ? -1 : cost.macs, ref_macs);
+    }
+    if (rc < 0 || load_npy(dir, "input", &in) < 0)
+        goto done;
+    if (load_npy(dir, "logits", &want) < 0) {
+        vt_tensor_free(&in);
+        goto done;
+    }
+    int B = (int)in.shape[0], K = (int)want.shape[1];
+    float *logits = malloc(sizeof(float) * B * K);
+    for (int threads = 1; threads <= 2; threads++) {
+        vt_run_opts o = {threads, B};
+        void *net = fam->create(cfg, &w, &o);
+        char what[400];
+        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
+        double t0 = vt_now();
+        if (!net || fam->forward(net, in.data, B, logits) < 0) {
+            ok(0, "%s: %s", what, vt_error());
+        } else {
+            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
+            compare_logits(what, logits, want.data, B, K);
+            if (threads == 1) {     /* stage outputs are the last image's: run image 0 alone */
+                ok(fam->forward(net, in.data, 1, logits) == 0, "%s: image 0 alone", what);
+                compare_extras(what, net, dir, extras);
+            }
+        }
+        fam->destroy(net);
+    }
+    free(logits);
+    vt_tensor_free(&in);
+    vt_tensor_free(&want);
+done:
+    vt_params_free(&ps);
+    vt_frame_free(&w);
+    cJSON_Delete(cfg);
+    cJSON_Delete(meta);
+}
+
+/* Full-size defaults: params (torch's parameters, no BN buffers) and
+ * analytic MACs against the paper's table (22M/48M/85M, 4.2/9.0/15.6 G)
+ * within 2%, and against the reference's own counts. */
+static void defaults(void)
+{
+    static const struct {
+        const char *arch; double params_m, gmacs; long long ref_params; double ref_macs;
+    } want[] = {
+        {"pale_tiny", 22, 4.2, 0, 0}, {"pale_small", 48, 9.0, 0, 0}, {"pale_base", 85, 15.6, 0, 0}};
+    for (int i = 0; i < 3; i++) {
+        cJSON *cfg = vt_config_make(want[i].arch, NULL);
+        vt_params ps = {0};
+        vt_cost cost;
+        int rc = cfg ? fam->params(cfg, &ps) : -1;
+        double total = 0;
+        for (int j = 0; j < ps.n; j++) {
+            if (ps.p[j].optional || strstr(ps.p[j].name, "running_"))
+                continue;   /* buffers, not parameters */
+            double e = 1;
+            for (int k = 0; k < ps.p[j].ndim; k++)
+                e *= (double)ps.p[j].shape[k];
+            total += e;
+        }
+        int crc = cfg ? fam->cost(cfg, &cost) : -1;
+        double pm = total / 1e6, gm = crc == 0 ? cost.macs / 1e9 : 0;
+        ok(rc == 0 && fabs(pm / want[i].params_m - 1) <= 0.02,
+           "%s: %d tensors, %.2fM parameters (paper %gM)", want[i].arch, ps.n, pm, want[i].params_m);
+        ok(crc == 0 && fabs(gm / want[i].gmacs - 1) <= 0.02,
+           "%s: %.3f GMACs at 224 (paper %g)", want[i].arch, gm, want[i].gmacs);
+        vt_params_free(&ps);
+        cJSON_Delete(cfg);
+    }
+}
+
+int main(void)
+{
+    const char *r = getenv("VT_ROOT");
+    char own[700];
+    snprintf(own, sizeof own, "%s/tests/fixtures/pale", r && *r ? r : ".");
+    defaults();
+    DIR *od = opendir(own);
+    if (od) {
+        closedir(od);
+        fixture(own);
+    } else {
+        skip("own pale fixture", "tests/fixtures/pale missing");
+    }
+    const char *more = getenv("VT_PALE_FIXTURES");
+    if (more && *more) {
+        char *list = vt_xstrdup(more), *save = NULL;
+        for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+            fixture(dir);
+        free(list);
+    }
+    const char *shared = tap_shared();
+    if (!shared) {
+        skip("Pale conformance fixtures", "VT_SHARED not set");
+        return tap_done();
+    }
+    char fx[1024];
+    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
+    DIR *d = opendir(fx);
+    struct dirent *e;
+    char *names[64];
+    int n = 0;
+    while (d && (e = readdir(d)) && n < 64)
+        if (strncmp(e->d_name, "pale-", 5) == 0)
+            names[n++] = vt_xstrdup(e->d_name);
+    if (d)
+        closedir(d);
+    ok(n > 0, "found %d pale fixtures in %s", n, fx);
+    for (int i = 0; i < n; i++) {
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
+        fixture(dir);
+        free(names[i]);
+    }
+    return tap_done();
+}

@@ -1,0 +1,266 @@
+/* test_stvit.c - the swin and stvit families end to end against the
+ * official code: every conformance fixture ../shared/conformance/fixtures/
+ * stvit-* (checkpoint read in process, with VT_SHARED), the project's own
+ * fixtures under tests/fixtures/stvit/ (tests/make-stvit-fixtures.py), and
+ * folders listed in VT_STVIT_FIXTURES (colon-separated, e.g. full-size
+ * refgen output): logits (compare.py's bound, top-1 equal, 1 and 2
+ * threads) and every intermediate meta.json lists (relative error). */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "model.h"
+#include "models/stvit.h"
+#include "npy.h"
+#include "tap.h"
+#include "util.h"
+
+static double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static double max_err(const float *a, const float *b, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        e = fmax(e, d);
+    }
+    return e;
+}
+
+static void compare_logits(const char *what, const float *got, const float *want, int rows, int n)
+{
+    double err = max_err(got, want, (size_t)rows * n);
+    double bound = 1e-3 * max_abs(want, (size_t)rows * n) + 1e-5;
+    int top1 = 0;
+    for (int r = 0; r < rows; r++) {
+        int a = 0, b = 0;
+        for (int j = 1; j < n; j++) {
+            if (got[r * n + j] > got[r * n + a]) a = j;
+            if (want[r * n + j] > want[r * n + b]) b = j;
+        }
+        top1 += a == b;
+    }
+    printf("# %s logits: max abs err %.3g (max|logit| %.3g)\n", what, err,
+           max_abs(want, (size_t)rows * n));
+    ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (bound %.3g), top-1 %d/%d",
+       what, err, bound, top1, rows);
+}
+
+/* Every extra of meta.json, image `img` of the fixture against our last
+ * forward pass (which ran that image alone). Assignment labels must be
+ * equal except where the reference's head-mean attention is near-tied. */
+static void compare_extras(const char *what, const vt_family *fam, void *net, const char *dir,
+                           const cJSON *extras, int img)
+{
+    const cJSON *e;
+    int is_swin = strcmp(fam->name, "swin") == 0;
+    cJSON_ArrayForEach(e, extras) {
+        const char *x = cJSON_IsString(e) ? e->valuestring : "";
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s.npy", dir, x);
+        vt_tensor want;
+        memset(&want, 0, sizeof want);
+        if (vt_npy_load(path, &want) < 0) {
+            ok(0, "load %s: %s", path, vt_error());
+            continue;
+        }
+        size_t n = (size_t)vt_tensor_numel(&want) / (size_t)want.shape[0], cnt = 0;
+        const float *ref = (const float *)want.data + (size_t)img * n;
+        const float *got = is_swin ? vt_swin_extra(net, x, &cnt) : vt_stvit_extra(net, x, &cnt);
+        if (!got || cnt != n) {
+            ok(0, "%s %s: %s (%zu vs %zu values)", what, x, got ? "shape" : vt_error(), cnt, n);
+        } else if (strncmp(x, "assignment_", 11) == 0) {
+            int differ = 0;
+            for (size_t i = 0; i < n; i++)
+                differ += got[i] != ref[i];
+            printf("# %s %s: %d of %zu labels differ\n", what, x, differ, n);
+            ok(differ == 0, "%s %s: %d labels differ", what, x, differ);
+        } else {
+            double err = max_err(got, ref, n), mx = max_abs(ref, n);
+            double r = mx > 0 ? err / mx : err;
+            printf("# %s %s: max abs err %.3g, relative %.3g\n", what, x, err, r);
+            ok(r <= 1e-4, "%s %s: relative err %.3g <= 1e-4", what, x, r);
+        }
+        vt_tensor_free(&want);
+    }
+}
+
+static void fixture(const char *dir)
+{
+    char path[1600], base[256];
+    const char *slash = strrchr(dir, '/');
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : dir);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    uint8_t *buf;
+    size_t len;
+    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
+        ok(0, "%s: %s", path, vt_error());
+        return;
+    }
+    cJSON *meta = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(meta, "variant");
+    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(meta, "extras");
+    /* refgen's config "arch" names the builder ("swin", "stvit_r_swin"),
+     * not the variant: drop it so the variant decides. */
+    cJSON *inner = cJSON_GetObjectItemCaseSensitive(meta, "config");
+    cJSON_DeleteItemFromObjectCaseSensitive(inner, "arch");
+    const vt_family *fam = cJSON_IsString(variant) ? vt_family_find(variant->valuestring) : NULL;
+    cJSON *cfg = fam ? vt_config_make(variant->valuestring, meta) : NULL;
+    ok(cfg != NULL, "%s: config %s", base, cfg ? "made" : vt_error());
+    vt_frame w;
+    vt_frame_init(&w);
+    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
+    vt_ckpt_opts co = {0};
+    vt_params ps = {0};
+    vt_tensor in, want;
+    memset(&in, 0, sizeof in);
+    memset(&want, 0, sizeof want);
+    int rc = cfg ? vt_ckpt_load(path, &co, &w) : -1;
+    if (rc == 0)
+        rc = fam->params(cfg, &ps);
+    if (rc == 0)
+        rc = vt_check_weights(&ps, &w);
+    ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
+    snprintf(path, sizeof path, "%s/input.npy", dir);
+    if (rc == 0 && vt_npy_load(path, &in) < 0)
+        rc = -1, ok(0, "%s: %s", path, vt_error());
+    snprintf(path, sizeof path, "%s/logits.npy", dir);
+    if (rc == 0 && vt_npy_load(path, &want) < 0)
+        rc = -1, ok(0, "%s: %s", path, vt_error());
+    if (rc < 0)
+        goto done;
+    int B = (int)in.shape[0], K = (int)want.shape[1];
+    size_t img = (size_t)vt_tensor_numel(&in) / B;
+    float *logits = malloc(sizeof(float) * B * K);
+    for (int threads = 1; threads <= 2; threads++) {
+        vt_run_opts o = {threads, B};
+        void *net = fam->create(cfg, &w, &o);
+        char what[400];
+        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
+        double t0 = vt_now();
+        if (!net || fam->forward(net, in.data, B, logits) < 0) {
+            ok(0, "%s: %s", what, vt_error());
+        } else {
+            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
+            compare_logits(what, logits, want.data, B, K);
+            for (int b = 0; b < B && threads == 1; b++) {
+                ok(fam->forward(net, (const float *)in.data + b * img, 1, logits) == 0,
+                   "%s: image %d alone", what, b);
+                snprintf(what, sizeof what, "%s image %d", base, b);
+                compare_extras(what, fam, net, dir, extras, b);
+            }
+        }
+        if (net)
+            fam->destroy(net);
+    }
+    free(logits);
+done:
+    vt_tensor_free(&in);
+    vt_tensor_free(&want);
+    vt_params_free(&ps);
+    vt_frame_free(&w);
+    cJSON_Delete(cfg);
+    cJSON_Delete(meta);
+}
+
+/* Parameter counts of the full-size variants (spec table; S/B equal the
+ * official training logs). */
+static void defaults(void)
+{
+    static const struct { const char *arch; long long params; } want[] = {
+        {"swin_tiny_patch4_window7_224", 28288354LL},
+        {"swin_small_patch4_window7_224", 49606258LL},
+        {"swin_base_patch4_window7_224", 87768224LL},
+        {"stvit_r_swin_t", 28320214LL},
+        {"stvit_r_swin_s", 49625518LL},
+        {"stvit_r_swin_b", 87812336LL}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const vt_family *fam = vt_family_find(want[i].arch);
+        if (!fam) {
+            skip(want[i].arch, "family not registered yet");
+            continue;
+        }
+        cJSON *cfg = vt_config_make(want[i].arch, NULL);
+        vt_params ps = {0};
+        int rc = cfg ? fam->params(cfg, &ps) : -1;
+        long long total = 0;
+        for (int j = 0; j < ps.n; j++) {
+            if (strstr(ps.p[j].name, "relative_position_index") || strstr(ps.p[j].name, "attn_mask"))
+                continue;   /* buffers */
+            long long e = 1;
+            for (int k = 0; k < ps.p[j].ndim; k++)
+                e *= ps.p[j].shape[k];
+            total += e;
+        }
+        vt_cost cost = {0};
+        if (rc == 0 && fam->cost)
+            fam->cost(cfg, &cost);
+        printf("# %s: %lld parameters, %.3f GMACs\n", want[i].arch, total, cost.macs / 1e9);
+        ok(rc == 0 && total == want[i].params, "%s: %lld parameters (want %lld)", want[i].arch,
+           total, want[i].params);
+        vt_params_free(&ps);
+        cJSON_Delete(cfg);
+    }
+}
+
+static void fixtures_in(const char *fx, const char *prefix)
+{
+    DIR *d = opendir(fx);
+    struct dirent *e;
+    char *names[64];
+    int n = 0;
+    while (d && (e = readdir(d)) && n < 64)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && e->d_name[0] != '.')
+            names[n++] = vt_xstrdup(e->d_name);
+    if (d)
+        closedir(d);
+    ok(n > 0, "found %d fixtures in %s", n, fx);
+    for (int i = 0; i < n; i++) {
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
+        fixture(dir);
+        free(names[i]);
+    }
+}
+
+int main(void)
+{
+    const char *r = getenv("VT_ROOT");
+    char own[700];
+    snprintf(own, sizeof own, "%s/tests/fixtures/stvit", r && *r ? r : ".");
+    defaults();
+    DIR *od = opendir(own);
+    if (od) {
+        closedir(od);
+        fixtures_in(own, "");
+    } else {
+        skip("own stvit fixtures", "tests/fixtures/stvit missing");
+    }
+    const char *more = getenv("VT_STVIT_FIXTURES");
+    if (more && *more) {
+        char *list = vt_xstrdup(more), *save = NULL;
+        for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+            fixture(dir);
+        free(list);
+    }
+    const char *shared = tap_shared();
+    if (!shared) {
+        skip("official STViT-R / Swin conformance fixtures", "VT_SHARED not set");
+        return tap_done();
+    }
+    char fx[1024];
+    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
+    fixtures_in(fx, "stvit-");
+    return tap_done();
+}
