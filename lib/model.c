@@ -14,6 +14,7 @@ extern const vt_family vt_family_vit;
 extern const vt_family vt_family_sgformer;
 extern const vt_family vt_family_groupmix;
 extern const vt_family vt_family_swin;
+extern const vt_family vt_family_stvit;
 extern const vt_family vt_family_pale;
 
 /* Every family, in the order --list-archs shows them. */
@@ -22,6 +23,7 @@ static const vt_family *const registry[] = {
     &vt_family_sgformer,
     &vt_family_groupmix,
     &vt_family_swin,
+    &vt_family_stvit,
     &vt_family_pale,
     NULL,
 };
