@@ -497,6 +497,23 @@ const float *vt_vit_cls_attention(const vt_model *m, int *batch, int *nout,
     return n->r.cls_attn;
 }
 
+/* Multiply-accumulates per image: patch embedding, per block the qkv and
+ * output projections, the two attention matmuls (q k^T and attn v) and the
+ * MLP, then the head(s). DeiT-S: 4.6 GMACs, as the DeiT paper's table. */
+static int vit_cost(const cJSON *cfg, vt_cost *out)
+{
+    vit_config c;
+    if (vit_config_read(cfg, &c) < 0) return -1;
+    memset(out, 0, sizeof *out);
+    double t = c.t, d = c.dim, n = (double)c.grid * c.grid;
+    vt_cost_add(out, "patch_embed", n * d * 3 * c.patch * c.patch);
+    vt_cost_add(out, "blocks.attn.qkv+proj", c.depth * (t * d * 3 * d + t * d * d));
+    vt_cost_add(out, "blocks.attn.matmuls", c.depth * 2 * t * t * d);
+    vt_cost_add(out, "blocks.mlp", c.depth * 2 * t * d * c.hidden);
+    vt_cost_add(out, "head", (1 + c.distilled) * d * c.classes);
+    return 0;
+}
+
 const vt_family vt_family_vit = {
     .name = "vit",
     .archs = vit_archs,
@@ -505,4 +522,5 @@ const vt_family vt_family_vit = {
     .create = vit_create,
     .forward = vit_forward,
     .destroy = vit_destroy,
+    .cost = vit_cost,
 };

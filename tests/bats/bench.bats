@@ -24,6 +24,9 @@ for k in ["model", "batch", "threads", "params", "gmacs", "load_ms", "first_ms",
     assert k in r, k
 assert r["batch"] == 2 and r["threads"] == 1
 assert r["params"] == 5717416, r["params"]          # timm's deit_tiny_patch16_224
+assert abs(r["gmacs"] - 1.254) < 0.005, r["gmacs"]  # DeiT paper: 1.3 GFLOPs (MACs)
+parts = r["parts"]
+assert abs(sum(parts.values()) - r["gmacs"]) < 1e-3, parts
 assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
 assert abs(r["ms_per_image"] * 2 - r["median_ms"]) <= 1e-3 * r["median_ms"]
 PY
