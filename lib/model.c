@@ -134,21 +134,23 @@ cJSON *vt_config_make(const char *arch, const cJSON *over)
     const cJSON *inner = cJSON_GetObjectItemCaseSensitive(over, "config");
     if (cJSON_IsObject(inner)) src = inner;
     if (over && !cJSON_IsObject(src)) { vt_seterr("config is not a JSON object"); return NULL; }
-    /* A family name takes its variant from the config ("arch" key). */
+    /* A family name takes its variant from refgen's "variant" or the
+     * config's "arch". A config "arch" that is no known variant (refgen
+     * stores builder names such as "swin" there) is not a contradiction. */
     const char *variant = arch;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(src, "arch");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(over, "variant");
     if (!is_arch_of(fam, arch)) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(src, "arch");
-        if (!cJSON_IsString(a) || !is_arch_of(fam, a->valuestring)) {
+        if (cJSON_IsString(v) && is_arch_of(fam, v->valuestring)) variant = v->valuestring;
+        else if (cJSON_IsString(a) && is_arch_of(fam, a->valuestring)) variant = a->valuestring;
+        else {
             vt_seterr("'%s' is a family; name a variant with --arch or \"arch\" in the config", arch);
             return NULL;
         }
-        variant = a->valuestring;
-    } else if (src) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(src, "arch");
-        if (cJSON_IsString(a) && strcmp(a->valuestring, arch) != 0) {
-            vt_seterr("config is for arch '%s', not '%s'", a->valuestring, arch);
-            return NULL;
-        }
+    } else if (cJSON_IsString(a) && strcmp(a->valuestring, arch) != 0 &&
+               vt_family_find(a->valuestring) && strcmp(vt_family_find(a->valuestring)->name, a->valuestring) != 0) {
+        vt_seterr("config is for arch '%s', not '%s'", a->valuestring, arch);
+        return NULL;
     }
     cJSON *cfg = cJSON_CreateObject();
     if (fam->config(variant, cfg) < 0) { cJSON_Delete(cfg); return NULL; }

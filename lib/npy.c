@@ -40,12 +40,34 @@ static const char *dict_value(const char *h, const char *key)
     return p;
 }
 
-static int parse_npy_header(const char *h, vt_tensor *t)
+/* Reorder a column-major (Fortran) array into row-major order in place. */
+static void fortran_to_c(vt_tensor *t)
+{
+    size_t es = vt_dtype_size(t->dtype), n = t->nbytes / (es ? es : 1);
+    if (t->ndim < 2 || n < 2) return;
+    uint8_t *dst = vt_xmalloc(t->nbytes);
+    int64_t idx[VT_MAX_DIM] = {0};
+    for (size_t i = 0; i < n; i++) {    /* i walks the C order; idx is its index */
+        size_t off = 0, stride = 1;
+        for (int d = 0; d < t->ndim; d++) {
+            off += (size_t)idx[d] * stride;
+            stride *= (size_t)t->shape[d];
+        }
+        memcpy(dst + i * es, (uint8_t *)t->data + off * es, es);
+        for (int d = t->ndim - 1; d >= 0 && ++idx[d] == t->shape[d]; d--) idx[d] = 0;
+    }
+    free(t->data);
+    t->data = dst;
+}
+
+static int parse_npy_header(const char *h, vt_tensor *t, int *fortran)
 {
     const char *d = dict_value(h, "descr"), *fo = dict_value(h, "fortran_order"),
                *sh = dict_value(h, "shape");
     if (!d || !fo || !sh) return vt_seterr("bad .npy header");
-    if (strncmp(fo, "False", 5) != 0) return vt_seterr(".npy in Fortran order is not supported");
+    if (strncmp(fo, "False", 5) == 0) *fortran = 0;
+    else if (strncmp(fo, "True", 4) == 0) *fortran = 1;
+    else return vt_seterr("bad .npy header");
     int dt = -1;
     for (size_t i = 0; i < sizeof npy_types / sizeof *npy_types; i++)
         if (d[0] == '\'' && strncmp(d + 1, npy_types[i].descr, 3) == 0 && d[4] == '\'')
@@ -86,7 +108,8 @@ int vt_npy_parse(const uint8_t *buf, size_t len, vt_tensor *t)
     char *h = vt_xmalloc(hlen + 1);
     memcpy(h, buf + hoff, hlen);
     h[hlen] = 0;
-    int rc = parse_npy_header(h, t);
+    int fortran = 0;
+    int rc = parse_npy_header(h, t, &fortran);
     free(h);
     if (rc < 0) return -1;
     size_t n = vt_dtype_size(t->dtype);
@@ -99,6 +122,7 @@ int vt_npy_parse(const uint8_t *buf, size_t len, vt_tensor *t)
     t->data = vt_xmalloc(n);
     memcpy(t->data, buf + off, n);
     t->owned = 1;
+    if (fortran) fortran_to_c(t);
     return 0;
 }
 

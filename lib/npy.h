@@ -1,4 +1,4 @@
-/* npy.h - NumPy .npy files (versions 1-3, C order, little-endian). */
+/* npy.h - NumPy .npy files (versions 1-3, little-endian; Fortran-order arrays are read into C order). */
 #ifndef VT_NPY_H
 #define VT_NPY_H
 

@@ -240,8 +240,19 @@ static void test_npy(void)
     ok(strstr(buf + 10, "(5,)") != NULL, "1-d shape is written as (5,)");
     free(buf);
 
-    ok(npy_err("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", "Fortran"),
-       "Fortran-order npy is refused clearly");
+    {   /* Fortran order: [[0,1],[2,3]] stored column-major as 0,2,1,3. */
+        uint8_t fb[512] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+        const char *d = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }";
+        size_t dn = strlen(d);
+        fb[8] = (uint8_t)dn;
+        memcpy(fb + 10, d, dn);
+        float colmajor[6] = {0, 3, 1, 4, 2, 5}, want[6] = {0, 1, 2, 3, 4, 5};
+        memcpy(fb + 10 + dn, colmajor, sizeof colmajor);
+        vt_tensor fu;
+        ok(vt_npy_parse(fb, 10 + dn + sizeof colmajor, &fu) == 0 && memcmp(fu.data, want, sizeof want) == 0,
+           "Fortran-order npy is read into C order");
+        if (fu.data) vt_tensor_free(&fu);
+    }
     ok(npy_err("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }", "not supported"),
        "big-endian npy is refused clearly");
     ok(npy_err("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }", "too large"),

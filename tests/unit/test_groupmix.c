@@ -205,6 +205,12 @@ static void fixture(const char *dir)
         printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
         compare_logits(what, logits, want.data, B, K);
         if (threads == 1) {
+            int sh = 0, sw = 0, finite = 1, R4 = 0;
+            const float *sig = vt_groupmix_sigmap(net, &sh, &sw);
+            vt_groupmix_extra(net, "stage4", &R4, NULL, NULL, NULL);
+            for (int i = 0; sig && i < sh * sw; i++)
+                finite &= isfinite(sig[i]) != 0;
+            ok(sig && sh * sw == R4 && finite, "%s: attention map %dx%d, finite", what, sh, sw);
             ok(vt_groupmix_record(net, 1) == 0, "%s: record intermediates", what);
             for (int b = 0; b < B; b++) {
                 char w1[450];
