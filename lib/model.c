@@ -158,6 +158,16 @@ cJSON *vt_config_make(const char *arch, const cJSON *over)
         cJSON_DeleteItemFromObjectCaseSensitive(cfg, e->string);
         cJSON_AddItemToObject(cfg, e->string, cJSON_Duplicate(e, 1));
     }
+    /* refgen's meta.json "size" is the side the reference actually ran at;
+     * a config trained at another img_size keeps its position embedding
+     * size under "pos_embed_size" and runs at "size". */
+    const cJSON *run = inner ? cJSON_GetObjectItemCaseSensitive(over, "size") : NULL;
+    const cJSON *img = cJSON_GetObjectItemCaseSensitive(cfg, "img_size");
+    if (cJSON_IsNumber(run) && cJSON_IsNumber(img) && run->valuedouble != img->valuedouble) {
+        if (!cJSON_GetObjectItemCaseSensitive(cfg, "pos_embed_size"))
+            cJSON_AddNumberToObject(cfg, "pos_embed_size", img->valuedouble);
+        cJSON_ReplaceItemInObjectCaseSensitive(cfg, "img_size", cJSON_CreateNumber(run->valuedouble));
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "arch");
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "family");
     cJSON_AddStringToObject(cfg, "arch", variant);
