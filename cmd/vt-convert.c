@@ -37,7 +37,7 @@ static const char usage[] =
     "      --arch NAME        make a model file for this arch\n"
     "      --config FILE      hyperparameters as JSON (refgen meta.json works)\n"
     "      --dtype T          model weights f32 (default), f16, bf16\n"
-    "      --ema              take the EMA weights of the checkpoint\n"
+    "      --ema, --no-ema    take the EMA / the raw weights (default: as the authors evaluate)\n"
     "      --random           deterministic random weights (--seed N, 0)\n"
     "      --list-archs       list the known archs\n"
     "  -h, --help             this help\n"
@@ -253,7 +253,7 @@ static int parse_dtype(const char *s, vt_dtype *d)
 
 enum {
     O_TO = 256, O_INFO, O_TENSOR, O_OUTDIR, O_SIZE, O_CROP, O_INTERP, O_MEAN, O_STD,
-    O_EXIF, O_MAXPIX, O_ARCH, O_CONFIG, O_DTYPE, O_EMA, O_RANDOM, O_SEED, O_LIST
+    O_EXIF, O_MAXPIX, O_ARCH, O_CONFIG, O_DTYPE, O_EMA, O_NOEMA, O_RANDOM, O_SEED, O_LIST
 };
 
 static const struct option longopts[] = {
@@ -265,7 +265,8 @@ static const struct option longopts[] = {
     {"std", required_argument, 0, O_STD},   {"exif-rotate", no_argument, 0, O_EXIF},
     {"max-pixels", required_argument, 0, O_MAXPIX}, {"arch", required_argument, 0, O_ARCH},
     {"config", required_argument, 0, O_CONFIG}, {"dtype", required_argument, 0, O_DTYPE},
-    {"ema", no_argument, 0, O_EMA},         {"random", no_argument, 0, O_RANDOM},
+    {"ema", no_argument, 0, O_EMA},         {"no-ema", no_argument, 0, O_NOEMA},
+    {"random", no_argument, 0, O_RANDOM},
     {"seed", required_argument, 0, O_SEED}, {"list-archs", no_argument, 0, O_LIST},
     {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -361,6 +362,7 @@ int main(int argc, char **argv)
             if (parse_dtype(optarg, &dtype) < 0) return usage_error(vt_error());
             break;
         case O_EMA: ema = 1; break;
+        case O_NOEMA: ema = -1; break;
         case O_RANDOM: random = 1; break;
         case O_SEED:
             if (vt_parse_int(optarg, 0, 1L << 62, &seed) < 0) return usage_error(vt_error());
@@ -397,7 +399,8 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    if (random || config || ema) return usage_error("--random, --config and --ema go with --arch");
+    if (random || config || (ema && c.mode != OUT_INFO))
+        return usage_error("--random, --config and --ema go with --arch (--ema also with --info)");
 
     if (model && model_preproc(model, &in.pre) < 0) {
         fprintf(stderr, "vt-convert: %s: %s\n", model, vt_error());
