@@ -87,6 +87,43 @@ void vt_cost_add(vt_cost *c, const char *name, double macs)
     c->part[i].macs += macs;
 }
 
+/* ---- binding weights ---- */
+
+float *vt_store_alloc(vt_store *s, size_t count)
+{
+    s->buf = vt_xrealloc(s->buf, (s->n + 1) * sizeof *s->buf);
+    return s->buf[s->n++] = vt_xcalloc(count ? count : 1, sizeof(float));
+}
+
+void vt_store_free(vt_store *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->buf[i]);
+    free(s->buf);
+    s->buf = NULL;
+    s->n = 0;
+}
+
+const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
+                           const char *name, size_t count)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    if (!t)
+        return vt_seterr("%s: missing tensor %s", family, name), NULL;
+    if (t->dtype != VT_F32)
+        return vt_seterr("%s: tensor %s is %s; only F32 weights are supported "
+                         "(convert with vt-convert)", family, name, vt_dtype_name(t->dtype)), NULL;
+    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
+        return vt_seterr("%s: tensor %s has %lld elements, expected %zu", family, name,
+                         (long long)vt_tensor_numel(t), count), NULL;
+    if ((uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    /* A frame only aligns its data block to 8 bytes; a tensor after an odd
+     * number of F16/U8 elements may not be float-aligned. */
+    float *copy = vt_store_alloc(s, count);
+    memcpy(copy, t->data, count * sizeof(float));
+    return copy;
+}
+
 /* ---- config access ---- */
 
 int vt_cfg_int(const cJSON *cfg, const char *key, int def)

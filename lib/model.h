@@ -38,6 +38,22 @@ int vt_cfg_bool(const cJSON *cfg, const char *key, int def);
 /* Array of ints: fills up to max values, returns the count (or def count). */
 int vt_cfg_ints(const cJSON *cfg, const char *key, int *out, int max);
 
+/* Buffers a network owns beside its mapped weights: copies of misaligned
+ * tensors, folded or re-laid-out weights, resampled embeddings. */
+typedef struct vt_store {
+    float **buf;
+    int n;
+} vt_store;
+
+float *vt_store_alloc(vt_store *s, size_t count);   /* zeroed, freed with s */
+void vt_store_free(vt_store *s);
+
+/* The F32 tensor `name` of exactly count elements: used in place from the
+ * mapping when it is aligned, else copied into s. NULL after
+ * vt_seterr("<family>: ...") when it is missing, not F32 or mis-sized. */
+const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
+                           const char *name, size_t count);
+
 /* Run options shared by every family. */
 typedef struct vt_run_opts {
     int threads;        /* our own worker threads (OpenBLAS runs 1 thread) */

@@ -391,33 +391,18 @@ typedef struct gm_net {
     gm_run r;
     vt_pool *pool;
     int record;
-    float **owned;
-    int nowned;
+    vt_store store;
     int last_batch;
 } gm_net;
 
 static float *own(gm_net *n, size_t count)
 {
-    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
-    return n->owned[n->nowned++] = vt_xmalloc((count ? count : 1) * sizeof(float));
+    return vt_store_alloc(&n->store, count);
 }
 
 static const float *weight(gm_net *n, const vt_frame *w, const char *name, size_t count)
 {
-    const vt_tensor *t = vt_frame_get(w, name);
-    if (!t)
-        return vt_seterr("groupmix: missing tensor %s", name), NULL;
-    if (t->dtype != VT_F32)
-        return vt_seterr("groupmix: tensor %s is %s; only F32 weights are supported "
-                         "(convert with vt-convert)", name, vt_dtype_name(t->dtype)), NULL;
-    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
-        return vt_seterr("groupmix: tensor %s has %lld elements, expected %zu", name,
-                         (long long)vt_tensor_numel(t), count), NULL;
-    if ((uintptr_t)t->data % sizeof(float) == 0)
-        return t->data;
-    float *copy = own(n, count);
-    memcpy(copy, t->data, count * sizeof(float));
-    return copy;
+    return vt_weight_f32(&n->store, w, "groupmix", name, count);
 }
 
 /* depthwise [c, 1, k, k] -> owned tap-major [k*k, c] */
@@ -871,9 +856,7 @@ static void gm_destroy(void *net)
         return;
     run_free(&n->r);
     vt_pool_free(n->pool);
-    for (int i = 0; i < n->nowned; i++)
-        free(n->owned[i]);
-    free(n->owned);
+    vt_store_free(&n->store);
     for (int i = 0; i < GM_STAGES; i++)
         free(n->w.blocks[i]);
     n->magic = 0;

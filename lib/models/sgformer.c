@@ -450,8 +450,7 @@ typedef struct sg_net {
     int *map_off[SG_STAGES];    /* [depth]: offset of the block's maps, -1 */
     int *ord_off[SG_STAGES];    /* [depth]: offset of the block's orders, -1 */
     size_t map_total, ord_total;
-    float **owned;
-    int nowned;
+    vt_store store;
     int last_batch;
     vt_sgformer_order_hook hook;
     void *hook_ctx;
@@ -459,26 +458,12 @@ typedef struct sg_net {
 
 static float *own(sg_net *n, size_t count)
 {
-    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
-    return n->owned[n->nowned++] = vt_xmalloc(count * sizeof(float));
+    return vt_store_alloc(&n->store, count);
 }
 
 static const float *weight(sg_net *n, const vt_frame *w, const char *name, size_t count)
 {
-    const vt_tensor *t = vt_frame_get(w, name);
-    if (!t)
-        return vt_seterr("sgformer: missing tensor %s", name), NULL;
-    if (t->dtype != VT_F32)
-        return vt_seterr("sgformer: tensor %s is %s; only F32 weights are supported "
-                         "(convert with vt-convert)", name, vt_dtype_name(t->dtype)), NULL;
-    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
-        return vt_seterr("sgformer: tensor %s has %lld elements, expected %zu", name,
-                         (long long)vt_tensor_numel(t), count), NULL;
-    if ((uintptr_t)t->data % sizeof(float) == 0)
-        return t->data;
-    float *copy = own(n, count);
-    memcpy(copy, t->data, count * sizeof(float));
-    return copy;
+    return vt_weight_f32(&n->store, w, "sgformer", name, count);
 }
 
 /* depthwise [c,1,3,3] -> owned tap-major [9, c] */
@@ -931,9 +916,7 @@ static void sg_destroy(void *net)
         return;
     run_free(&n->r);
     vt_pool_free(n->pool);
-    for (int i = 0; i < n->nowned; i++)
-        free(n->owned[i]);
-    free(n->owned);
+    vt_store_free(&n->store);
     for (int i = 0; i < SG_STAGES; i++) {
         free(n->w.blocks[i]);
         free(n->map_off[i]);

@@ -255,8 +255,7 @@ typedef struct st_net {
     st_sem_w *sem;                      /* [depth3], semantic roles */
     const float *mrw[3], *mnw[3], *mnb[3];
     const float *nw, *nb, *hw, *hb;
-    float **owned;
-    int nowned;
+    vt_store store;
     /* run state, one image at a time */
     float *x;           /* [3136, C] residual stream */
     float *g;           /* [784, 4C] merge gather / final norm */
@@ -281,26 +280,12 @@ typedef struct st_net {
 
 static float *own(st_net *n, size_t count)
 {
-    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
-    return n->owned[n->nowned++] = vt_xcalloc(count ? count : 1, sizeof(float));
+    return vt_store_alloc(&n->store, count);
 }
 
 static const float *weight(st_net *n, const vt_frame *w, const char *name, size_t count)
 {
-    const vt_tensor *t = vt_frame_get(w, name);
-    if (!t)
-        return vt_seterr("stvit: missing tensor %s", name), NULL;
-    if (t->dtype != VT_F32)
-        return vt_seterr("stvit: tensor %s is %s; only F32 weights are supported", name,
-                         vt_dtype_name(t->dtype)), NULL;
-    if ((size_t)vt_tensor_numel(t) != count)
-        return vt_seterr("stvit: tensor %s has %lld elements, expected %zu", name,
-                         (long long)vt_tensor_numel(t), count), NULL;
-    if ((uintptr_t)t->data % sizeof(float) == 0)
-        return t->data;
-    float *copy = own(n, count);
-    memcpy(copy, t->data, count * sizeof(float));
-    return copy;
+    return vt_weight_f32(&n->store, w, "stvit", name, count);
 }
 
 static int check_buffer(const vt_frame *w, const char *name, const float *f, const int *iv,
@@ -784,9 +769,7 @@ static void st_destroy(void *net)
     if (!n)
         return;
     vt_pool_free(n->pool);
-    for (int i = 0; i < n->nowned; i++)
-        free(n->owned[i]);
-    free(n->owned);
+    vt_store_free(&n->store);
     for (int i = 0; i < ST_STAGES; i++)
         free(n->blk[i]);
     free(n->sem);

@@ -226,8 +226,7 @@ typedef struct sw_net {
     vt_swin_block_w *blk[SW_STAGES];                /* [depth] */
     const float *mrw[SW_STAGES], *mnw[SW_STAGES], *mnb[SW_STAGES];  /* [2C,4C], LN [4C] */
     const float *nw, *nb, *hw, *hb;                 /* LN [C4], head [K,C4], [K] */
-    float **owned;
-    int nowned;
+    vt_store store;
     /* run state (one image at a time) */
     float *x;           /* [L0, C0] residual stream (largest stage) */
     float *g;           /* [L0/4, 4C0] merge gather */
@@ -240,26 +239,12 @@ typedef struct sw_net {
 
 static float *own(sw_net *n, size_t count)
 {
-    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
-    return n->owned[n->nowned++] = vt_xmalloc((count ? count : 1) * sizeof(float));
+    return vt_store_alloc(&n->store, count);
 }
 
 static const float *weight(sw_net *n, const vt_frame *w, const char *name, size_t count)
 {
-    const vt_tensor *t = vt_frame_get(w, name);
-    if (!t)
-        return vt_seterr("swin: missing tensor %s", name), NULL;
-    if (t->dtype != VT_F32)
-        return vt_seterr("swin: tensor %s is %s; only F32 weights are supported", name,
-                         vt_dtype_name(t->dtype)), NULL;
-    if ((size_t)vt_tensor_numel(t) != count)
-        return vt_seterr("swin: tensor %s has %lld elements, expected %zu", name,
-                         (long long)vt_tensor_numel(t), count), NULL;
-    if ((uintptr_t)t->data % sizeof(float) == 0)
-        return t->data;
-    float *copy = own(n, count);
-    memcpy(copy, t->data, count * sizeof(float));
-    return copy;
+    return vt_weight_f32(&n->store, w, "swin", name, count);
 }
 
 /* A stored buffer (relative_position_index, attn_mask) must equal ours. */
@@ -432,9 +417,7 @@ static void sw_destroy(void *net)
     if (!n)
         return;
     vt_pool_free(n->pool);
-    for (int i = 0; i < n->nowned; i++)
-        free(n->owned[i]);
-    free(n->owned);
+    vt_store_free(&n->store);
     for (int i = 0; i < SW_STAGES; i++)
         free(n->blk[i]);
     n->magic = 0;

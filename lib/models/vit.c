@@ -92,8 +92,7 @@ typedef struct vit_net {
     vit_weights w;
     vit_run r;
     vt_pool *pool;
-    float **owned;      /* copies (resampled pos_embed, misaligned tensors) */
-    int nowned;
+    vt_store store;      /* copies (resampled pos_embed, misaligned tensors) */
     int last_batch;     /* images in the last forward pass (0: none yet) */
 } vit_net;
 
@@ -221,29 +220,14 @@ static int vit_params(const cJSON *cfg, vt_params *ps)
 
 static float *own(vit_net *n, size_t count)
 {
-    n->owned = vt_xrealloc(n->owned, (n->nowned + 1) * sizeof *n->owned);
-    return n->owned[n->nowned++] = vt_xmalloc(count * sizeof(float));
+    return vt_store_alloc(&n->store, count);
 }
 
 /* The F32 data of tensor `name` with `count` elements (copied when the
  * file does not align it), or NULL with vt_error(). */
-static const float *weight(vit_net *n, const vt_frame *w, const char *name,
-                           size_t count)
+static const float *weight(vit_net *n, const vt_frame *w, const char *name, size_t count)
 {
-    const vt_tensor *t = vt_frame_get(w, name);
-    if (!t)
-        return vt_seterr("vit: missing tensor %s", name), NULL;
-    if (t->dtype != VT_F32)
-        return vt_seterr("vit: tensor %s is %s; only F32 weights are supported "
-                         "(convert with vt-convert)", name, vt_dtype_name(t->dtype)), NULL;
-    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
-        return vt_seterr("vit: tensor %s has %lld elements, expected %zu", name,
-                         (long long)vt_tensor_numel(t), count), NULL;
-    if ((uintptr_t)t->data % sizeof(float) == 0)
-        return t->data;
-    float *copy = own(n, count);
-    memcpy(copy, t->data, count * sizeof(float));
-    return copy;
+    return vt_weight_f32(&n->store, w, "vit", name, count);
 }
 
 /* pos_embed [1, prefix + pg*pg, D] -> [prefix + g*g, D] (timm's
@@ -458,9 +442,7 @@ static void vit_destroy(void *net)
         return;
     run_free(&n->r);
     vt_pool_free(n->pool);
-    for (int i = 0; i < n->nowned; i++)
-        free(n->owned[i]);
-    free(n->owned);
+    vt_store_free(&n->store);
     free(n->w.blocks);
     free(n);
 }

@@ -1,0 +1,39 @@
+/* test_model.c - binding weights: in place, copied when misaligned, and
+ * refused with the family's name when missing, not F32 or mis-sized. */
+#include "model.h"
+#include "util.h"
+#include "tap.h"
+
+#include <string.h>
+
+int main(void)
+{
+    float aligned[6] = {1, 2, 3, 4, 5, 6};
+    uint8_t raw[4 * 6 + 2];
+    memcpy(raw + 2, aligned, sizeof aligned);   /* float data at an odd address */
+    int64_t shape[1] = {6};
+    vt_frame f;
+    vt_frame_init(&f);
+    vt_frame_add_ref(&f, "a", VT_F32, 1, shape, aligned);
+    vt_frame_add_ref(&f, "m", VT_F32, 1, shape, raw + 2);
+    vt_frame_add(&f, "h", VT_F16, 1, shape);
+    vt_store s = {0};
+
+    const float *a = vt_weight_f32(&s, &f, "fam", "a", 6);
+    ok(a == aligned && s.n == 0, "an aligned tensor is used in place");
+    const float *m = vt_weight_f32(&s, &f, "fam", "m", 6);
+    ok(m && (uintptr_t)m % sizeof(float) == 0 && memcmp(m, aligned, sizeof aligned) == 0 && s.n == 1,
+       "a misaligned tensor is copied into the store");
+    ok(!vt_weight_f32(&s, &f, "fam", "x", 6) && strcmp(vt_error(), "fam: missing tensor x") == 0,
+       "missing: %s", vt_error());
+    ok(!vt_weight_f32(&s, &f, "fam", "h", 6) && strstr(vt_error(), "fam: tensor h is F16"),
+       "not F32: %s", vt_error());
+    ok(!vt_weight_f32(&s, &f, "fam", "a", 5) && strstr(vt_error(), "has 6 elements, expected 5"),
+       "mis-sized: %s", vt_error());
+    float *z = vt_store_alloc(&s, 4);
+    ok(z[0] == 0 && z[3] == 0 && s.n == 2, "store buffers are zeroed");
+    vt_store_free(&s);
+    ok(s.n == 0 && s.buf == NULL, "store freed");
+    vt_frame_free(&f);
+    return tap_done();
+}
