@@ -15,108 +15,8 @@
 #include "models/stvit.h"
 #include "npy.h"
 #include "tap.h"
+#include "conform.h"
 #include "util.h"
-
-static double max_abs(const float *x, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
-
-static double max_err(const float *a, const float *b, size_t n)
-{
-    double e = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (isnan(d))
-            return INFINITY;
-        e = fmax(e, d);
-    }
-    return e;
-}
-
-static void compare_logits(const char *what, const float *got, const float *want, int rows, int n)
-{
-    double err = max_err(got, want, (size_t)rows * n);
-    double bound = 1e-3 * max_abs(want, (size_t)rows * n) + 1e-5;
-    int top1 = 0;
-    for (int r = 0; r < rows; r++) {
-        int a = 0, b = 0;
-        for (int j = 1; j < n; j++) {
-            if (got[r * n + j] > got[r * n + a]) a = j;
-            if (want[r * n + j] > want[r * n + b]) b = j;
-        }
-        top1 += a == b;
-    }
-    printf("# %s logits: max abs err %.3g (max|logit| %.3g)\n", what, err,
-           max_abs(want, (size_t)rows * n));
-    ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (bound %.3g), top-1 %d/%d",
-       what, err, bound, top1, rows);
-}
-
-/* lib/npy.c refuses Fortran-order arrays, and refgen writes a few extras
- * (torch tensors that were transposed views) that way: read little-endian
- * float32 [d0, ..., dn] in Fortran order ourselves, into C order. */
-static int load_fortran(const char *path, vt_tensor *t)
-{
-    uint8_t *buf;
-    size_t len;
-    if (vt_read_file(path, (size_t)1 << 30, &buf, &len) < 0)
-        return -1;
-    int rc = -1;
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
-        goto out;
-    size_t hl = buf[6] == 1 ? (size_t)(buf[8] | buf[9] << 8) : (size_t)(buf[8] | buf[9] << 8 | buf[10] << 16 | (size_t)buf[11] << 24);
-    size_t off = buf[6] == 1 ? 10 : 12;
-    if (off + hl > len)
-        goto out;
-    char hdr[1024];
-    snprintf(hdr, sizeof hdr, "%.*s", (int)(hl < 1000 ? hl : 1000), (const char *)buf + off);
-    const char *sh = strstr(hdr, "'shape': (");
-    if (!strstr(hdr, "'<f4'") || !strstr(hdr, "'fortran_order': True") || !sh)
-        goto out;
-    int64_t dim[VT_MAX_DIM];
-    int nd = 0;
-    for (const char *q = sh + 10; *q && *q != ')' && nd < VT_MAX_DIM;) {
-        char *end;
-        long long v = strtoll(q, &end, 10);
-        if (end == q)
-            break;
-        dim[nd++] = v;
-        q = end;
-        while (*q == ',' || *q == ' ')
-            q++;
-    }
-    size_t n = 1;
-    for (int i = 0; i < nd; i++)
-        n *= (size_t)dim[i];
-    if (off + hl + n * 4 > len)
-        goto out;
-    const float *src = (const float *)(buf + off + hl);
-    float *dst = malloc(n * sizeof *dst);
-    for (size_t f = 0; f < n; f++) {
-        /* Fortran index f -> coordinates -> C index */
-        size_t rest = f, cidx = 0, coord[VT_MAX_DIM];
-        for (int i = 0; i < nd; i++)
-            coord[i] = rest % (size_t)dim[i], rest /= (size_t)dim[i];
-        for (int i = 0; i < nd; i++)
-            cidx = cidx * (size_t)dim[i] + coord[i];
-        memcpy(dst + cidx, (const uint8_t *)src + f * 4, 4);
-    }
-    memset(t, 0, sizeof *t);
-    t->dtype = VT_F32;
-    t->ndim = nd;
-    memcpy(t->shape, dim, sizeof(int64_t) * nd);
-    t->data = dst;
-    t->nbytes = n * sizeof *dst;
-    t->owned = 1;
-    rc = 0;
-out:
-    free(buf);
-    return rc;
-}
 
 /* Every extra of meta.json, image `img` of the fixture against our last
  * forward pass (which ran that image alone). Assignment labels must be
@@ -132,7 +32,7 @@ static void compare_extras(const char *what, const vt_family *fam, void *net, co
         snprintf(path, sizeof path, "%s/%s.npy", dir, x);
         vt_tensor want;
         memset(&want, 0, sizeof want);
-        if (vt_npy_load(path, &want) < 0 && load_fortran(path, &want) < 0) {
+        if (vt_npy_load(path, &want) < 0) {
             ok(0, "load %s: %s", path, vt_error());
             continue;
         }

@@ -1,0 +1,67 @@
+/* conform.h - what every family's conformance test shares (header only,
+ * after tap.h): loading a fixture's .npy and compare.py's logit bound. */
+#ifndef VT_CONFORM_H
+#define VT_CONFORM_H
+#include <math.h>
+#include <string.h>
+#include "npy.h"
+#include "util.h"
+
+#define CONFORM_UNUSED __attribute__((unused))
+
+/* dir/name.npy into t (owned); a failed load is a failed test. */
+CONFORM_UNUSED static int load_npy(const char *dir, const char *name, vt_tensor *t)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    memset(t, 0, sizeof *t);
+    if (vt_npy_load(path, t) < 0) {
+        ok(0, "load %s: %s", path, vt_error());
+        return -1;
+    }
+    return 0;
+}
+
+CONFORM_UNUSED static double max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+/* Max |a-b|; a NaN anywhere makes it infinite. */
+CONFORM_UNUSED static double max_err(const float *a, const float *b, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        e = fmax(e, d);
+    }
+    return e;
+}
+
+/* compare.py's bound: max|got-want| <= 1e-3 max|want| + 1e-5, and the same
+ * top-1 in every row of [rows, n]. */
+CONFORM_UNUSED static void compare_logits(const char *what, const float *got, const float *want,
+                                          int rows, int n)
+{
+    double err = max_err(got, want, (size_t)rows * n);
+    double bound = 1e-3 * max_abs(want, (size_t)rows * n) + 1e-5;
+    int top1 = 0;
+    for (int r = 0; r < rows; r++) {
+        int a = 0, b = 0;
+        for (int j = 1; j < n; j++) {
+            if (got[r * n + j] > got[r * n + a]) a = j;
+            if (want[r * n + j] > want[r * n + b]) b = j;
+        }
+        top1 += a == b;
+    }
+    printf("# %s logits: max abs err %.3g (max|logit| %.3g)\n", what, err,
+           max_abs(want, (size_t)rows * n));
+    ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (bound %.3g), top-1 %d/%d",
+       what, err, bound, top1, rows);
+}
+#endif
