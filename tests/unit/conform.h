@@ -2,7 +2,9 @@
  * after tap.h): loading a fixture's .npy and compare.py's logit bound. */
 #ifndef VT_CONFORM_H
 #define VT_CONFORM_H
+#include <dirent.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "npy.h"
 #include "util.h"
@@ -63,5 +65,52 @@ CONFORM_UNUSED static void compare_logits(const char *what, const float *got, co
            max_abs(want, (size_t)rows * n));
     ok(err <= bound && top1 == rows, "%s: logits max abs err %.3g (bound %.3g), top-1 %d/%d",
        what, err, bound, top1, rows);
+}
+
+/* Run fn on every fixture a family test knows: the project's own
+ * tests/fixtures/<own> (a failure when it is missing), each folder listed in
+ * the environment variable env (colon-separated: full-size refgen output),
+ * and each $VT_SHARED/conformance/fixtures/<prefix>* (skipped cleanly
+ * without VT_SHARED). */
+CONFORM_UNUSED static void conform_run(const char *own, const char *env, const char *prefix,
+                                       void (*fn)(const char *dir))
+{
+    const char *root = getenv("VT_ROOT");
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", root && *root ? root : ".", own);
+    DIR *od = opendir(dir);
+    if (ok(od != NULL, "own fixture %s is there", dir)) {
+        closedir(od);
+        fn(dir);
+    }
+    const char *more = getenv(env);
+    if (more && *more) {
+        char *list = vt_xstrdup(more), *save = NULL;
+        for (char *d = strtok_r(list, ":", &save); d; d = strtok_r(NULL, ":", &save))
+            fn(d);
+        free(list);
+    }
+    const char *shared = tap_shared();
+    if (!shared) {
+        skip("official conformance fixtures", "VT_SHARED not set");
+        return;
+    }
+    char fx[1024];
+    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
+    DIR *d = opendir(fx);
+    struct dirent *e;
+    char *names[64];
+    int n = 0;
+    while (d && (e = readdir(d)) && n < 64)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            names[n++] = vt_xstrdup(e->d_name);
+    if (d)
+        closedir(d);
+    ok(n > 0, "found %d %s* fixtures in %s", n, prefix, fx);
+    for (int i = 0; i < n; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
+        fn(dir);
+        free(names[i]);
+    }
 }
 #endif

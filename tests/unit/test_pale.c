@@ -183,46 +183,7 @@ static void defaults(void)
 
 int main(void)
 {
-    const char *r = getenv("VT_ROOT");
-    char own[700];
-    snprintf(own, sizeof own, "%s/tests/fixtures/pale", r && *r ? r : ".");
     defaults();
-    DIR *od = opendir(own);
-    if (od) {
-        closedir(od);
-        fixture(own);
-    } else {
-        skip("own pale fixture", "tests/fixtures/pale missing");
-    }
-    const char *more = getenv("VT_PALE_FIXTURES");
-    if (more && *more) {
-        char *list = vt_xstrdup(more), *save = NULL;
-        for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
-            fixture(dir);
-        free(list);
-    }
-    const char *shared = tap_shared();
-    if (!shared) {
-        skip("Pale conformance fixtures", "VT_SHARED not set");
-        return tap_done();
-    }
-    char fx[1024];
-    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
-    DIR *d = opendir(fx);
-    struct dirent *e;
-    char *names[64];
-    int n = 0;
-    while (d && (e = readdir(d)) && n < 64)
-        if (strncmp(e->d_name, "pale-", 5) == 0)
-            names[n++] = vt_xstrdup(e->d_name);
-    if (d)
-        closedir(d);
-    ok(n > 0, "found %d pale fixtures in %s", n, fx);
-    for (int i = 0; i < n; i++) {
-        char dir[1300];
-        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
-        fixture(dir);
-        free(names[i]);
-    }
+    conform_run("pale", "VT_PALE_FIXTURES", "pale-", fixture);
     return tap_done();
 }

@@ -354,48 +354,6 @@ int main(void)
     const char *r = getenv("VT_ROOT");
     snprintf(root, sizeof root, "%s", r && *r ? r : ".");
     defaults();
-
-    char own[700];
-    snprintf(own, sizeof own, "%s/tests/fixtures/sgformer", root);
-    DIR *od = opendir(own);
-    if (od) {
-        closedir(od);
-        shared_fixture(own);
-    } else {
-        ok(0, "own fixture %s missing", own);
-    }
-
-    /* more fixture folders (e.g. full-size refgen output), colon-separated */
-    const char *more = getenv("VT_SGFORMER_FIXTURES");
-    if (more && *more) {
-        char *list = vt_xstrdup(more), *save = NULL;
-        for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
-            shared_fixture(dir);
-        free(list);
-    }
-
-    const char *shared = tap_shared();
-    if (!shared) {
-        skip("official SG-Former conformance fixtures", "VT_SHARED not set");
-        return tap_done();
-    }
-    char fx[1024];
-    snprintf(fx, sizeof fx, "%s/conformance/fixtures", shared);
-    DIR *d = opendir(fx);
-    struct dirent *e;
-    char *names[64];
-    int n = 0;
-    while (d && (e = readdir(d)) && n < 64)
-        if (strncmp(e->d_name, "sgformer-", 9) == 0)
-            names[n++] = vt_xstrdup(e->d_name);
-    if (d)
-        closedir(d);
-    ok(n > 0, "found %d sgformer fixtures in %s", n, fx);
-    for (int i = 0; i < n; i++) {
-        char dir[1300];
-        snprintf(dir, sizeof dir, "%s/%s", fx, names[i]);
-        shared_fixture(dir);
-        free(names[i]);
-    }
+    conform_run("sgformer", "VT_SGFORMER_FIXTURES", "sgformer-", shared_fixture);
     return tap_done();
 }
