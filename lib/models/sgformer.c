@@ -17,8 +17,9 @@
  * tokens (coarse where M is low, fine where it is high) that all queries
  * attend to. Stage 4 is plain MHSA. Details: ../shared/specs/sgformer.md.
  *
- * Ties in the sort: the official code uses torch.sort (not stable); we sort
- * ascending, ties by position in the sequence being sorted (stable).
+ * Ties in the sort: the official code uses torch.sort (not stable, and the
+ * nearest-upsampled map is full of exact ties); vt_argsort_torch leaves
+ * equal values in the order PyTorch's CPU sort does.
  *
  * Config keys (as refgen's meta.json "config"): arch, img_size,
  * num_classes, embed_dims, depths, num_heads, mlp_ratios, sr_ratios,
@@ -431,7 +432,7 @@ typedef struct sg_run {
     float *lsum;        /* [h', nwin, 49] window column sums */
     float *gsum;        /* [nk] global column sums */
     float *mcol;        /* [N] map read column-major */
-    int *o2c, *itmp;    /* [N] column-major order, sort scratch */
+    int *o2c;           /* [N] order of the map read column-major */
     /* stem */
     float *s_tok;       /* [H0*H0, C1] */
     float *s_pl;        /* [C1, H0*H0] */
@@ -605,7 +606,6 @@ static void run_free(sg_run *r)
     for (int i = 0; i < SG_STAGES; i++)
         free(r->stage[i]);
     free(r->o2c);
-    free(r->itmp);
     free(r->orders);
     memset(r, 0, sizeof *r);
 }
@@ -661,7 +661,7 @@ static int run_alloc(sg_net *n, int batch)
     r->z1 = falloc(nz), r->z2 = falloc(nz), r->kvz1 = falloc(nz), r->kvz2 = falloc(nz);
     r->att_scr = falloc(att), r->win_scr = falloc(win);
     r->lsum = falloc(lsum), r->gsum = falloc(nk), r->mcol = falloc(nmax);
-    r->o2c = vt_xmalloc(nmax * sizeof(int)), r->itmp = vt_xmalloc(nmax * sizeof(int));
+    r->o2c = vt_xmalloc(nmax * sizeof(int));
     r->s_tok = falloc(n0 * C1), r->s_pl = falloc(n0 * C1), r->cols = falloc(ncols);
     r->maps = falloc((size_t)batch * n->map_total);
     r->orders = vt_xmalloc(((size_t)batch * n->ord_total + 1) * sizeof(int));
@@ -790,11 +790,11 @@ static int attn_realloc(sg_net *n, int image, int si, int bj, const sg_block *B,
     vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, N, C, C, 0, 0);
     /* order1: ascending sort of M row-major; order2: of M column-major
      * (sequence index k = x*H + y), mapped back to tokens y*W + x */
-    vt_argsort_stable(order1, M, N, r->itmp);
+    vt_argsort_torch(order1, M, N);
     for (int y = 0; y < H; y++)
         for (int x = 0; x < H; x++)
             r->mcol[x * H + y] = M[y * H + x];
-    vt_argsort_stable(r->o2c, r->mcol, N, r->itmp);
+    vt_argsort_torch(r->o2c, r->mcol, N);
     for (int k = 0; k < N; k++)
         order2[k] = (r->o2c[k] % H) * H + r->o2c[k] / H;
     if (n->hook && n->hook(n->hook_ctx, image, si + 1, bj, order1, order2, N))

@@ -148,3 +148,145 @@ void vt_argsort_stable(int *idx, const float *v, int n, int *tmp)
     if (src != idx)
         memcpy(idx, src, (size_t)n * sizeof *idx);
 }
+
+/* ---- vt_argsort_torch: the same comparisons and moves as the introsort
+ * PyTorch's CPU sort runs (see grid.h), written over an index array whose
+ * keys are v[idx[i]]. Only the comparison "sorts before" is used. */
+
+static int before(const float *v, int a, int b)
+{
+    return after(v[b], v[a]);
+}
+
+static void swap_idx(int *p, int i, int j)
+{
+    int t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+}
+
+/* Sift `val` down from hole over the heap p[0, len), then back up to top. */
+static void heap_adjust(int *p, const float *v, int hole, int len, int val)
+{
+    int top = hole, child = hole;
+    while (child < (len - 1) / 2) {
+        child = 2 * (child + 1);
+        if (before(v, p[child], p[child - 1]))
+            child--;
+        p[hole] = p[child];
+        hole = child;
+    }
+    if ((len & 1) == 0 && child == (len - 2) / 2) {
+        child = 2 * (child + 1);
+        p[hole] = p[child - 1];
+        hole = child - 1;
+    }
+    int parent = (hole - 1) / 2;
+    while (hole > top && before(v, p[parent], val)) {
+        p[hole] = p[parent];
+        hole = parent;
+        parent = (hole - 1) / 2;
+    }
+    p[hole] = val;
+}
+
+static void heap_sort(int *p, const float *v, int len)
+{
+    for (int parent = (len - 2) / 2; len >= 2 && parent >= 0; parent--)
+        heap_adjust(p, v, parent, len, p[parent]);
+    for (int last = len - 1; last > 0; last--) {
+        int val = p[last];
+        p[last] = p[0];
+        heap_adjust(p, v, 0, last, val);
+    }
+}
+
+/* Move the median of p[a], p[b], p[c] to p[first]. */
+static void median_to_first(int *p, const float *v, int first, int a, int b, int c)
+{
+    int m;
+    if (before(v, p[a], p[b]))
+        m = before(v, p[b], p[c]) ? b : before(v, p[a], p[c]) ? c : a;
+    else
+        m = before(v, p[a], p[c]) ? a : before(v, p[b], p[c]) ? c : b;
+    swap_idx(p, first, m);
+}
+
+/* Partition p[first+1, last) around the pivot p[first]; both scans stop on
+ * equal keys, which is what makes the order of ties depend on the input. */
+static int partition_around_first(int *p, const float *v, int first, int last)
+{
+    int i = first + 1, j = last, pivot = p[first];
+    for (;;) {
+        while (before(v, p[i], pivot))
+            i++;
+        j--;
+        while (before(v, pivot, p[j]))
+            j--;
+        if (i >= j)
+            return i;
+        swap_idx(p, i, j);
+        i++;
+    }
+}
+
+enum { INTROSORT_RUN = 16 };
+
+static void introsort_loop(int *p, const float *v, int first, int last, int depth)
+{
+    while (last - first > INTROSORT_RUN) {
+        if (depth == 0) {
+            heap_sort(p + first, v, last - first);
+            return;
+        }
+        depth--;
+        median_to_first(p, v, first, first + 1, first + (last - first) / 2, last - 1);
+        int cut = partition_around_first(p, v, first, last);
+        introsort_loop(p, v, cut, last, depth);
+        last = cut;
+    }
+}
+
+/* Insert p[i] into the sorted p[.., i); a smaller key is known to sit
+ * somewhere before it, so no bound check. */
+static void insert_unguarded(int *p, const float *v, int i)
+{
+    int val = p[i], j = i - 1;
+    while (before(v, val, p[j])) {
+        p[j + 1] = p[j];
+        j--;
+    }
+    p[j + 1] = val;
+}
+
+static void insertion_sort(int *p, const float *v, int first, int last)
+{
+    for (int i = first + 1; i < last; i++) {
+        if (before(v, p[i], p[first])) {
+            int val = p[i];
+            memmove(p + first + 1, p + first, (size_t)(i - first) * sizeof *p);
+            p[first] = val;
+        } else {
+            insert_unguarded(p, v, i);
+        }
+    }
+}
+
+void vt_argsort_torch(int *idx, const float *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    if (n < 2)
+        return;
+    int lg = 0;
+    while ((2 << lg) <= n)
+        lg++;
+    introsort_loop(idx, v, 0, n, 2 * lg);
+    if (n > INTROSORT_RUN) {
+        insertion_sort(idx, v, 0, INTROSORT_RUN);
+        for (int i = INTROSORT_RUN; i < n; i++)
+            insert_unguarded(idx, v, i);
+    } else {
+        insertion_sort(idx, v, 0, n);
+    }
+}

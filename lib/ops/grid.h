@@ -46,4 +46,13 @@ void vt_patchify_tokens(float *cols, const float *x, int h, int w, int c, int r)
  * them. tmp: n ints of scratch. */
 void vt_argsort_stable(int *idx, const float *v, int n, int *tmp);
 
+/* idx[n] = the indices of v[n] in ascending order of value, NaNs last, with
+ * ties ordered exactly as PyTorch's CPU torch.sort(stable=False) leaves
+ * them: it runs libstdc++'s introsort (median-of-three quicksort down to
+ * runs of 16, heapsort past a depth of 2*log2(n), then insertion sort) over
+ * (value, index) pairs, which is not stable for n > 16. Models whose
+ * official code sorts with torch.sort use this to pick the same tokens
+ * among equal values. */
+void vt_argsort_torch(int *idx, const float *v, int n);
+
 #endif

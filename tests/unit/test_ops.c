@@ -330,8 +330,57 @@ static void test_interp(void)
     vt_tensor_free(&src);
 }
 
+/* vt_argsort_torch puts ties where torch.sort does (orders recorded from
+ * torch by tests/make-sort-fixtures.py); vt_argsort_stable keeps them in
+ * index order. Both sort. */
+static void test_argsort(void)
+{
+    const char *root = getenv("VT_ROOT");
+    char kp[1024], op[1024];
+    snprintf(kp, sizeof kp, "%s/tests/fixtures/sort/keys.npy", root ? root : ".");
+    snprintf(op, sizeof op, "%s/tests/fixtures/sort/order.npy", root ? root : ".");
+    vt_tensor keys, order;
+    if (vt_npy_load(kp, &keys) < 0 || vt_npy_load(op, &order) < 0) {
+        ok(0, "load sort fixtures: %s", vt_error());
+        return;
+    }
+    int rows = (int)keys.shape[0], n = (int)keys.shape[1];
+    int *idx = malloc(n * sizeof *idx), *tmp = malloc(n * sizeof *tmp);
+    int torch_rows = 0, stable_sorted = 0, unstable_seen = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *v = (const float *)keys.data + (size_t)r * n;
+        const int32_t *want = (const int32_t *)order.data + (size_t)r * n;
+        vt_argsort_torch(idx, v, n);
+        int same = 1;
+        for (int i = 0; i < n; i++)
+            same &= idx[i] == want[i];
+        torch_rows += same;
+        vt_argsort_stable(idx, v, n, tmp);
+        int sorted = 1, differs = 0;
+        for (int i = 1; i < n; i++) {
+            float a = v[idx[i - 1]], b = v[idx[i]];
+            sorted &= isnan(b) || (!isnan(a) && (a < b || (a == b && idx[i - 1] < idx[i])));
+        }
+        for (int i = 0; i < n; i++)
+            differs |= idx[i] != want[i];
+        stable_sorted += sorted;
+        unstable_seen += differs;
+    }
+    ok(torch_rows == rows, "argsort_torch: %d of %d tie-heavy rows of %d in torch.sort's order",
+       torch_rows, rows, n);
+    ok(stable_sorted == rows, "argsort_stable: %d of %d rows sorted, ties in index order",
+       stable_sorted, rows);
+    ok(unstable_seen > 0, "the fixtures hold rows where torch's order is not the stable one (%d)",
+       unstable_seen);
+    free(idx);
+    free(tmp);
+    vt_tensor_free(&keys);
+    vt_tensor_free(&order);
+}
+
 int main(void)
 {
+    test_argsort();
     test_pool();
     test_elementwise();
     test_linear();
