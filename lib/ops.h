@@ -77,10 +77,13 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
  *   qkv[batch*t, 3*d]: per token q|k|v, each heads x dh (d = heads*dh), as
  *   timm's Attention.qkv produces; out[batch*t, d] gets softmax(q k^T *
  *   scale) v with heads concatenated. scratch: vt_attention_scratch floats.
- *   cls (optional, [batch, heads, t]): attention row of token 0 per head. */
+ *   What it keeps of the softmax (both optional, for significance maps):
+ *   cls [batch, heads, t]: attention row of token 0 per head;
+ *   maps [batch, heads, t, t]: every head's whole attention matrix. */
 size_t vt_attention_scratch(const vt_pool *p, int t);
 void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
-                  int heads, int dh, float scale, float *scratch, float *cls);
+                  int heads, int dh, float scale, float *scratch, float *cls,
+                  float *maps);
 
 /* ---- convolutions ----------------------------------------------------- */
 
@@ -135,5 +138,16 @@ struct vt_model;
  * state; only the block range of the loop changes. */
 const float *vt_vit_cls_attention(const struct vt_model *m, int *batch,
                                   int *n, int *gh, int *gw);
+/* Keep, from the next forward pass on, the attention of blocks
+ * 0..blocks-1 of a vit-family model averaged over heads (0: stop keeping).
+ * For attention rollout; it costs (heads + blocks) t^2 floats per image of
+ * memory and a pass over them per block, nothing when off. 0 or -1. */
+int vt_vit_keep_attention(const struct vt_model *m, int blocks);
+/* The kept attention of block `block` in the last forward pass: softmax
+ * probabilities averaged over the heads, [batch, t, t] (row: query; token
+ * order cls, (dist), then the patch grid row-major). NULL with vt_error()
+ * when that block is not kept or before a forward pass. */
+const float *vt_vit_attention(const struct vt_model *m, int block, int *batch,
+                              int *t);
 
 #endif

@@ -5,6 +5,7 @@
 #include "ops.h"
 #include "util.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- sgformer: the maps its hybrid blocks compute ----------------------
@@ -92,28 +93,43 @@ static int sg_compute_local(const vt_model *m, int image, const vt_sigmap_where 
     return sg_map(m, image, w, VT_SG_LOCAL, out);
 }
 
-/* ---- vit: CLS attention of the last block ------------------------------
- * One stage (1); blocks 0..depth-1. Only the last block's attention is
- * kept by lib/models/vit.c (vt_vit_cls_attention). */
+/* ---- vit: CLS attention and attention rollout ---------------------------
+ * One stage (1); blocks 0..depth-1. lib/models/vit.c keeps the last
+ * block's CLS attention always (vt_vit_cls_attention) and the whole
+ * head-mean attention of the first blocks when asked to
+ * (vt_vit_keep_attention), which rollout does. */
 
-static int vit_resolve(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+/* Stage and block (default: the last) checked; the patch grid. */
+static int vit_where(const vt_model *m, int stage, int block, vt_sigmap_where *w)
 {
     int depth = vt_cfg_int(m->config, "depth", 12);
     int patch = vt_cfg_int(m->config, "patch_size", 16);
     int img = vt_cfg_int(m->config, "img_size", 224);
     if (stage != VT_SIGMAP_DEFAULT && stage != 1)
         return vt_seterr("vit has one stage (1), not %d", stage);
-    if (block != VT_SIGMAP_DEFAULT && block != depth - 1) {
-        if (block < 0 || block >= depth)
-            return vt_seterr("the model has blocks 0 to %d, not %d", depth - 1, block);
-        return vt_seterr("cls: only the last block's attention (block %d) is available", depth - 1);
-    }
+    if (block != VT_SIGMAP_DEFAULT && (block < 0 || block >= depth))
+        return vt_seterr("the model has blocks 0 to %d, not %d", depth - 1, block);
     if (patch <= 0 || img < patch)
         return vt_seterr("bad patch_size/img_size in the model's config");
     w->stage = 1;
-    w->block = depth - 1;
+    w->block = block == VT_SIGMAP_DEFAULT ? depth - 1 : block;
     w->h = w->w = img / patch;
     return 0;
+}
+
+static int vit_resolve(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+{
+    if (vit_where(m, stage, block, w) < 0) return -1;
+    int depth = vt_cfg_int(m->config, "depth", 12);
+    if (w->block != depth - 1)
+        return vt_seterr("cls: only the last block's attention (block %d) is available", depth - 1);
+    return 0;
+}
+
+static int vit_resolve_rollout(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+{
+    if (vit_where(m, stage, block, w) < 0) return -1;
+    return vt_vit_keep_attention(m, w->block + 1);
 }
 
 static int vit_compute_cls(const vt_model *m, int image, const vt_sigmap_where *w, float *out)
@@ -127,6 +143,44 @@ static int vit_compute_cls(const vt_model *m, int image, const vt_sigmap_where *
         return vt_seterr("CLS attention grid %dx%d, expected %dx%d", gh, gw, w->h, w->w);
     /* The patch tokens are the last gh*gw (a distillation token comes first). */
     memcpy(out, a + (size_t)image * n + (n - gh * gw), (size_t)gh * gw * sizeof *out);
+    return 0;
+}
+
+/* Attention rollout through blocks 0..L = w->block: with A_l the head-mean
+ * attention of block l and B_l = (A_l + I) with rows scaled to sum 1,
+ * R = B_L B_(L-1) ... B_0, and the map is row 0 (CLS) of R over the patch
+ * tokens. Only that row is needed, so it is carried down from the top:
+ * r = e_0, then r <- r B_l for l = L .. 0 (t^2 per block, no t^3). */
+static int vit_compute_rollout(const vt_model *m, int image, const vt_sigmap_where *w,
+                               float *out)
+{
+    int batch, t, np = w->h * w->w;
+    if (!vt_vit_attention(m, 0, &batch, &t)) return -1;
+    if (image < 0 || image >= batch)
+        return vt_seterr("image %d not in the last batch of %d", image, batch);
+    if (t < np + 1)
+        return vt_seterr("rollout: %d tokens for a %dx%d grid", t, w->h, w->w);
+    double *buf = vt_xcalloc((size_t)2 * t, sizeof *buf), *r = buf, *next = buf + t;
+    r[0] = 1;
+    for (int l = w->block; l >= 0; l--) {
+        const float *a = vt_vit_attention(m, l, NULL, NULL);
+        if (!a) { free(buf); return -1; }
+        a += (size_t)image * t * t;
+        memset(next, 0, (size_t)t * sizeof *next);
+        for (int i = 0; i < t; i++) {
+            const float *row = a + (size_t)i * t;
+            double sum = 1;                     /* the identity's 1 */
+            for (int j = 0; j < t; j++) sum += row[j];
+            double c = r[i] / sum;
+            for (int j = 0; j < t; j++) next[j] += c * row[j];
+            next[i] += c;
+        }
+        double *tmp = r; r = next; next = tmp;
+    }
+    /* the patch tokens are the last np (a distillation token comes first) */
+    for (int j = 0; j < np; j++)
+        out[j] = (float)r[t - np + j];
+    free(buf);
     return 0;
 }
 
@@ -146,8 +200,8 @@ static const vt_sigmap_method methods[] = {
      "CLS-token attention to each patch in the last block, mean over heads", 1, NULL,
      vit_resolve, vit_compute_cls},
     {"vit", "rollout",
-     "attention rollout over all blocks (Abnar & Zuidema 2020)", 0,
-     "not available yet: the vit family does not expose per-block attention", NULL, NULL},
+     "attention rollout (Abnar & Zuidema 2020) through blocks 0..--block", 0, NULL,
+     vit_resolve_rollout, vit_compute_rollout},
     {NULL, NULL, NULL, 0, NULL, NULL, NULL},
 };
 

@@ -7,7 +7,8 @@ code (timm itself is checked through ../shared/conformance).
 
 Writes per model NAME: NAME.safetensors (a vtkit model file), NAME-input.npy
 [B,3,S,S], NAME-logits.npy [B,C], NAME-cls.npy [B,t-1] (last block's CLS
-attention, mean over heads); and "resample-*" for the distilled model run at
+attention, mean over heads), NAME-rollout.npy [B,depth,t-1] (attention
+rollout through blocks 0..l: the CLS row without its own column); and "resample-*" for the distilled model run at
 a larger image size with its pos_embed resized as timm does."""
 import json
 import os
@@ -79,7 +80,8 @@ def resample_pos(pos, prefix, new_grid):
 
 
 def forward(w, cfg, distilled, x):
-    """DeiT eval forward; returns logits and the last block's CLS attention."""
+    """DeiT eval forward; returns logits, the last block's CLS attention and
+    every block's attention averaged over heads ([B, t, t] each)."""
     D, P, heads = cfg["embed_dim"], cfg["patch_size"], cfg["num_heads"]
     B = x.shape[0]
     t = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=P)
@@ -94,7 +96,7 @@ def forward(w, cfg, distilled, x):
         pos = resample_pos(pos, prefix, cfg["img_size"] // P)
     t = t + pos
     N = t.shape[1]
-    cls = None
+    cls, attns = None, []
     for i in range(cfg["depth"]):
         b = f"blocks.{i}."
         h = F.layer_norm(t, (D,), w[b + "norm1.weight"], w[b + "norm1.bias"], 1e-6)
@@ -102,6 +104,7 @@ def forward(w, cfg, distilled, x):
         q, k, v = qkv.reshape(B, N, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
         a = ((q @ k.transpose(-2, -1)) * (D // heads) ** -0.5).softmax(-1)
         cls = a[:, :, 0, 1:].mean(1)
+        attns.append(a.mean(1))
         o = (a @ v).transpose(1, 2).reshape(B, N, D)
         t = t + F.linear(o, w[b + "attn.proj.weight"], w[b + "attn.proj.bias"])
         h = F.layer_norm(t, (D,), w[b + "norm2.weight"], w[b + "norm2.bias"], 1e-6)
@@ -111,7 +114,20 @@ def forward(w, cfg, distilled, x):
     logits = F.linear(t[:, 0], w["head.weight"], w["head.bias"])
     if distilled:
         logits = (logits + F.linear(t[:, 1], w["head_dist.weight"], w["head_dist.bias"])) / 2
-    return logits, cls
+    return logits, cls, attns
+
+
+def rollout(attns):
+    """Abnar & Zuidema 2020: R_l = norm(A_l + I) R_(l-1), rows normalized to
+    sum 1; for each l the CLS row of R_l without the CLS column, [B, depth, t-1].
+    In float64 from the float32 attention."""
+    eye = torch.eye(attns[0].shape[-1], dtype=torch.float64)
+    r, out = eye, []
+    for a in attns:
+        a = a.double() + eye
+        r = (a / a.sum(-1, keepdim=True)) @ r
+        out.append(r[:, 0, 1:])
+    return torch.stack(out, 1).float()
 
 
 def write_safetensors(path, tensors, meta):
@@ -150,16 +166,17 @@ for seed, (name, (arch, over, batch)) in enumerate(MODELS.items()):
     S = cfg["img_size"]
     x = torch.randn(batch, 3, S, S, generator=torch.Generator().manual_seed(100 + seed))
     with torch.no_grad():
-        logits, cls = forward(w, cfg, distilled, x)
+        logits, cls, attns = forward(w, cfg, distilled, x)
     np.save(os.path.join(OUT, name + "-input.npy"), x.numpy())
     np.save(os.path.join(OUT, name + "-logits.npy"), logits.numpy())
     np.save(os.path.join(OUT, name + "-cls.npy"), cls.numpy())
+    np.save(os.path.join(OUT, name + "-rollout.npy"), rollout(attns).numpy())
     if distilled:
         # the same weights run at a larger size: pos_embed resampled 5x5 -> 7x7
         cfg2 = dict(cfg, img_size=56)
         x2 = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(200))
         with torch.no_grad():
-            logits2, _ = forward(w, cfg2, distilled, x2)
+            logits2, _, _ = forward(w, cfg2, distilled, x2)
         np.save(os.path.join(OUT, "resample-input.npy"), x2.numpy())
         np.save(os.path.join(OUT, "resample-logits.npy"), logits2.numpy())
 

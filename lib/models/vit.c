@@ -82,6 +82,8 @@ typedef struct vit_run {
     float *scratch;     /* vt_attention_scratch */
     float *cls_heads;   /* [B, heads, t] last block's attention of token 0 */
     float *cls_attn;    /* [B, t-1] mean over heads */
+    float *heads_map;   /* [B, heads, t, t] one block's attention, if kept */
+    float *kept;        /* [keep, B, t, t] kept blocks' attention, head mean */
     float *pre;         /* [prefix*B, D] final-normed prefix tokens */
     float *tmp;         /* [B, C] */
 } vit_run;
@@ -94,6 +96,7 @@ typedef struct vit_net {
     vt_pool *pool;
     vt_store store;      /* copies (resampled pos_embed, misaligned tensors) */
     int last_batch;     /* images in the last forward pass (0: none yet) */
+    int keep;           /* blocks whose attention is kept (vt_vit_keep_attention) */
 } vit_net;
 
 /* ---- config ---------------------------------------------------------- */
@@ -305,7 +308,7 @@ static void run_free(vit_run *r)
 {
     free(r->x); free(r->xn); free(r->qkv); free(r->att); free(r->h);
     free(r->cols); free(r->scratch); free(r->cls_heads); free(r->cls_attn);
-    free(r->pre); free(r->tmp);
+    free(r->pre); free(r->tmp); free(r->heads_map); free(r->kept);
     memset(r, 0, sizeof *r);
 }
 
@@ -330,6 +333,10 @@ static int run_alloc(vit_net *n, int batch)
     r->cls_attn = vt_xmalloc((size_t)batch * (c->t - 1) * sizeof(float));
     r->pre = vt_xmalloc((size_t)batch * c->prefix * c->dim * sizeof(float));
     r->tmp = vt_xmalloc((size_t)batch * c->classes * sizeof(float));
+    if (n->keep) {
+        r->heads_map = vt_xmalloc(bt * c->heads * c->t * sizeof(float));
+        r->kept = vt_xmalloc((size_t)n->keep * bt * c->t * sizeof(float));
+    }
     return 0;
 }
 
@@ -359,8 +366,25 @@ static void vit_embed(vit_net *n, const float *img, int batch)
     }
 }
 
+/* kept[l, b] = mean over heads of heads_map[b] (attention rollout's A_l) */
+static void vit_keep_mean(vit_net *n, int batch, int l)
+{
+    const vit_config *c = &n->c;
+    size_t tt = (size_t)c->t * c->t;
+    for (int b = 0; b < batch; b++) {
+        float *o = n->r.kept + ((size_t)l * n->r.batch + b) * tt;
+        const float *hm = n->r.heads_map + (size_t)b * c->heads * tt;
+        memcpy(o, hm, tt * sizeof *o);
+        for (int h = 1; h < c->heads; h++)
+            vt_add(o, hm + h * tt, tt);
+        for (size_t i = 0; i < tt; i++)
+            o[i] /= (float)c->heads;
+    }
+}
+
 /* Blocks [first, last) over the residual stream; the last block of the
- * network records the CLS attention. */
+ * network records the CLS attention, blocks below n->keep their whole
+ * attention. */
 static void vit_blocks(vit_net *n, int batch, int first, int last)
 {
     const vit_config *c = &n->c;
@@ -372,7 +396,10 @@ static void vit_blocks(vit_net *n, int batch, int first, int last)
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, m, D, c->eps);
         vt_linear(n->pool, r->qkv, r->xn, B->qkvw, B->qkvb, m, D, 3 * D, 0, 0);
         vt_attention(n->pool, r->att, r->qkv, batch, c->t, c->heads, dh, scale,
-                     r->scratch, l == c->depth - 1 ? r->cls_heads : NULL);
+                     r->scratch, l == c->depth - 1 ? r->cls_heads : NULL,
+                     l < n->keep ? r->heads_map : NULL);
+        if (l < n->keep)
+            vit_keep_mean(n, batch, l);
         vt_linear(n->pool, r->x, r->att, B->projw, B->projb, m, D, D, 1, 0);
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, m, D, c->eps);
         vt_linear(n->pool, r->h, r->xn, B->fc1w, B->fc1b, m, D, c->hidden, 0, 1);
@@ -477,6 +504,33 @@ const float *vt_vit_cls_attention(const vt_model *m, int *batch, int *nout,
     if (gh) *gh = n->c.grid;
     if (gw) *gw = n->c.grid;
     return n->r.cls_attn;
+}
+
+int vt_vit_keep_attention(const vt_model *m, int blocks)
+{
+    vit_net *n = m && m->family == &vt_family_vit ? m->net : NULL;
+    if (!n || n->magic != VIT_MAGIC)
+        return vt_seterr("per-block attention needs a vit-family model");
+    if (blocks < 0 || blocks > n->c.depth)
+        return vt_seterr("vit: %d blocks to keep, the model has %d", blocks, n->c.depth);
+    n->keep = blocks;
+    n->last_batch = 0;
+    return run_alloc(n, n->r.batch > 0 ? n->r.batch : 1);
+}
+
+const float *vt_vit_attention(const vt_model *m, int block, int *batch, int *t)
+{
+    const vit_net *n = m && m->family == &vt_family_vit ? m->net : NULL;
+    if (!n || n->magic != VIT_MAGIC)
+        return vt_seterr("per-block attention needs a vit-family model"), NULL;
+    if (block < 0 || block >= n->keep)
+        return vt_seterr("vit: block %d's attention is not kept (%d kept)", block, n->keep),
+               NULL;
+    if (!n->last_batch)
+        return vt_seterr("no forward pass yet"), NULL;
+    if (batch) *batch = n->last_batch;
+    if (t) *t = n->c.t;
+    return n->r.kept + (size_t)block * n->r.batch * n->c.t * n->c.t;
 }
 
 /* Multiply-accumulates per image: patch embedding, per block the qkv and

@@ -95,7 +95,7 @@ void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
 /* ---- attention -------------------------------------------------------- */
 
 typedef struct attn_job {
-    float *out, *scratch, *cls;
+    float *out, *scratch, *cls, *maps;
     const float *qkv;
     int batch, t, heads, dh, nq, rows;
     float scale;
@@ -127,13 +127,17 @@ static void attn_task(void *ctx, int task, int thread)
     vt_softmax(s, rows, t);
     if (j->cls && r0 == 0)
         memcpy(j->cls + ((size_t)b * j->heads + h) * t, s, (size_t)t * sizeof *s);
+    if (j->maps)
+        memcpy(j->maps + (((size_t)b * j->heads + h) * t + r0) * t, s,
+               (size_t)rows * t * sizeof *s);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, j->dh, t,
                 1.0f, s, t, v, ld, 0.0f,
                 j->out + ((size_t)b * t + r0) * d + h * j->dh, d);
 }
 
 void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
-                  int heads, int dh, float scale, float *scratch, float *cls)
+                  int heads, int dh, float scale, float *scratch, float *cls,
+                  float *maps)
 {
     int T = vt_pool_size(p), pairs = batch * heads;
     /* Whole (image, head) products when they spread evenly over the
@@ -143,7 +147,7 @@ void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
         nq = (4 * T + pairs - 1) / pairs;
     if (nq > t)
         nq = t;
-    attn_job j = {out, scratch, cls, qkv, batch, t, heads, dh, nq,
+    attn_job j = {out, scratch, cls, maps, qkv, batch, t, heads, dh, nq,
                   (t + nq - 1) / nq, scale};
     vt_pool_run(p, pairs * nq, attn_task, &j);
 }

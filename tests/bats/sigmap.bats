@@ -163,7 +163,8 @@ have_py() { [ -x "$PY" ]; }
   [ "$status" -eq 0 ]
   [[ "$output" == *"sgformer   sgformer "*"(default)"* ]]
   [[ "$output" == *"vit        cls "*"(default)"* ]]
-  [[ "$output" == *"vit        rollout "*"(not available yet)"* ]]
+  [[ "$output" == *"vit        rollout "* ]]
+  [[ "$output" != *"(not available yet)"* ]]
 }
 
 @test "sigmap: usage errors exit 2 with one line" {
@@ -192,9 +193,12 @@ have_py() { [ -x "$PY" ]; }
   run_err "$BIN/vt-sigmap" -m "$(SG)" --method cls "$SAMPLES/tench.jpg"
   [ "$status" -eq 2 ]
   one_error_line sg.safetensors "no method 'cls'"
-  run_err "$BIN/vt-sigmap" -m "$VIT/tiny.safetensors" --method rollout "$SAMPLES/tench.jpg"
+  run_err "$BIN/vt-sigmap" -m "$VIT/tiny.safetensors" --method rollout --block 2 "$SAMPLES/tench.jpg"
   [ "$status" -eq 2 ]
-  one_error_line tiny.safetensors "rollout.*not available yet"
+  one_error_line tiny.safetensors "blocks 0 to 1, not 2"
+  run_err "$BIN/vt-sigmap" -m "$VIT/tiny.safetensors" --method rollout --stage 2 "$SAMPLES/tench.jpg"
+  [ "$status" -eq 2 ]
+  one_error_line tiny.safetensors "one stage"
   run_err "$BIN/vt-sigmap" -m "$VIT/tiny.safetensors" --block 0 "$SAMPLES/tench.jpg"
   [ "$status" -eq 2 ]
   one_error_line tiny.safetensors "only the last block"
@@ -264,6 +268,31 @@ for b, (meta, ts) in enumerate(fr):
     lo, hi = (struct.unpack("<f", struct.pack("<f", float(v)))[0] for v in meta["range"].split(","))
     assert lo == min(got) and hi == max(got), (meta["range"], min(got), max(got))
 ' "$T/$n.frames" "$VIT/$n-cls.npy"
+  done
+}
+
+@test "sigmap: vit rollout equals the fixtures' rollout, every block (tiny and distilled)" {
+  have_py || skip "no /usr/bin/python3"
+  for n in tiny dist; do
+    for b in default 0 1; do
+      opt=(); [ "$b" = default ] || opt=(--block "$b")
+      "$BIN/vt-sigmap" -m "$VIT/$n.safetensors" --method rollout "${opt[@]}" "$VIT/$n-input.npy" \
+        > "$T/$n.frames"
+      py '
+fr = frames(sys.argv[1]); shape, ref = npy(sys.argv[2])
+B, depth, n = shape
+assert len(fr) == B, (len(fr), B)
+for b, (meta, ts) in enumerate(fr):
+    blk = int(meta["block"])
+    assert meta["method"] == "rollout" and blk == (depth - 1 if sys.argv[3] == "default" else int(sys.argv[3])), meta
+    (h, w), got = ts["sigmap"]
+    row = (b * depth + blk) * n
+    want = ref[row + n - h * w:row + n]    # patch tokens: the dist token dropped
+    e = relerr(got, want)
+    print("# %s image %d block %d: rollout relative error %.3g" % (sys.argv[2].split("/")[-1], b, blk, e))
+    assert e <= 1e-5, e
+' "$T/$n.frames" "$VIT/$n-rollout.npy" "$b"
+    done
   done
 }
 

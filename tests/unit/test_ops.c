@@ -181,6 +181,8 @@ static void test_attention(void)
             float *scratch = malloc(sizeof(float) * vt_attention_scratch(pools[pi], t));
             double *want = malloc(sizeof(double) * B * t * d);
             double *wcls = malloc(sizeof(double) * B * H * t);
+            float *maps = malloc(sizeof(float) * B * H * t * t);
+            double *wmaps = malloc(sizeof(double) * B * H * t * t);
             double *s = malloc(sizeof(double) * t);
             double scale = 1 / sqrt(dh);
             for (int b = 0; b < B; b++)
@@ -207,11 +209,19 @@ static void test_attention(void)
                         if (i == 0)
                             for (int j = 0; j < t; j++)
                                 wcls[((size_t)b * H + h) * t + j] = s[j] / sum;
+                        for (int j = 0; j < t; j++)
+                            wmaps[(((size_t)b * H + h) * t + i) * t + j] = s[j] / sum;
                     }
-            vt_attention(pools[pi], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls);
+            vt_attention(pools[pi], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls, NULL);
             ok(maxdiff(out, want, (size_t)B * t * d) < 1e-5,
                "attention B=%d t=%d heads=%d dh=%d, %d threads", B, t, H, dh, vt_pool_size(pools[pi]));
             ok(maxdiff(cls, wcls, (size_t)B * H * t) < 1e-6, "attention CLS rows");
+            /* again keeping every head's whole matrix: same output, bitwise */
+            float *out2 = malloc(sizeof(float) * B * t * d);
+            vt_attention(pools[pi], out2, qkv, B, t, H, dh, (float)scale * 8, scratch, NULL, maps);
+            ok(memcmp(out, out2, sizeof(float) * B * t * d) == 0 &&
+               maxdiff(maps, wmaps, (size_t)B * H * t * t) < 1e-6, "attention whole maps");
+            free(out2); free(maps); free(wmaps);
             free(qkv); free(out); free(cls); free(scratch); free(want); free(wcls); free(s);
         }
     vt_pool_free(pools[1]);

@@ -104,6 +104,65 @@ static void own_fixture(const char *name, int threads)
     vt_tensor_free(&cls);
 }
 
+/* Per-block attention (for rollout): kept only when asked, rows are
+ * probabilities, keeping it does not change the logits, the last block's
+ * row 0 is the CLS attention; its rollout is checked in sigmap.bats. */
+static void kept_attention(const char *name)
+{
+    char dir[1024], path[1100], f[64];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/vit", root);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
+    vt_tensor in;
+    snprintf(f, sizeof f, "%s-input.npy", name);
+    if (load_npy(dir, f, &in) < 0)
+        return;
+    int B = (int)in.shape[0];
+    vt_run_opts o = {2, B};
+    vt_model m;
+    if (vt_model_open(path, &o, &m) < 0) {
+        ok(0, "open %s: %s", path, vt_error());
+        vt_tensor_free(&in);
+        return;
+    }
+    int depth = vt_cfg_int(m.config, "depth", 12), bb, t;
+    float *l0 = malloc(sizeof(float) * B * m.num_classes), *l1 = malloc(sizeof(float) * B * m.num_classes);
+    vt_model_forward(&m, in.data, B, l0);
+    ok(!vt_vit_attention(&m, 0, &bb, &t) && strstr(vt_error(), "not kept"),
+       "%s: no per-block attention unless asked: %s", name, vt_error());
+    ok(vt_vit_keep_attention(&m, depth + 1) < 0, "%s: keeping %d blocks refused: %s", name,
+       depth + 1, vt_error());
+    ok(vt_vit_keep_attention(&m, depth) == 0 && !vt_vit_attention(&m, 0, NULL, NULL),
+       "%s: keep %d blocks; nothing before the next forward pass", name, depth);
+    vt_model_forward(&m, in.data, B, l1);
+    ok(memcmp(l0, l1, sizeof(float) * B * m.num_classes) == 0, "%s: same logits while keeping",
+       name);
+    double worst = 0, cls_err = 0;
+    int n, gh, gw, got = 1;
+    const float *cls = vt_vit_cls_attention(&m, NULL, &n, &gh, &gw);
+    for (int l = 0; l < depth; l++) {
+        const float *a = vt_vit_attention(&m, l, &bb, &t);
+        if (!a || bb != B || t != n + 1) { got = 0; break; }
+        for (int i = 0; i < B * t; i++) {
+            double s = 0;
+            for (int j = 0; j < t; j++) s += a[(size_t)i * t + j];
+            worst = fmax(worst, fabs(s - 1));
+        }
+        if (l == depth - 1)
+            for (int b = 0; b < B; b++)
+                for (int j = 1; j < t; j++)
+                    cls_err = fmax(cls_err, fabs(a[(size_t)b * t * t + j] - cls[(size_t)b * n + j - 1]));
+    }
+    ok(got && worst < 1e-5 && cls_err < 1e-6,
+       "%s: %d blocks kept, rows sum to 1 within %.2g, last row 0 = CLS attention within %.2g",
+       name, depth, worst, cls_err);
+    ok(vt_vit_keep_attention(&m, 0) == 0 && vt_model_forward(&m, in.data, B, l1) == 0 &&
+       !vt_vit_attention(&m, 0, NULL, NULL), "%s: keeping switched off", name);
+    free(l0);
+    free(l1);
+    vt_model_close(&m);
+    vt_tensor_free(&in);
+}
+
 /* The distilled fixture run at 56x56: pos_embed resampled 5x5 -> 7x7. */
 static void resample_fixture(void)
 {
@@ -223,6 +282,8 @@ int main(void)
         own_fixture("dist", threads);
     }
     resample_fixture();
+    kept_attention("tiny");
+    kept_attention("dist");
 
     /* defaults of every arch */
     for (int i = 0; vt_family_vit.archs[i]; i++) {
