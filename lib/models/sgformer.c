@@ -949,6 +949,98 @@ static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     return n;
 }
 
+/* ---- cost ------------------------------------------------------------ */
+
+/* Multiply-accumulates per image in the papers' convention (convs, linears
+ * and the two attention products; norms, activations, softmax, the sort
+ * and additions not counted), with the token counts the official code runs
+ * at cfg's size. An attention of nq queries over nk keys of width w costs
+ * nq*nk*w for q k^T and as much for P v. */
+
+/* Two stride-2 3x3 convs around a stride-1 one, 3 -> C1 -> C1 -> C1. */
+static double stem_macs(const sg_config *c)
+{
+    double h0 = (double)c->stem_grid * c->stem_grid, n1 = c->st[0].n, C1 = c->st[0].dim;
+    return h0 * 27 * C1 + h0 * 9 * C1 * C1 + n1 * 9 * C1 * C1;
+}
+
+/* 1x1 conv on the previous grid, depthwise 3x3 stride 2, 1x1 conv. */
+static double merging_macs(const sg_stage_cfg *prev, const sg_stage_cfg *s)
+{
+    double N = s->n, C = s->dim;
+    return (double)prev->n * prev->dim * C + N * 9 * C + N * C * C;
+}
+
+/* HYBRID, global half: q1, the r x r stride-r sr conv and kv1 on its nk
+ * tokens, h' heads of width C/h attending to nk keys. */
+static double hybrid_global_macs(const sg_stage_cfg *s)
+{
+    double N = s->n, C = s->dim, nk = s->nk, rr = (double)s->sr * s->sr;
+    return N * C * C / 2 + nk * C * rr * C + nk * C * C + 2 * N * nk * C / 2;
+}
+
+/* HYBRID, local half: q2 and kv2 on every token, 7x7 windows. */
+static double hybrid_window_macs(const sg_stage_cfg *s)
+{
+    double N = s->n, C = s->dim, t = SG_WINDOW * SG_WINDOW;
+    return N * C * C / 2 + N * C * C + 2 * N * t * C / 2;
+}
+
+/* REALLOC: q on every token; the merge f* read each token once per order
+ * (two orders); kv1, kv2 on the nmerged tokens of each order; all h heads
+ * attend to nmerged keys (h' to kv1's, h' to kv2's). */
+static double realloc_macs(const sg_stage_cfg *s)
+{
+    double N = s->n, C = s->dim, nm = s->nmerged;
+    return N * C * C + 2 * N * C + 2 * nm * C * C + 2 * N * nm * C;
+}
+
+/* MHSA: q and kv on every token, attention over all of them. */
+static double mhsa_macs(const sg_stage_cfg *s)
+{
+    double N = s->n, C = s->dim;
+    return N * C * 3 * C + 2 * N * N * C;
+}
+
+static void add_stage_cost(vt_cost *out, int stage, const char *what, double macs)
+{
+    char name[40];
+    snprintf(name, sizeof name, "stage%d %s", stage, what);
+    vt_cost_add(out, name, macs);
+}
+
+static int sg_cost(const cJSON *cfg, vt_cost *out)
+{
+    sg_config c;
+    if (sg_config_read(cfg, &c) < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    vt_cost_add(out, "stem", stem_macs(&c));
+    for (int i = 0; i < SG_STAGES; i++) {
+        const sg_stage_cfg *s = &c.st[i];
+        double N = s->n, C = s->dim, F = s->hidden;
+        if (i > 0)
+            add_stage_cost(out, i + 1, "patch merging", merging_macs(&c.st[i - 1], s));
+        int kinds[4] = {0};    /* blocks of each kind */
+        for (int j = 0; j < s->depth; j++)
+            kinds[s->kinds[j]]++;
+        if (kinds[VT_SG_HYBRID]) {
+            add_stage_cost(out, i + 1, "hybrid global attn", kinds[VT_SG_HYBRID] * hybrid_global_macs(s));
+            add_stage_cost(out, i + 1, "hybrid window attn", kinds[VT_SG_HYBRID] * hybrid_window_macs(s));
+        }
+        if (kinds[VT_SG_REALLOC])
+            add_stage_cost(out, i + 1, "realloc attn", kinds[VT_SG_REALLOC] * realloc_macs(s));
+        if (kinds[VT_SG_MHSA])
+            add_stage_cost(out, i + 1, "mhsa", kinds[VT_SG_MHSA] * mhsa_macs(s));
+        /* every block: lepe_linear, its depthwise 3x3 and proj; fc1, the
+         * depthwise 3x3 on the hidden features, fc2 */
+        add_stage_cost(out, i + 1, "lepe+proj", s->depth * (2 * N * C * C + N * 9 * C));
+        add_stage_cost(out, i + 1, "mlp", s->depth * (2 * N * C * F + N * 9 * F));
+    }
+    vt_cost_add(out, "head", (double)c.st[3].dim * c.classes);
+    return 0;
+}
+
 /* ---- extras (models/sgformer.h) -------------------------------------- */
 
 static const sg_net *as_net(const void *net)
@@ -1075,4 +1167,5 @@ const vt_family vt_family_sgformer = {
     .create = sg_create,
     .forward = sg_forward,
     .destroy = sg_destroy,
+    .cost = sg_cost,
 };

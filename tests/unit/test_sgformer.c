@@ -349,11 +349,47 @@ static void defaults(void)
     }
 }
 
+/* Analytic cost: the exact MACs (torch.profiler on the official model
+ * counts the same convs, linears and matmuls: 4.7839 / 7.4268 / 15.5428 G),
+ * the paper's table within 3% (4.8 / 7.5 / 15.6 GFLOPs, which are MACs
+ * rounded to 0.1 G), parts adding up, and the sizes params() takes. */
+static void cost_table(void)
+{
+    static const struct { const char *arch; double macs, paper; } want[] = {
+        {"sgformer_s", 4783848448.0, 4.8}, {"sgformer_m", 7426853376.0, 7.5},
+        {"sgformer_b", 15542800128.0, 15.6}};
+    for (int i = 0; i < 3; i++) {
+        cJSON *cfg = vt_config_make(want[i].arch, NULL);
+        vt_cost c;
+        int rc = cfg ? fam->cost(cfg, &c) : -1;
+        ok(rc == 0 && fabs(c.macs - want[i].macs) < 0.5, "%s: %.0f MACs (want %.0f)", want[i].arch,
+           rc ? -1.0 : c.macs, want[i].macs);
+        double g = rc ? 0 : c.macs / 1e9, off = (g - want[i].paper) / want[i].paper;
+        ok(fabs(off) < 0.03, "%s: %.3f GMACs, paper %.1f G (%+.2f%%)", want[i].arch, g,
+           want[i].paper, 100 * off);
+        double sum = 0;
+        for (int k = 0; rc == 0 && k < c.nparts; k++)
+            sum += c.part[k].macs;
+        ok(rc == 0 && c.nparts < VT_COST_PARTS && fabs(sum - c.macs) < 1,
+           "%s: %d parts add up to the total", want[i].arch, rc ? 0 : c.nparts);
+        /* at 448 every grid doubles; 256 is refused as params() refuses it */
+        vt_cost big;
+        cJSON_ReplaceItemInObject(cfg, "img_size", cJSON_CreateNumber(448));
+        rc = fam->cost(cfg, &big);
+        ok(rc == 0 && big.macs > 4 * c.macs, "%s at 448: %.2f GMACs", want[i].arch,
+           rc ? 0 : big.macs / 1e9);
+        cJSON_ReplaceItemInObject(cfg, "img_size", cJSON_CreateNumber(256));
+        ok(fam->cost(cfg, &big) < 0, "%s at 256: no cost (%s)", want[i].arch, vt_error());
+        cJSON_Delete(cfg);
+    }
+}
+
 int main(void)
 {
     const char *r = getenv("VT_ROOT");
     snprintf(root, sizeof root, "%s", r && *r ? r : ".");
     defaults();
+    cost_table();
     conform_run("sgformer", "VT_SGFORMER_FIXTURES", "sgformer-", shared_fixture);
     return tap_done();
 }
