@@ -16,6 +16,7 @@ extern const vt_family vt_family_groupmix;
 extern const vt_family vt_family_swin;
 extern const vt_family vt_family_stvit;
 extern const vt_family vt_family_pale;
+extern const vt_family vt_family_dge;
 
 /* Every family, in the order --list-archs shows them. */
 static const vt_family *const registry[] = {
@@ -25,6 +26,7 @@ static const vt_family *const registry[] = {
     &vt_family_swin,
     &vt_family_stvit,
     &vt_family_pale,
+    &vt_family_dge,
     NULL,
 };
 
@@ -173,7 +175,9 @@ cJSON *vt_config_make(const char *arch, const cJSON *over)
     if (over && !cJSON_IsObject(src)) { vt_seterr("config is not a JSON object"); return NULL; }
     /* A family name takes its variant from refgen's "variant" or the
      * config's "arch". A config "arch" that is no known variant (refgen
-     * stores builder names such as "swin" there) is not a contradiction. */
+     * stores builder names such as "swin" there) is not a contradiction,
+     * nor is one that differs from a "variant" naming the arch (refgen's
+     * dge *_mixgate variants keep their base builder's name in "arch"). */
     const char *variant = arch;
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(src, "arch");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(over, "variant");
@@ -185,6 +189,7 @@ cJSON *vt_config_make(const char *arch, const cJSON *over)
             return NULL;
         }
     } else if (cJSON_IsString(a) && strcmp(a->valuestring, arch) != 0 &&
+               !(cJSON_IsString(v) && strcmp(v->valuestring, arch) == 0) &&
                vt_family_find(a->valuestring) && strcmp(vt_family_find(a->valuestring)->name, a->valuestring) != 0) {
         vt_seterr("config is for arch '%s', not '%s'", a->valuestring, arch);
         return NULL;

@@ -88,8 +88,16 @@ typedef struct vt_family {
     /* x: [batch,3,S,S] normalized; logits: [batch,num_classes]. */
     int (*forward)(void *net, const float *x, int batch, float *logits);
     void (*destroy)(void *net);
-    /* Optional: the cost of one image at cfg's img_size. */
+    /* Optional: the cost of one image at cfg's img_size. For a family whose
+     * work depends on the input (dge's gates) this is the dense cost: every
+     * token computed, as the baseline without the dynamic part. */
     int (*cost)(const cJSON *cfg, vt_cost *out);
+    /* Optional: what image `image` (0-based) of the net's last forward pass
+     * actually cost, in cost()'s convention and part names, for families
+     * whose work depends on the input (dge: the gates pick how many queries
+     * each region gets). 0, or -1 with vt_error() (no forward pass yet,
+     * image out of range). NULL when the work never depends on the input. */
+    int (*spent)(const void *net, int image, vt_cost *out);
 } vt_family;
 
 const vt_family *vt_family_find(const char *name_or_arch);  /* family or arch */

@@ -1,0 +1,1308 @@
+/* dge.c - Dynamic Grained Encoder (Song et al., "Dynamic Grained Encoder
+ * for Vision Transformers", NeurIPS 2021; official code StevenGrove/vtpack)
+ * in eval mode: DeiT-DGE and PVT-DGE, and the vtpack baselines they are
+ * compared with (DeiT at 256, PVT v1, deformable PVT). One builder, five
+ * kinds; ../shared/specs/dge.md describes the math in words.
+ *
+ * A DGE block on tokens x[n, C] (E extra tokens, then an H x W grid):
+ *   router:  per R x R region (R = 4) of the raw grid tokens, the mean g,
+ *            logits = gate(g), s = splits[argmax] in {4, 2, 1}
+ *   queries: q0 = one mean per patch of R/s x R/s tokens (s*s per region),
+ *            extra tokens as they are; only these nq <= n rows go on
+ *   q  = q0 + proj(Attn(q: LN1(q0), k/v: LN1(x)))
+ *   q  = q + fc2(GELU(fc1(LN2(q))))
+ *   x += (q - q0) on every token of each query's patch
+ * Keys and values stay dense (all tokens; PVT: after its spatial
+ * reduction). The baselines are the same block with every token its own
+ * query and no router (deformable PVT: point-sampling attention).
+ *
+ *   DeiT:  x = [cls, conv16(img)] + pos;  blocks;  head(LN(x)[0])
+ *   PVT:   4 stages of  x = LN(conv_p(x)) (+ cls in stage 4) + pos;  blocks
+ *          keys/values: LN(conv_sr(LN1 x)) when sr > 1;  head(LN(x)[0])
+ *   DPVT:  PVT without cls and sr; attention samples 4 points per head
+ *          around each token (lib/ops/deform.h);  head(mean LN(x))
+ *
+ * Config keys (as refgen's meta.json "config"): kind (deit_dge, deit,
+ * pvt_dge, pvt, dpvt), img_size, pos_embed_size (the side the position
+ * embeddings were made for, when it differs), num_classes, qkv_bias; DeiT:
+ * patch_size, embed_dim, depth, num_heads, mlp_hidden, ln_eps; PVT:
+ * patch_sizes, embed_dims, depths, num_heads, mlp_hidden, sr_ratios,
+ * num_points (dpvt), block_ln_eps, patch_embed_ln_eps, sr_ln_eps; DGE:
+ * dge.split_sizes; crop_pct, interpolation, mean, std. Descriptive keys
+ * are ignored. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "models/dge.h"
+#include "ops.h"
+#include "ops/attend.h"
+#include "ops/deform.h"
+#include "ops/grid.h"
+#include "util.h"
+
+#define DGE_MAGIC 0x44474531u   /* "DGE1" */
+#define DGE_STAGES 4
+#define DGE_MAX_DEPTH 256
+#define DGE_MAX_SPLITS 4
+
+extern const vt_family vt_family_dge;
+
+/* The variants of ../shared/conformance/families/dge.py (vtpack's factory
+ * names); *_mixgate are refgen's copies with re-drawn gates, the same nets. */
+static const char *const dge_archs[] = {
+    "deit_dge_s124_tiny_patch16_256", "deit_dge_s124_small_patch16_256",
+    "pvt_dge_s124_tiny_256", "pvt_dge_s124_small_256",
+    "deit_tiny_patch16_256", "deit_small_patch16_256",
+    "pvt_tiny_256", "pvt_small_256", "dpvt_small_256",
+    "deit_dge_s124_tiny_patch16_256_mixgate", "deit_dge_s124_small_patch16_256_mixgate",
+    "pvt_dge_s124_tiny_256_mixgate", "pvt_dge_s124_small_256_mixgate",
+    NULL,
+};
+
+enum { K_DEIT_DGE, K_DEIT, K_PVT_DGE, K_PVT, K_DPVT, K_COUNT };
+static const char *const kind_names[K_COUNT] = {"deit_dge", "deit", "pvt_dge", "pvt", "dpvt"};
+
+static int is_deit(int kind) { return kind == K_DEIT_DGE || kind == K_DEIT; }
+
+/* ---- config ---------------------------------------------------------- */
+
+typedef struct dge_stage_cfg {
+    int cin;            /* channels in (3: the image) */
+    int dim;            /* C = heads * d */
+    int depth;
+    int heads;
+    int hidden;         /* F: MLP hidden */
+    int patch;          /* patch embedding kernel = stride */
+    int sr;             /* spatial reduction of keys/values (1: none) */
+    int points;         /* dpvt: sampling points per head */
+    int in_grid;        /* side of the map the patch embedding reads */
+    int grid;           /* H = W at the run size */
+    int native;         /* grid the stored pos_embed was made for */
+    int extra;          /* E: CLS tokens before the grid (0 or 1) */
+    int n;              /* E + H*W */
+    int nkv;            /* keys per query: E + (H/sr)^2 */
+    int regions;        /* gated: (H/R)^2; else 0 */
+    int pos_rows;       /* rows of the stored pos_embed: E + native^2 */
+    int resample;       /* the pos_embed grid is resampled (bilinear) at load */
+} dge_stage_cfg;
+
+typedef struct dge_config {
+    int kind;
+    int img_size;       /* S: input side */
+    int native_size;    /* side the position embeddings were made for */
+    int classes;
+    int qkv_bias;
+    int nstages;        /* 1 (DeiT) or 4 */
+    int gated;          /* a router in every block */
+    int fused_qkv;      /* plain DeiT: attn.qkv [3C, C] */
+    int nsplits;
+    int splits[DGE_MAX_SPLITS];     /* queries per region side, gate order */
+    int region;         /* R = max split */
+    float ln_eps;       /* blocks and the final norm */
+    float pe_eps;       /* PVT patch-embedding norm */
+    float sr_eps;       /* PVT spatial-reduction norm */
+    int layers;         /* blocks over all stages */
+    dge_stage_cfg st[DGE_STAGES];
+} dge_config;
+
+static int dge_config_defaults(const char *arch, cJSON *cfg)
+{
+    int kind, small = strstr(arch, "_small") != NULL;
+    if (!small && !strstr(arch, "_tiny"))
+        return vt_seterr("dge: unknown arch '%s'", arch);
+    if (strncmp(arch, "deit_dge_", 9) == 0)
+        kind = K_DEIT_DGE;
+    else if (strncmp(arch, "deit_", 5) == 0)
+        kind = K_DEIT;
+    else if (strncmp(arch, "pvt_dge_", 8) == 0)
+        kind = K_PVT_DGE;
+    else if (strncmp(arch, "pvt_", 4) == 0)
+        kind = K_PVT;
+    else if (strncmp(arch, "dpvt_", 5) == 0)
+        kind = K_DPVT;
+    else
+        return vt_seterr("dge: unknown arch '%s'", arch);
+    cJSON_AddStringToObject(cfg, "arch", arch);
+    cJSON_AddStringToObject(cfg, "kind", kind_names[kind]);
+    cJSON_AddNumberToObject(cfg, "img_size", 256);
+    cJSON_AddNumberToObject(cfg, "num_classes", 1000);
+    cJSON_AddBoolToObject(cfg, "qkv_bias", 1);
+    if (is_deit(kind)) {
+        int dim = small ? 384 : 192;
+        cJSON_AddNumberToObject(cfg, "patch_size", 16);
+        cJSON_AddNumberToObject(cfg, "embed_dim", dim);
+        cJSON_AddNumberToObject(cfg, "depth", 12);
+        cJSON_AddNumberToObject(cfg, "num_heads", small ? 6 : 3);
+        cJSON_AddNumberToObject(cfg, "mlp_hidden", 4 * dim);
+        cJSON_AddNumberToObject(cfg, "ln_eps", 1e-6);
+    } else {
+        static const int dims[4] = {64, 128, 320, 512}, heads[4] = {1, 2, 5, 8};
+        static const int hidden[4] = {512, 1024, 1280, 2048}, patches[4] = {4, 2, 2, 2};
+        static const int d_tiny[4] = {2, 2, 2, 2}, d_small[4] = {3, 4, 6, 3};
+        static const int sr[4] = {8, 4, 2, 1}, points[4] = {4, 4, 4, 4};
+        cJSON_AddItemToObject(cfg, "patch_sizes", cJSON_CreateIntArray(patches, 4));
+        cJSON_AddItemToObject(cfg, "embed_dims", cJSON_CreateIntArray(dims, 4));
+        cJSON_AddItemToObject(cfg, "depths", cJSON_CreateIntArray(small ? d_small : d_tiny, 4));
+        cJSON_AddItemToObject(cfg, "num_heads", cJSON_CreateIntArray(heads, 4));
+        cJSON_AddItemToObject(cfg, "mlp_hidden", cJSON_CreateIntArray(hidden, 4));
+        if (kind == K_DPVT)
+            cJSON_AddItemToObject(cfg, "num_points", cJSON_CreateIntArray(points, 4));
+        else
+            cJSON_AddItemToObject(cfg, "sr_ratios", cJSON_CreateIntArray(sr, 4));
+        cJSON_AddNumberToObject(cfg, "block_ln_eps", 1e-6);
+        cJSON_AddNumberToObject(cfg, "patch_embed_ln_eps", 1e-5);
+        if (kind != K_DPVT)
+            cJSON_AddNumberToObject(cfg, "sr_ln_eps", 1e-5);
+    }
+    if (kind == K_DEIT_DGE || kind == K_PVT_DGE) {
+        static const int splits[3] = {4, 2, 1};
+        cJSON *d = cJSON_AddObjectToObject(cfg, "dge");
+        cJSON_AddItemToObject(d, "split_sizes", cJSON_CreateIntArray(splits, 3));
+    }
+    /* vtpack's eval transform: Resize(int(256/224*S)), CenterCrop(S) */
+    cJSON_AddNumberToObject(cfg, "crop_pct", 0.875);
+    cJSON_AddStringToObject(cfg, "interpolation", "bicubic");
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    cJSON_AddItemToObject(cfg, "mean", cJSON_CreateFloatArray(mean, 3));
+    cJSON_AddItemToObject(cfg, "std", cJSON_CreateFloatArray(std, 3));
+    return 0;
+}
+
+static int read_stage_ints(const cJSON *cfg, const char *key, int *out, int def_all)
+{
+    int n = vt_cfg_ints(cfg, key, out, DGE_STAGES + 1);
+    if (n == 0 && def_all >= 0) {
+        for (int i = 0; i < DGE_STAGES; i++)
+            out[i] = def_all;
+        return 0;
+    }
+    if (n != DGE_STAGES)
+        return vt_seterr("dge: config \"%s\" must be %d integers", key, DGE_STAGES);
+    return 0;
+}
+
+static int eps_of(const cJSON *cfg, const char *key, double def, float *out)
+{
+    double e = vt_cfg_num(cfg, key, def);
+    if (!(e > 0 && e < 1))
+        return vt_seterr("dge: %s out of range", key);
+    *out = (float)e;
+    return 0;
+}
+
+/* Stage sizes at the run size and the native one, as vtpack computes them:
+ * stage 1 embeds p1 x p1 patches of the image, the others 2 x 2 patches of
+ * the previous map; PatchEmbed i >= 2 is built for img_size // 2^i // 2. */
+static int dge_stage_sizes(dge_config *c, const char *arch)
+{
+    int S = c->img_size, pvt = !is_deit(c->kind);
+    int prod = 1;
+    for (int i = 0; i < c->nstages; i++)
+        prod *= c->st[i].patch;
+    int need = prod * (c->gated ? c->region : 1);
+    if (is_deit(c->kind)) {
+        dge_stage_cfg *s = &c->st[0];
+        if (S != c->native_size)
+            return vt_seterr("dge: %s takes %dx%d input only (its position embedding is for "
+                             "a %dx%d grid and vtpack does not resample it), not %dx%d", arch,
+                             c->native_size, c->native_size, c->native_size / s->patch,
+                             c->native_size / s->patch, S, S);
+        if (S % need)
+            return vt_seterr("dge: %s: img_size %d must be a multiple of %d (patch %d%s)", arch,
+                             S, need, s->patch, c->gated ? " times the 4-token region" : "");
+    } else if (S % need || S < need) {
+        return vt_seterr("dge: %s takes input sides that are multiples of %d (%s), not %d", arch,
+                         need, c->gated ? "every stage grid a whole number of 4x4-token regions"
+                                        : "the patch embeddings' total stride", S);
+    }
+    int side = S, native = c->native_size;
+    for (int i = 0; i < c->nstages; i++) {
+        dge_stage_cfg *s = &c->st[i];
+        s->in_grid = side;
+        s->grid = side / s->patch;
+        side = s->grid;
+        s->native = i == 0 ? native / s->patch : (native >> (i + 1)) / s->patch;
+        if (s->native < 1)
+            return vt_seterr("dge: pos_embed_size %d gives stage %d no tokens", native, i + 1);
+        s->extra = is_deit(c->kind) || (c->kind != K_DPVT && i == c->nstages - 1);
+        s->n = s->extra + s->grid * s->grid;
+        if (s->sr > 1 && s->extra)
+            return vt_seterr("dge: stage %d has a CLS token and sr_ratio %d; vtpack reduces "
+                             "only stages without one", i + 1, s->sr);
+        if (s->grid % s->sr)
+            return vt_seterr("dge: stage %d grid %d is not a multiple of its sr_ratio %d "
+                             "(img_size %d)", i + 1, s->grid, s->sr, S);
+        s->nkv = s->extra + (s->grid / s->sr) * (s->grid / s->sr);
+        s->regions = c->gated ? (s->grid / c->region) * (s->grid / c->region) : 0;
+        s->pos_rows = s->extra + s->native * s->native;
+        /* vtpack resamples a pos_embed when the token count differs from
+         * the native one: PVT-DGE compares with its own stage, PVT and
+         * DPVT with stage 1 (which then fails when counts agree but the
+         * grids do not). */
+        int ref = c->kind == K_PVT_DGE ? s->native : c->st[0].native;
+        if (pvt && s->grid == ref && s->grid != s->native)
+            return vt_seterr("dge: at img_size %d stage %d has %d tokens, as many as stage 1 "
+                             "was built for, so vtpack adds its %dx%d pos_embed unresampled "
+                             "and fails; use another size", S, i + 1, s->grid * s->grid,
+                             s->native, s->native);
+        s->resample = pvt && s->grid != ref && s->grid != s->native;
+    }
+    return 0;
+}
+
+static int dge_config_read(const cJSON *cfg, dge_config *c)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cfg, "arch");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(cfg, "kind");
+    const char *arch = cJSON_IsString(a) ? a->valuestring : "dge";
+    memset(c, 0, sizeof *c);
+    c->kind = -1;
+    for (int i = 0; i < K_COUNT && cJSON_IsString(k); i++)
+        if (strcmp(k->valuestring, kind_names[i]) == 0)
+            c->kind = i;
+    if (c->kind < 0)
+        return vt_seterr("dge: config \"kind\" must be deit_dge, deit, pvt_dge, pvt or dpvt");
+    c->gated = c->kind == K_DEIT_DGE || c->kind == K_PVT_DGE;
+    c->fused_qkv = 0;
+    c->img_size = vt_cfg_int(cfg, "img_size", 256);
+    c->native_size = vt_cfg_int(cfg, "pos_embed_size", c->img_size);
+    c->classes = vt_cfg_int(cfg, "num_classes", 1000);
+    c->qkv_bias = vt_cfg_bool(cfg, "qkv_bias", 1);
+    if (c->img_size < 1 || c->img_size > 8192 || c->native_size < 1 || c->native_size > 8192)
+        return vt_seterr("dge: img_size %d / pos_embed_size %d out of range (1..8192)",
+                         c->img_size, c->native_size);
+    if (c->classes < 1 || c->classes > 1000000)
+        return vt_seterr("dge: num_classes %d out of range", c->classes);
+    if (c->gated) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(cfg, "dge");
+        c->nsplits = vt_cfg_ints(d, "split_sizes", c->splits, DGE_MAX_SPLITS + 1);
+        if (c->nsplits < 1 || c->nsplits > DGE_MAX_SPLITS)
+            return vt_seterr("dge: config dge.split_sizes must be 1 to %d integers", DGE_MAX_SPLITS);
+        for (int i = 0; i < c->nsplits; i++)
+            if (c->splits[i] > c->region)
+                c->region = c->splits[i];
+        for (int i = 0; i < c->nsplits; i++)
+            if (c->splits[i] < 1 || c->region % c->splits[i])
+                return vt_seterr("dge: split size %d does not divide the region side %d",
+                                 c->splits[i], c->region);
+        if (c->region > 64)
+            return vt_seterr("dge: region side %d out of range", c->region);
+    }
+    int dims[4], depths[4], heads[4], hidden[4], patches[4], sr[4], points[4];
+    if (is_deit(c->kind)) {
+        c->nstages = 1;
+        c->fused_qkv = c->kind == K_DEIT;
+        dims[0] = vt_cfg_int(cfg, "embed_dim", 192);
+        depths[0] = vt_cfg_int(cfg, "depth", 12);
+        heads[0] = vt_cfg_int(cfg, "num_heads", 3);
+        hidden[0] = vt_cfg_int(cfg, "mlp_hidden", 4 * dims[0]);
+        patches[0] = vt_cfg_int(cfg, "patch_size", 16);
+        sr[0] = 1, points[0] = 0;
+        if (eps_of(cfg, "ln_eps", 1e-6, &c->ln_eps) < 0)
+            return -1;
+    } else {
+        c->nstages = 4;
+        if (read_stage_ints(cfg, "embed_dims", dims, -1) < 0 ||
+            read_stage_ints(cfg, "depths", depths, -1) < 0 ||
+            read_stage_ints(cfg, "num_heads", heads, -1) < 0 ||
+            read_stage_ints(cfg, "mlp_hidden", hidden, -1) < 0 ||
+            read_stage_ints(cfg, "patch_sizes", patches, -1) < 0 ||
+            read_stage_ints(cfg, "sr_ratios", sr, 1) < 0 ||
+            read_stage_ints(cfg, "num_points", points, 4) < 0)
+            return -1;
+        if (c->kind == K_DPVT)
+            for (int i = 0; i < 4; i++)
+                sr[i] = 1;
+        if (eps_of(cfg, "block_ln_eps", 1e-6, &c->ln_eps) < 0 ||
+            eps_of(cfg, "patch_embed_ln_eps", 1e-5, &c->pe_eps) < 0 ||
+            eps_of(cfg, "sr_ln_eps", 1e-5, &c->sr_eps) < 0)
+            return -1;
+        for (int i = 1; i < 4; i++)
+            if (patches[i] != 2)
+                return vt_seterr("dge: patch_sizes[%d] is %d; vtpack's PVT merges 2x2 patches "
+                                 "after stage 1", i, patches[i]);
+    }
+    int cin = 3;
+    for (int i = 0; i < c->nstages; i++) {
+        dge_stage_cfg *s = &c->st[i];
+        s->cin = cin, s->dim = dims[i], s->depth = depths[i], s->heads = heads[i];
+        s->hidden = hidden[i], s->patch = patches[i], s->sr = sr[i], s->points = points[i];
+        if (s->dim < 1 || s->dim > 65536 || s->heads < 1 || s->dim % s->heads)
+            return vt_seterr("dge: stage %d: embed_dim %d not divisible into %d heads", i + 1,
+                             s->dim, s->heads);
+        if (s->depth < 1 || s->depth > DGE_MAX_DEPTH)
+            return vt_seterr("dge: stage %d: depth %d out of range (1..%d)", i + 1, s->depth,
+                             DGE_MAX_DEPTH);
+        if (s->hidden < 1 || s->hidden > 1 << 20)
+            return vt_seterr("dge: stage %d: mlp_hidden %d out of range", i + 1, s->hidden);
+        if (s->patch < 1 || s->patch > 64 || s->sr < 1 || s->sr > 64)
+            return vt_seterr("dge: stage %d: patch %d / sr_ratio %d out of range", i + 1,
+                             s->patch, s->sr);
+        if (c->kind == K_DPVT && (s->points < 1 || s->points > 64))
+            return vt_seterr("dge: stage %d: num_points %d out of range", i + 1, s->points);
+        c->layers += s->depth;
+        cin = s->dim;
+    }
+    return dge_stage_sizes(c, arch);
+}
+
+/* ---- state dict ------------------------------------------------------ */
+
+/* "blocks.N." (DeiT) or "blockI.N." (PVT) */
+static void block_prefix(const dge_config *c, int stage, int b, char *out, size_t len)
+{
+    if (is_deit(c->kind))
+        snprintf(out, len, "blocks.%d.", b);
+    else
+        snprintf(out, len, "block%d.%d.", stage + 1, b);
+}
+
+static int dge_params(const cJSON *cfg, vt_params *ps)
+{
+    dge_config c;
+    if (dge_config_read(cfg, &c) < 0)
+        return -1;
+    char name[160], pre[64];
+    int deit = is_deit(c.kind);
+#define P(opt, nd, ...) vt_params_add(ps, opt, name, nd, __VA_ARGS__)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    for (int i = 0; i < c.nstages; i++) {
+        const dge_stage_cfg *s = &c.st[i];
+        int64_t C = s->dim, F = s->hidden, p = s->patch, one = 1;
+        const char *sfx = deit ? "" : (const char *[]){"1", "2", "3", "4"}[i];
+        NAME("pos_embed%s", sfx), P(0, 3, one, (int64_t)s->pos_rows, C);
+        NAME("patch_embed%s.proj.weight", sfx), P(0, 4, C, (int64_t)s->cin, p, p);
+        NAME("patch_embed%s.proj.bias", sfx), P(0, 1, C);
+        if (!deit) {
+            NAME("patch_embed%s.norm.weight", sfx), P(0, 1, C);
+            NAME("patch_embed%s.norm.bias", sfx), P(0, 1, C);
+        }
+        for (int b = 0; b < s->depth; b++) {
+            block_prefix(&c, i, b, pre, sizeof pre);
+            NAME("%snorm1.weight", pre), P(0, 1, C);
+            NAME("%snorm1.bias", pre), P(0, 1, C);
+            if (c.kind == K_DPVT) {
+                int64_t hp = (int64_t)s->heads * s->points;
+                NAME("%sattn.v.weight", pre), P(0, 2, C, C);
+                if (c.qkv_bias)
+                    NAME("%sattn.v.bias", pre), P(0, 1, C);
+                NAME("%sattn.attn_weight.weight", pre), P(0, 2, hp, C);
+                NAME("%sattn.attn_weight.bias", pre), P(0, 1, hp);
+                NAME("%sattn.offsets.weight", pre), P(0, 2, 2 * hp, C);
+                NAME("%sattn.offsets.bias", pre), P(0, 1, 2 * hp);
+            } else if (c.fused_qkv) {
+                NAME("%sattn.qkv.weight", pre), P(0, 2, 3 * C, C);
+                if (c.qkv_bias)
+                    NAME("%sattn.qkv.bias", pre), P(0, 1, 3 * C);
+            } else {
+                NAME("%sattn.q.weight", pre), P(0, 2, C, C);
+                if (c.qkv_bias)
+                    NAME("%sattn.q.bias", pre), P(0, 1, C);
+                NAME("%sattn.kv.weight", pre), P(0, 2, 2 * C, C);
+                if (c.qkv_bias)
+                    NAME("%sattn.kv.bias", pre), P(0, 1, 2 * C);
+                if (s->sr > 1) {
+                    int64_t r = s->sr;
+                    NAME("%sattn.sr.weight", pre), P(0, 4, C, C, r, r);
+                    NAME("%sattn.sr.bias", pre), P(0, 1, C);
+                    NAME("%sattn.norm.weight", pre), P(0, 1, C);
+                    NAME("%sattn.norm.bias", pre), P(0, 1, C);
+                }
+            }
+            NAME("%sattn.proj.weight", pre), P(0, 2, C, C);
+            NAME("%sattn.proj.bias", pre), P(0, 1, C);
+            NAME("%snorm2.weight", pre), P(0, 1, C);
+            NAME("%snorm2.bias", pre), P(0, 1, C);
+            NAME("%smlp.fc1.weight", pre), P(0, 2, F, C);
+            NAME("%smlp.fc1.bias", pre), P(0, 1, F);
+            NAME("%smlp.fc2.weight", pre), P(0, 2, C, F);
+            NAME("%smlp.fc2.bias", pre), P(0, 1, C);
+            if (c.gated) {
+                int64_t S = c.nsplits;
+                /* an int64 Parameter equal to the config's split_sizes;
+                 * optional: random-weight model files leave it out */
+                NAME("%sdge.splits", pre), P(1, 1, S);
+                NAME("%sdge.router.gate.weight", pre), P(0, 2, S, C);
+                NAME("%sdge.router.gate.bias", pre), P(0, 1, S);
+            }
+        }
+    }
+    int64_t CL = c.st[c.nstages - 1].dim, K = c.classes;
+    if (c.kind != K_DPVT)
+        NAME("cls_token"), P(0, 3, (int64_t)1, (int64_t)1, CL);
+    NAME("norm.weight"), P(0, 1, CL);
+    NAME("norm.bias"), P(0, 1, CL);
+    NAME("head.weight"), P(0, 2, K, CL);
+    NAME("head.bias"), P(0, 1, K);
+#undef P
+#undef NAME
+    return 0;
+}
+
+/* ---- cost ------------------------------------------------------------ */
+
+/* Multiply-accumulates of one layer of stage s computing nq queries (the
+ * papers' convention: linear layers, convolutions, the two attention
+ * matmuls; norms, softmax, pooling and the patch copies are free). */
+static void layer_cost(const dge_config *c, int i, double nq, int router, vt_cost *out)
+{
+    const dge_stage_cfg *s = &c->st[i];
+    double C = s->dim, F = s->hidden, N = s->n, nkv = s->nkv;
+    char name[64], st[24] = "blocks";
+    if (!is_deit(c->kind))
+        snprintf(st, sizeof st, "stage%d", i + 1);
+    if (c->kind == K_DPVT) {
+        double hp = (double)s->heads * s->points;
+        snprintf(name, sizeof name, "%s v+proj", st);
+        vt_cost_add(out, name, 2 * N * C * C);
+        snprintf(name, sizeof name, "%s offsets+weights", st);
+        vt_cost_add(out, name, 3 * N * C * hp);
+        /* 4 corners and the point weight per channel and point */
+        snprintf(name, sizeof name, "%s point sampling", st);
+        vt_cost_add(out, name, 5 * N * s->points * C);
+        snprintf(name, sizeof name, "%s mlp", st);
+        vt_cost_add(out, name, 2 * N * C * F);
+        return;
+    }
+    snprintf(name, sizeof name, "%s q+kv+proj", st);
+    vt_cost_add(out, name, 2 * nq * C * C + 2 * nkv * C * C);
+    if (s->sr > 1) {
+        snprintf(name, sizeof name, "%s sr conv", st);
+        vt_cost_add(out, name, nkv * C * C * s->sr * s->sr);
+    }
+    snprintf(name, sizeof name, "%s attn matmuls", st);
+    vt_cost_add(out, name, 2 * nq * nkv * C);
+    snprintf(name, sizeof name, "%s mlp", st);
+    vt_cost_add(out, name, 2 * nq * C * F);
+    if (router) {
+        snprintf(name, sizeof name, "%s router", st);
+        vt_cost_add(out, name, (double)s->regions * C * c->nsplits);
+    }
+}
+
+/* Patch embeddings and the head. */
+static void fixed_cost(const dge_config *c, vt_cost *out)
+{
+    for (int i = 0; i < c->nstages; i++) {
+        const dge_stage_cfg *s = &c->st[i];
+        vt_cost_add(out, "patch_embed", (double)s->grid * s->grid * s->cin * s->patch *
+                                            s->patch * s->dim);
+    }
+    vt_cost_add(out, "head", (double)c->st[c->nstages - 1].dim * c->classes);
+}
+
+/* Dense: every token a query, no router (the baseline's count; for a DGE
+ * arch what its gates could at most spend, less the routers). */
+static int dge_cost(const cJSON *cfg, vt_cost *out)
+{
+    dge_config c;
+    if (dge_config_read(cfg, &c) < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    fixed_cost(&c, out);
+    for (int i = 0; i < c.nstages; i++)
+        for (int b = 0; b < c.st[i].depth; b++)
+            layer_cost(&c, i, c.st[i].n, 0, out);
+    return 0;
+}
+
+/* ---- weights --------------------------------------------------------- */
+
+typedef struct dge_block {
+    const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
+    const float *qw, *qb;                   /* [C, C], [C] (plain DeiT: qkv rows 0..C-1) */
+    const float *kvw, *kvb;                 /* [2C, C], [2C]: k rows, then v rows */
+    const float *srw, *srb;                 /* sr conv [C, C, sr, sr], [C] */
+    const float *srnw, *srnb;               /* attn.norm [C] */
+    const float *vw, *vb;                   /* dpvt attn.v [C, C], [C] */
+    const float *offw, *offb;               /* dpvt attn.offsets [2hP, C], [2hP] */
+    const float *aww, *awb;                 /* dpvt attn.attn_weight [hP, C], [hP] */
+    const float *projw, *projb;             /* [C, C], [C] */
+    const float *fc1w, *fc1b;               /* [F, C], [F] */
+    const float *fc2w, *fc2b;               /* [C, F], [C] */
+    const float *gatew, *gateb;             /* router [S, C], [S] */
+} dge_block;
+
+typedef struct dge_weights {
+    const float *pew[DGE_STAGES], *peb[DGE_STAGES];     /* [C, Cin, p, p], [C] */
+    const float *penw[DGE_STAGES], *penb[DGE_STAGES];   /* PVT embedding norm [C] */
+    const float *pos[DGE_STAGES];   /* [n, C] at the run grid (CLS row first) */
+    const float *cls;               /* [C_last] or NULL (dpvt) */
+    dge_block *blocks;              /* [layers] */
+    const float *normw, *normb;     /* [C_last] */
+    const float *headw, *headb;     /* [classes, C_last], [classes] */
+} dge_weights;
+
+/* ---- run state ------------------------------------------------------- */
+
+/* One query of a gated layer: the patch of side `side` tokens at (y0, x0)
+ * of the grid, or extra token -1-y0 when y0 < 0. */
+typedef struct dge_patch {
+    int y0, x0, side;
+} dge_patch;
+
+/* Buffers for one image (images run one after another), sized for the
+ * largest stage; the gates' record for every image of a batch. */
+typedef struct dge_run {
+    int batch;
+    float *x;           /* [n, C] residual stream */
+    float *xn;          /* [n, C] LN1(x) */
+    float *cols;        /* im2col / patchify scratch */
+    float *kvin;        /* [nkv, C] reduced keys/values input (sr > 1) */
+    float *kv;          /* [nkv, 2C] k | v; plain DeiT [n, 3C] q | k | v; dpvt v [n, C] */
+    float *q0;          /* [nq, C] raw queries (patch means) */
+    float *q;           /* [nq, C] query stream */
+    float *qn;          /* [nq, C] normed queries */
+    float *qp;          /* [nq, C] projected queries */
+    float *att;         /* [nq, C] attention output */
+    float *h;           /* [nq, F] MLP hidden */
+    float *aux;         /* dpvt: [n, 3hP] offsets | point weights */
+    float *pooled;      /* [regions, C] region means */
+    float *scratch;     /* vt_attend_scratch */
+    dge_patch *patches; /* [n] query rows of the current layer */
+    float *feat;        /* [batch, C_last] head input */
+    float *gate;        /* [batch, gate_total] gate logits of every gated layer */
+    int8_t *decision;   /* [batch, region_total] split s per region */
+    int *nq;            /* [batch, layers] queries per layer */
+    float *out;         /* recorded: [batch, out_total] layer outputs */
+    float *q0rec;       /* recorded: [batch, n0 * C0] layer 0's raw queries */
+} dge_run;
+
+typedef struct dge_net {
+    uint32_t magic;
+    dge_config c;
+    dge_weights w;
+    dge_run r;
+    vt_pool *pool;
+    vt_store store;
+    int record;         /* keep layer outputs (vt_dge_record) */
+    int last_batch;     /* images of the last forward pass (0: none) */
+    /* per layer: stage, block in stage, and offsets into the records */
+    int *lstage, *lblock;
+    size_t *reg_off, *out_off;
+    size_t region_total, out_total;
+} dge_net;
+
+static float *own(dge_net *n, size_t count)
+{
+    return vt_store_alloc(&n->store, count);
+}
+
+static const float *weight(dge_net *n, const vt_frame *w, const char *name, size_t count)
+{
+    return vt_weight_f32(&n->store, w, "dge", name, count);
+}
+
+/* The grid part of a stored pos_embed [E + nat^2, C] at the run grid:
+ * F.interpolate(bilinear, align_corners=False) of the [C, nat, nat] map,
+ * the CLS row kept. */
+static const float *resample_pos(dge_net *n, const dge_stage_cfg *s, const float *pos)
+{
+    int C = s->dim, nat = s->native, g = s->grid, E = s->extra;
+    float *out = own(n, (size_t)s->n * C);
+    float *a = vt_xmalloc((size_t)C * nat * nat * sizeof *a);
+    float *b = vt_xmalloc((size_t)C * g * g * sizeof *b);
+    memcpy(out, pos, (size_t)E * C * sizeof *out);
+    vt_tokens_to_planes(a, pos + (size_t)E * C, nat * nat, C);
+    vt_interp_bilinear(b, a, C, nat, nat, g, g, 0);
+    for (int i = 0; i < g * g; i++)
+        for (int d = 0; d < C; d++)
+            out[(size_t)(E + i) * C + d] = b[(size_t)d * g * g + i];
+    free(a);
+    free(b);
+    return out;
+}
+
+static int dge_bind(dge_net *n, const vt_frame *w)
+{
+    const dge_config *c = &n->c;
+    dge_weights *W = &n->w;
+    char name[160], pre[64];
+    int deit = is_deit(c->kind), l = 0;
+#define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
+    W->blocks = vt_xcalloc((size_t)c->layers, sizeof *W->blocks);
+    for (int i = 0; i < c->nstages; i++) {
+        const dge_stage_cfg *s = &c->st[i];
+        size_t C = s->dim, F = s->hidden, p = s->patch;
+        const char *sfx = deit ? "" : (const char *[]){"1", "2", "3", "4"}[i];
+        const float *pos;
+        NAME("pos_embed%s", sfx); GET(pos, (size_t)s->pos_rows * C);
+        W->pos[i] = s->resample ? resample_pos(n, s, pos) : pos;
+        NAME("patch_embed%s.proj.weight", sfx); GET(W->pew[i], C * s->cin * p * p);
+        NAME("patch_embed%s.proj.bias", sfx); GET(W->peb[i], C);
+        if (!deit) {
+            NAME("patch_embed%s.norm.weight", sfx); GET(W->penw[i], C);
+            NAME("patch_embed%s.norm.bias", sfx); GET(W->penb[i], C);
+        }
+        for (int b = 0; b < s->depth; b++, l++) {
+            dge_block *B = &W->blocks[l];
+            block_prefix(c, i, b, pre, sizeof pre);
+#define BG(dst, suffix, cnt) do { NAME("%s%s", pre, suffix); GET(dst, cnt); } while (0)
+            BG(B->n1w, "norm1.weight", C);
+            BG(B->n1b, "norm1.bias", C);
+            if (c->kind == K_DPVT) {
+                size_t hp = (size_t)s->heads * s->points;
+                BG(B->vw, "attn.v.weight", C * C);
+                if (c->qkv_bias)
+                    BG(B->vb, "attn.v.bias", C);
+                BG(B->aww, "attn.attn_weight.weight", hp * C);
+                BG(B->awb, "attn.attn_weight.bias", hp);
+                BG(B->offw, "attn.offsets.weight", 2 * hp * C);
+                BG(B->offb, "attn.offsets.bias", 2 * hp);
+            } else if (c->fused_qkv) {
+                /* rows [q | k | v]: q and kv are views of the fused matrix */
+                BG(B->qw, "attn.qkv.weight", 3 * C * C);
+                B->kvw = B->qw + C * C;
+                if (c->qkv_bias) {
+                    BG(B->qb, "attn.qkv.bias", 3 * C);
+                    B->kvb = B->qb + C;
+                }
+            } else {
+                BG(B->qw, "attn.q.weight", C * C);
+                BG(B->kvw, "attn.kv.weight", 2 * C * C);
+                if (c->qkv_bias) {
+                    BG(B->qb, "attn.q.bias", C);
+                    BG(B->kvb, "attn.kv.bias", 2 * C);
+                }
+                if (s->sr > 1) {
+                    BG(B->srw, "attn.sr.weight", C * C * s->sr * s->sr);
+                    BG(B->srb, "attn.sr.bias", C);
+                    BG(B->srnw, "attn.norm.weight", C);
+                    BG(B->srnb, "attn.norm.bias", C);
+                }
+            }
+            BG(B->projw, "attn.proj.weight", C * C);
+            BG(B->projb, "attn.proj.bias", C);
+            BG(B->n2w, "norm2.weight", C);
+            BG(B->n2b, "norm2.bias", C);
+            BG(B->fc1w, "mlp.fc1.weight", F * C);
+            BG(B->fc1b, "mlp.fc1.bias", F);
+            BG(B->fc2w, "mlp.fc2.weight", C * F);
+            BG(B->fc2b, "mlp.fc2.bias", C);
+            if (c->gated) {
+                size_t S = c->nsplits;
+                BG(B->gatew, "dge.router.gate.weight", S * C);
+                BG(B->gateb, "dge.router.gate.bias", S);
+                NAME("%sdge.splits", pre);
+                const vt_tensor *t = vt_frame_get(w, name);
+                for (int j = 0; t && j < c->nsplits; j++)
+                    if (vt_tensor_numel(t) != c->nsplits || vt_tensor_get(t, j) != c->splits[j])
+                        return vt_seterr("dge: %s does not hold the config's split_sizes", name);
+            }
+#undef BG
+        }
+    }
+    size_t CL = c->st[c->nstages - 1].dim;
+    if (c->kind != K_DPVT) {
+        NAME("cls_token");
+        GET(W->cls, CL);
+    }
+    NAME("norm.weight"); GET(W->normw, CL);
+    NAME("norm.bias"); GET(W->normb, CL);
+    NAME("head.weight"); GET(W->headw, (size_t)c->classes * CL);
+    NAME("head.bias"); GET(W->headb, (size_t)c->classes);
+#undef NAME
+#undef GET
+    return 0;
+}
+
+/* Per-layer bookkeeping: which stage/block, where its records live. */
+static void dge_layout(dge_net *n)
+{
+    const dge_config *c = &n->c;
+    int L = c->layers, l = 0;
+    n->lstage = vt_xcalloc((size_t)L, sizeof *n->lstage);
+    n->lblock = vt_xcalloc((size_t)L, sizeof *n->lblock);
+    n->reg_off = vt_xcalloc((size_t)L + 1, sizeof *n->reg_off);
+    n->out_off = vt_xcalloc((size_t)L + 1, sizeof *n->out_off);
+    for (int i = 0; i < c->nstages; i++)
+        for (int b = 0; b < c->st[i].depth; b++, l++) {
+            n->lstage[l] = i, n->lblock[l] = b;
+            n->reg_off[l + 1] = n->reg_off[l] + c->st[i].regions;
+            n->out_off[l + 1] = n->out_off[l] + (size_t)c->st[i].n * c->st[i].dim;
+        }
+    n->region_total = n->reg_off[L];
+    n->out_total = n->out_off[L];
+}
+
+static void run_free(dge_run *r)
+{
+    float *f[] = {r->x, r->xn, r->cols, r->kvin, r->kv, r->q0, r->q, r->qn, r->qp, r->att, r->h,
+                  r->aux, r->pooled, r->scratch, r->feat, r->gate, r->out, r->q0rec};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        free(f[i]);
+    free(r->patches);
+    free(r->decision);
+    free(r->nq);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+static void *zalloc(size_t n, size_t size) { return vt_xcalloc(n ? n : 1, size); }
+
+static int run_alloc(dge_net *n, int batch)
+{
+    const dge_config *c = &n->c;
+    dge_run *r = &n->r;
+    if (batch < 1 || batch > 1 << 16)
+        return vt_seterr("dge: batch %d out of range", batch);
+    run_free(r);
+    r->batch = batch;
+    size_t nc = 0, nf = 0, ncols = 0, nkv = 0, kv = 0, aux = 0, pooled = 0, scr = 0, nmax = 0;
+    for (int i = 0; i < c->nstages; i++) {
+        const dge_stage_cfg *s = &c->st[i];
+        size_t N = s->n, C = s->dim, hp = (size_t)s->heads * s->points;
+        nmax = zmax(nmax, N);
+        nc = zmax(nc, N * C);
+        nf = zmax(nf, N * s->hidden);
+        ncols = zmax(ncols, (size_t)s->grid * s->grid * s->cin * s->patch * s->patch);
+        ncols = zmax(ncols, (size_t)s->grid * s->grid * C);    /* sr patchify */
+        nkv = zmax(nkv, (size_t)s->nkv * C);
+        kv = zmax(kv, (size_t)s->nkv * 2 * C);
+        kv = zmax(kv, N * (c->fused_qkv ? 3 : 1) * C);
+        aux = zmax(aux, N * 3 * hp);
+        pooled = zmax(pooled, (size_t)s->regions * C);
+        if (c->kind != K_DPVT)
+            scr = zmax(scr, vt_attend_scratch(n->pool, s->heads, s->n, s->nkv));
+    }
+    r->x = zalloc(nc, sizeof(float));
+    r->xn = zalloc(nc, sizeof(float));
+    r->cols = zalloc(ncols, sizeof(float));
+    r->kvin = zalloc(nkv, sizeof(float));
+    r->kv = zalloc(kv, sizeof(float));
+    r->q0 = zalloc(nc, sizeof(float));
+    r->q = zalloc(nc, sizeof(float));
+    r->qn = zalloc(nc, sizeof(float));
+    r->qp = zalloc(nc, sizeof(float));
+    r->att = zalloc(nc, sizeof(float));
+    r->h = zalloc(nf, sizeof(float));
+    r->aux = zalloc(aux, sizeof(float));
+    r->pooled = zalloc(pooled, sizeof(float));
+    r->scratch = zalloc(scr, sizeof(float));
+    r->patches = zalloc(nmax, sizeof *r->patches);
+    r->feat = zalloc((size_t)batch * c->st[c->nstages - 1].dim, sizeof(float));
+    r->gate = zalloc((size_t)batch * n->region_total * c->nsplits, sizeof(float));
+    r->decision = zalloc((size_t)batch * n->region_total, sizeof(int8_t));
+    r->nq = zalloc((size_t)batch * c->layers, sizeof(int));
+    if (n->record) {
+        r->out = zalloc((size_t)batch * n->out_total, sizeof(float));
+        r->q0rec = zalloc((size_t)batch * c->st[0].n * c->st[0].dim, sizeof(float));
+    }
+    return 0;
+}
+
+/* ---- forward: the DGE router and the sparse queries ------------------ */
+
+/* Route the grid of x[n, C] (layer l, image b): region means of the raw
+ * tokens, gate logits, argmax (the first maximum wins). Records logits and
+ * decisions; returns the query rows in r->patches and their count. */
+static int route(dge_net *n, const dge_stage_cfg *s, const dge_block *B, int l, int b)
+{
+    const dge_config *c = &n->c;
+    dge_run *r = &n->r;
+    int C = s->dim, E = s->extra, W = s->grid, R = c->region, wr = W / R, S = c->nsplits;
+    const float *grid = r->x + (size_t)E * C;
+    float *logits = r->gate + ((size_t)b * n->region_total + n->reg_off[l]) * S;
+    int8_t *dec = r->decision + (size_t)b * n->region_total + n->reg_off[l];
+    dge_patch *pt = r->patches;
+    int nq = 0;
+    for (int e = 0; e < E; e++)
+        pt[nq++] = (dge_patch){-1 - e, 0, 1};
+    for (int reg = 0; reg < s->regions; reg++) {
+        int ry = reg / wr, rx = reg % wr;
+        /* AvgPool2d(R, R): sum row-major, then divide */
+        float *g = r->pooled + (size_t)reg * C;
+        memset(g, 0, (size_t)C * sizeof *g);
+        for (int dy = 0; dy < R; dy++)
+            for (int dx = 0; dx < R; dx++)
+                vt_add(g, grid + ((size_t)(ry * R + dy) * W + rx * R + dx) * C, (size_t)C);
+        for (int ch = 0; ch < C; ch++)
+            g[ch] /= (float)(R * R);
+        int best = 0;
+        for (int k = 0; k < S; k++) {
+            double acc = B->gateb[k];
+            for (int ch = 0; ch < C; ch++)
+                acc += (double)g[ch] * B->gatew[(size_t)k * C + ch];
+            logits[(size_t)reg * S + k] = (float)acc;
+            if (logits[(size_t)reg * S + k] > logits[(size_t)reg * S + best])
+                best = k;
+        }
+        int sp = c->splits[best], side = R / sp;
+        dec[reg] = (int8_t)sp;
+        for (int i = 0; i < sp; i++)
+            for (int j = 0; j < sp; j++)
+                pt[nq++] = (dge_patch){ry * R + i * side, rx * R + j * side, side};
+    }
+    return nq;
+}
+
+/* q0[nq, C]: each query row's patch mean of x (grained_sample_compress:
+ * sum row-major, then divide by side^2); extra tokens copied. */
+static void compress(const dge_stage_cfg *s, const dge_patch *pt, int nq, const float *x,
+                     float *q0)
+{
+    int C = s->dim, E = s->extra, W = s->grid;
+    for (int i = 0; i < nq; i++) {
+        float *o = q0 + (size_t)i * C;
+        const dge_patch *p = &pt[i];
+        if (p->y0 < 0) {
+            memcpy(o, x + (size_t)(-1 - p->y0) * C, (size_t)C * sizeof *o);
+            continue;
+        }
+        memcpy(o, x + ((size_t)E + (size_t)p->y0 * W + p->x0) * C, (size_t)C * sizeof *o);
+        if (p->side == 1)
+            continue;
+        for (int dy = 0; dy < p->side; dy++)
+            for (int dx = dy ? 0 : 1; dx < p->side; dx++)
+                vt_add(o, x + ((size_t)E + (size_t)(p->y0 + dy) * W + p->x0 + dx) * C, (size_t)C);
+        float area = (float)(p->side * p->side);
+        for (int ch = 0; ch < C; ch++)
+            o[ch] /= area;
+    }
+}
+
+/* x += (q - q0) on every token of each row's patch
+ * (grained_sample_decompress with add_ref on q - q0). q is overwritten. */
+static void decompress(const dge_stage_cfg *s, const dge_patch *pt, int nq, float *q,
+                       const float *q0, float *x)
+{
+    int C = s->dim, E = s->extra, W = s->grid;
+    for (int i = 0; i < nq; i++) {
+        float *d = q + (size_t)i * C;
+        const float *z = q0 + (size_t)i * C;
+        for (int ch = 0; ch < C; ch++)
+            d[ch] -= z[ch];
+        const dge_patch *p = &pt[i];
+        if (p->y0 < 0) {
+            vt_add(x + (size_t)(-1 - p->y0) * C, d, (size_t)C);
+            continue;
+        }
+        for (int dy = 0; dy < p->side; dy++)
+            for (int dx = 0; dx < p->side; dx++)
+                vt_add(x + ((size_t)E + (size_t)(p->y0 + dy) * W + p->x0 + dx) * C, d, (size_t)C);
+    }
+}
+
+/* ---- forward: blocks ------------------------------------------------- */
+
+/* Attention of the nq queries qp (row stride ldq) over the keys/values
+ * k, v (row stride ldkv): att[nq, C], heads concatenated. */
+static void attend(dge_net *n, const dge_stage_cfg *s, const float *qp, int ldq, const float *k,
+                   const float *v, int ldkv, int nq, int nkv)
+{
+    dge_run *r = &n->r;
+    int C = s->dim, d = C / s->heads;
+    vt_attend_head hd[64];
+    float scale = (float)pow((double)d, -0.5);   /* head_dim ** -0.5, as a C float */
+    for (int j0 = 0; j0 < s->heads; j0 += 64) {
+        int nh = s->heads - j0 < 64 ? s->heads - j0 : 64;
+        for (int j = 0; j < nh; j++) {
+            size_t o = (size_t)(j0 + j) * d;
+            hd[j] = (vt_attend_head){qp + o, k + o, v + o, r->att + o};
+        }
+        vt_attend(n->pool, hd, nh, ldq, ldkv, ldkv, C, nq, nkv, d, scale, r->scratch, NULL);
+    }
+}
+
+/* One transformer block on image b's stream x[n, C]; a DGE block when
+ * the net is gated (queries: the patch means the router chose; dense:
+ * every token, updated in place). Returns the number of queries. */
+static int block(dge_net *n, int i, int l, int b)
+{
+    const dge_config *c = &n->c;
+    const dge_stage_cfg *s = &c->st[i];
+    const dge_block *B = &n->w.blocks[l];
+    dge_run *r = &n->r;
+    int C = s->dim, N = s->n, F = s->hidden, nq = N, nkv = s->nkv;
+    float eps = c->ln_eps;
+    float *q = r->x;        /* the query stream */
+    if (c->gated) {
+        nq = route(n, s, B, l, b);
+        compress(s, r->patches, nq, r->x, r->q0);
+        if (l == 0 && n->record)
+            memcpy(r->q0rec + (size_t)b * c->st[0].n * c->st[0].dim, r->q0,
+                   (size_t)nq * C * sizeof(float));
+        q = r->q;
+        memcpy(q, r->q0, (size_t)nq * C * sizeof *q);
+    }
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, eps);
+    const float *qp, *k, *v;
+    int ldq = C, ldkv = 2 * C;
+    if (c->fused_qkv) {
+        /* plain DeiT: one product gives q | k | v */
+        vt_linear(n->pool, r->kv, r->xn, B->qw, B->qb, N, C, 3 * C, 0, 0);
+        qp = r->kv, k = r->kv + C, v = r->kv + 2 * C, ldq = ldkv = 3 * C;
+    } else {
+        const float *kvin = r->xn;
+        if (s->sr > 1) {
+            int g = s->grid, gs = g / s->sr;
+            vt_patchify_tokens(r->cols, r->xn, g, g, C, s->sr);
+            vt_linear(n->pool, r->kvin, r->cols, B->srw, B->srb, gs * gs, C * s->sr * s->sr,
+                      C, 0, 0);
+            vt_layernorm_mt(n->pool, r->kvin, r->kvin, B->srnw, B->srnb, gs * gs, C, c->sr_eps);
+            kvin = r->kvin;
+        }
+        vt_linear(n->pool, r->kv, kvin, B->kvw, B->kvb, nkv, C, 2 * C, 0, 0);
+        k = r->kv, v = r->kv + C;
+        /* queries: LN1 of the pooled queries (dense: LN1(x), done) */
+        const float *qn = r->xn;
+        if (c->gated) {
+            vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, nq, C, eps);
+            qn = r->qn;
+        }
+        vt_linear(n->pool, r->qp, qn, B->qw, B->qb, nq, C, C, 0, 0);
+        qp = r->qp;
+    }
+    attend(n, s, qp, ldq, k, v, ldkv, nq, nkv);
+    /* q += proj(att); q += fc2(GELU(fc1(LN2(q)))) */
+    vt_linear(n->pool, q, r->att, B->projw, B->projb, nq, C, C, 1, 0);
+    vt_layernorm_mt(n->pool, r->qn, q, B->n2w, B->n2b, nq, C, eps);
+    vt_linear(n->pool, r->h, r->qn, B->fc1w, B->fc1b, nq, C, F, 0, 1);
+    vt_linear(n->pool, q, r->h, B->fc2w, B->fc2b, nq, F, C, 1, 0);
+    if (c->gated)
+        decompress(s, r->patches, nq, q, r->q0, r->x);
+    return nq;
+}
+
+/* A deformable-PVT block on x[n, C] (no CLS, no sr), in place:
+ *   x += proj(points(LN1 x));  x += fc2(GELU(fc1(LN2 x)))
+ * points: v = Linear(u), offsets [n, h, P, 2] and point weights
+ * softmax_P(Linear(u)) [n, h, P] from u = LN1(x); lib/ops/deform.h. */
+static void dpvt_block(dge_net *n, int i, int l)
+{
+    const dge_config *c = &n->c;
+    const dge_stage_cfg *s = &c->st[i];
+    const dge_block *B = &n->w.blocks[l];
+    dge_run *r = &n->r;
+    int C = s->dim, N = s->n, F = s->hidden, hp = s->heads * s->points, g = s->grid;
+    float *off = r->aux, *wts = r->aux + (size_t)N * 2 * hp;
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, c->ln_eps);
+    vt_linear(n->pool, r->kv, r->xn, B->vw, B->vb, N, C, C, 0, 0);
+    vt_linear(n->pool, off, r->xn, B->offw, B->offb, N, C, 2 * hp, 0, 0);
+    vt_linear(n->pool, wts, r->xn, B->aww, B->awb, N, C, hp, 0, 0);
+    vt_softmax(wts, N * s->heads, s->points);
+    vt_deform_attend(n->pool, r->att, C, r->kv, C, off, wts, g, g, s->heads, s->points,
+                     C / s->heads);
+    vt_linear(n->pool, r->x, r->att, B->projw, B->projb, N, C, C, 1, 0);
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, c->ln_eps);
+    vt_linear(n->pool, r->h, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 1);
+    vt_linear(n->pool, r->x, r->h, B->fc2w, B->fc2b, N, F, C, 1, 0);
+}
+
+/* x[n, C] of stage i: patch embedding of the image (stage 0) or of the
+ * previous stage's grid (in r->x), PVT's LayerNorm, CLS, + pos. */
+static void embed(dge_net *n, int i, const float *img)
+{
+    const dge_config *c = &n->c;
+    const dge_stage_cfg *s = &c->st[i];
+    const dge_weights *W = &n->w;
+    dge_run *r = &n->r;
+    int C = s->dim, E = s->extra, g = s->grid, p = s->patch, m = g * g;
+    float *grid = r->x + (size_t)E * C;
+    if (i == 0) {
+        vt_conv2d_tokens(n->pool, grid, img, 3, s->in_grid, s->in_grid, W->pew[0], W->peb[0], C,
+                         p, p, 0, r->cols);
+    } else {
+        vt_patchify_tokens(r->cols, r->x, s->in_grid, s->in_grid, s->cin, p);
+        vt_linear(n->pool, grid, r->cols, W->pew[i], W->peb[i], m, s->cin * p * p, C, 0, 0);
+    }
+    if (W->penw[i])
+        vt_layernorm_mt(n->pool, grid, grid, W->penw[i], W->penb[i], m, C, c->pe_eps);
+    if (E)
+        memcpy(r->x, W->cls, (size_t)C * sizeof(float));
+    vt_add(r->x, W->pos[i], (size_t)s->n * C);
+}
+
+/* Image b through every stage; its features into r->feat[b]. */
+static void forward_image(dge_net *n, int b, const float *img)
+{
+    const dge_config *c = &n->c;
+    dge_run *r = &n->r;
+    int l = 0;
+    for (int i = 0; i < c->nstages; i++) {
+        const dge_stage_cfg *s = &c->st[i];
+        embed(n, i, img);
+        for (int k = 0; k < s->depth; k++, l++) {
+            int nq = s->n;
+            if (c->kind == K_DPVT)
+                dpvt_block(n, i, l);
+            else
+                nq = block(n, i, l, b);
+            r->nq[(size_t)b * c->layers + l] = nq;
+            if (n->record)
+                memcpy(r->out + (size_t)b * n->out_total + n->out_off[l], r->x,
+                       (size_t)s->n * s->dim * sizeof(float));
+        }
+    }
+    const dge_stage_cfg *s = &c->st[c->nstages - 1];
+    int C = s->dim;
+    float *f = r->feat + (size_t)b * C;
+    if (c->kind == K_DPVT) {
+        vt_layernorm_mt(n->pool, r->xn, r->x, n->w.normw, n->w.normb, s->n, C, c->ln_eps);
+        vt_mean_rows(f, r->xn, s->n, C);
+    } else {
+        vt_layernorm(f, r->x, n->w.normw, n->w.normb, 1, C, c->ln_eps);
+    }
+}
+
+static int dge_forward(void *net, const float *x, int batch, float *logits)
+{
+    dge_net *n = net;
+    if (!n || n->magic != DGE_MAGIC)
+        return vt_seterr("dge: not a dge net");
+    if (batch < 1)
+        return vt_seterr("dge: batch %d", batch);
+    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+        return -1;
+    const dge_config *c = &n->c;
+    size_t img = (size_t)3 * c->img_size * c->img_size;
+    n->last_batch = 0;
+    for (int b = 0; b < batch; b++)
+        forward_image(n, b, x + b * img);
+    int CL = c->st[c->nstages - 1].dim;
+    vt_linear(n->pool, logits, n->r.feat, n->w.headw, n->w.headb, batch, CL, c->classes, 0, 0);
+    n->last_batch = batch;
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void dge_destroy(void *net)
+{
+    dge_net *n = net;
+    if (!n)
+        return;
+    run_free(&n->r);
+    vt_pool_free(n->pool);
+    vt_store_free(&n->store);
+    free(n->w.blocks);
+    free(n->lstage);
+    free(n->lblock);
+    free(n->reg_off);
+    free(n->out_off);
+    n->magic = 0;
+    free(n);
+}
+
+static void *dge_create(const cJSON *cfg, const vt_frame *weights, const vt_run_opts *o)
+{
+    dge_net *n = vt_xcalloc(1, sizeof *n);
+    n->magic = DGE_MAGIC;
+    if (dge_config_read(cfg, &n->c) < 0 || dge_bind(n, weights) < 0) {
+        dge_destroy(n);
+        return NULL;
+    }
+    dge_layout(n);
+    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+        dge_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- what the gates did (models/dge.h) ------------------------------- */
+
+static const dge_net *as_net(const void *net)
+{
+    const dge_net *n = net;
+    if (!n || n->magic != DGE_MAGIC)
+        return vt_seterr("not a dge net"), NULL;
+    return n;
+}
+
+/* The net, when image is in its last forward pass and layer exists. */
+static const dge_net *as_run(const void *net, int image, int layer)
+{
+    const dge_net *n = as_net(net);
+    if (!n)
+        return NULL;
+    if (!n->last_batch)
+        return vt_seterr("dge: no forward pass yet"), NULL;
+    if (image < 0 || image >= n->last_batch)
+        return vt_seterr("dge: image %d not in the last batch of %d", image, n->last_batch), NULL;
+    if (layer < 0 || layer >= n->c.layers)
+        return vt_seterr("dge: layer %d not in 0..%d", layer, n->c.layers - 1), NULL;
+    return n;
+}
+
+int vt_dge_layers(const void *net)
+{
+    const dge_net *n = as_net(net);
+    return n ? n->c.layers : -1;
+}
+
+int vt_dge_layer_info(const void *net, int layer, vt_dge_layer *out)
+{
+    const dge_net *n = as_net(net);
+    if (!n)
+        return -1;
+    if (layer < 0 || layer >= n->c.layers)
+        return vt_seterr("dge: layer %d not in 0..%d", layer, n->c.layers - 1);
+    const dge_stage_cfg *s = &n->c.st[n->lstage[layer]];
+    memset(out, 0, sizeof *out);
+    out->stage = n->lstage[layer] + 1;
+    out->block = n->lblock[layer];
+    out->gated = n->c.gated;
+    out->h = out->w = s->grid;
+    out->extra = s->extra;
+    out->dim = s->dim;
+    if (n->c.gated) {
+        out->region = n->c.region;
+        out->hr = out->wr = s->grid / n->c.region;
+        out->nsplits = n->c.nsplits;
+    }
+    return 0;
+}
+
+int vt_dge_layer_index(const void *net, int stage, int block)
+{
+    const dge_net *n = as_net(net);
+    if (!n)
+        return -1;
+    for (int l = 0; l < n->c.layers; l++)
+        if (n->lstage[l] + 1 == stage && n->lblock[l] == block)
+            return l;
+    return -1;
+}
+
+int vt_dge_batch(const void *net)
+{
+    const dge_net *n = as_net(net);
+    return n ? n->last_batch : 0;
+}
+
+const int8_t *vt_dge_decisions(const void *net, int image, int layer)
+{
+    const dge_net *n = as_run(net, image, layer);
+    if (!n)
+        return NULL;
+    if (!n->c.gated)
+        return vt_seterr("dge: %s has no gates", kind_names[n->c.kind]), NULL;
+    return n->r.decision + (size_t)image * n->region_total + n->reg_off[layer];
+}
+
+const float *vt_dge_gate_logits(const void *net, int image, int layer)
+{
+    const dge_net *n = as_run(net, image, layer);
+    if (!n)
+        return NULL;
+    if (!n->c.gated)
+        return vt_seterr("dge: %s has no gates", kind_names[n->c.kind]), NULL;
+    return n->r.gate + ((size_t)image * n->region_total + n->reg_off[layer]) * n->c.nsplits;
+}
+
+int vt_dge_queries(const void *net, int image, int layer)
+{
+    const dge_net *n = as_run(net, image, layer);
+    return n ? n->r.nq[(size_t)image * n->c.layers + layer] : -1;
+}
+
+const float *vt_dge_features(const void *net, int image, int *dim)
+{
+    const dge_net *n = as_run(net, image, 0);
+    if (!n)
+        return NULL;
+    int C = n->c.st[n->c.nstages - 1].dim;
+    if (dim)
+        *dim = C;
+    return n->r.feat + (size_t)image * C;
+}
+
+int vt_dge_record(void *net, int on)
+{
+    dge_net *n = (dge_net *)as_net(net);
+    if (!n)
+        return -1;
+    n->record = on != 0;
+    n->last_batch = 0;
+    return run_alloc(n, n->r.batch);
+}
+
+const float *vt_dge_layer_out(const void *net, int image, int layer, int *rows, int *dim)
+{
+    const dge_net *n = as_run(net, image, layer);
+    if (!n)
+        return NULL;
+    if (!n->r.out)
+        return vt_seterr("dge: layer outputs are not recorded (vt_dge_record)"), NULL;
+    const dge_stage_cfg *s = &n->c.st[n->lstage[layer]];
+    if (rows)
+        *rows = s->n;
+    if (dim)
+        *dim = s->dim;
+    return n->r.out + (size_t)image * n->out_total + n->out_off[layer];
+}
+
+const float *vt_dge_queries0(const void *net, int image, int *nq, int *dim)
+{
+    const dge_net *n = as_run(net, image, 0);
+    if (!n)
+        return NULL;
+    if (!n->r.q0rec || !n->c.gated)
+        return vt_seterr("dge: layer 0's queries are not recorded (vt_dge_record, gated nets)"),
+               NULL;
+    if (nq)
+        *nq = n->r.nq[(size_t)image * n->c.layers];
+    if (dim)
+        *dim = n->c.st[0].dim;
+    return n->r.q0rec + (size_t)image * n->c.st[0].n * n->c.st[0].dim;
+}
+
+int vt_dge_patches(const void *net, int image, int layer, int64_t *rows)
+{
+    const int8_t *dec = vt_dge_decisions(net, image, layer);
+    if (!dec)
+        return -1;
+    const dge_net *n = net;
+    const dge_stage_cfg *s = &n->c.st[n->lstage[layer]];
+    int R = n->c.region, wr = s->grid / R, k = 0;
+    for (int e = 0; e < s->extra; e++, k++)
+        if (rows) {
+            int64_t *o = rows + (size_t)k * 4;
+            o[0] = image, o[1] = -1 - e, o[2] = 0, o[3] = 1;
+        }
+    for (int reg = 0; reg < s->regions; reg++) {
+        int sp = dec[reg], side = R / sp;
+        for (int i = 0; i < sp; i++)
+            for (int j = 0; j < sp; j++, k++)
+                if (rows) {
+                    int64_t *o = rows + (size_t)k * 4;
+                    o[0] = image, o[1] = (reg / wr) * R + i * side, o[2] = (reg % wr) * R + j * side;
+                    o[3] = side;
+                }
+    }
+    return k;
+}
+
+/* What image `image` of the last pass cost: the layers at the queries
+ * their gates chose, plus the routers. */
+static int dge_spent(const void *net, int image, vt_cost *out)
+{
+    const dge_net *n = as_run(net, image, 0);
+    if (!n)
+        return -1;
+    const dge_config *c = &n->c;
+    memset(out, 0, sizeof *out);
+    fixed_cost(c, out);
+    for (int l = 0; l < c->layers; l++)
+        layer_cost(c, n->lstage[l], n->r.nq[(size_t)image * c->layers + l], c->gated, out);
+    return 0;
+}
+
+const vt_family vt_family_dge = {
+    .name = "dge",
+    .archs = dge_archs,
+    .config = dge_config_defaults,
+    .params = dge_params,
+    .create = dge_create,
+    .forward = dge_forward,
+    .destroy = dge_destroy,
+    .cost = dge_cost,
+    .spent = dge_spent,
+};
