@@ -1,6 +1,7 @@
 /* sigmap.c - the table of significance-map sources (see sigmap.h and
  * vt-sigmap(1)). A family adds its methods to `methods` below. */
 #include "sigmap.h"
+#include "models/groupmix.h"
 #include "models/sgformer.h"
 #include "ops.h"
 #include "util.h"
@@ -184,6 +185,48 @@ static int vit_compute_rollout(const vt_model *m, int image, const vt_sigmap_whe
     return 0;
 }
 
+/* ---- groupmix: attention each token receives ----------------------------
+ * GroupMixFormer's attention is factorized (softmax of K over the tokens,
+ * Q (K~^T V)): there is no N x N map to read, but its implicit one,
+ * A_h = scale Q^_h K~_h^T, has column means that cost O(N d) (see
+ * models/groupmix.h); lib/models/groupmix.c computes them in the last block
+ * of the last stage on every forward pass. Stages and blocks as in the state
+ * dict: groupmixformer_backbone.{0..3}.gma_stage.{j}. */
+
+static int gm_resolve(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+{
+    int depths[4];
+    if (vt_cfg_ints(m->config, "serial_depths", depths, 4) != 4)
+        return vt_seterr("groupmix: the model's config has no 4 serial_depths");
+    int last = depths[3] - 1;
+    if (stage != VT_SIGMAP_DEFAULT && stage != 3)
+        return vt_seterr("groupmix stages are 0 to 3 (groupmixformer_backbone.N); "
+                         "attention is taken in the last one, 3, not %d", stage);
+    if (block != VT_SIGMAP_DEFAULT && (block < 0 || block > last))
+        return vt_seterr("stage 3 has blocks 0 to %d, not %d", last, block);
+    if (block != VT_SIGMAP_DEFAULT && block != last)
+        return vt_seterr("attention: only the last block's (block %d) is available", last);
+    vt_groupmix_sigmap(m->net, &w->h, &w->w);
+    if (w->h <= 0 || w->w <= 0)
+        return vt_seterr("groupmix: no stage-3 grid");
+    w->stage = 3;
+    w->block = last;
+    return 0;
+}
+
+static int gm_compute(const vt_model *m, int image, const vt_sigmap_where *w, float *out)
+{
+    int h, wd;
+    const float *map = vt_groupmix_sigmap(m->net, &h, &wd);
+    if (!map) return -1;
+    if (image != 0)     /* the net keeps the last image's map: run one at a time */
+        return vt_seterr("groupmix: attention of image %d: run images one at a time", image);
+    if (h != w->h || wd != w->w)
+        return vt_seterr("groupmix map is %dx%d, expected %dx%d", h, wd, w->h, w->w);
+    memcpy(out, map, (size_t)h * wd * sizeof *out);
+    return 0;
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const vt_sigmap_method methods[] = {
@@ -202,6 +245,9 @@ static const vt_sigmap_method methods[] = {
     {"vit", "rollout",
      "attention rollout (Abnar & Zuidema 2020) through blocks 0..--block", 0, NULL,
      vit_resolve_rollout, vit_compute_rollout},
+    {"groupmix", "attention",
+     "mean implicit attention each token receives in the last block, over heads and queries",
+     1, NULL, gm_resolve, gm_compute},
     {NULL, NULL, NULL, 0, NULL, NULL, NULL},
 };
 

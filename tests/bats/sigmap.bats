@@ -8,6 +8,7 @@ bats_require_minimum_version 1.5.0
 
 VIT=$FIX/vit
 SGF=$FIX/sgformer
+GMF=$FIX/groupmix
 
 setup_file() {
   # The SG-Former fixture as a model file, shared by the tests.
@@ -164,6 +165,7 @@ have_py() { [ -x "$PY" ]; }
   [[ "$output" == *"sgformer   sgformer "*"(default)"* ]]
   [[ "$output" == *"vit        cls "*"(default)"* ]]
   [[ "$output" == *"vit        rollout "* ]]
+  [[ "$output" == *"groupmix   attention "*"(default)"* ]]
   [[ "$output" != *"(not available yet)"* ]]
 }
 
@@ -294,6 +296,48 @@ for b, (meta, ts) in enumerate(fr):
 ' "$T/$n.frames" "$VIT/$n-rollout.npy" "$b"
     done
   done
+}
+
+@test "sigmap: groupmix attention equals the official modules' implicit map (64 and 128 px)" {
+  have_py || skip "no /usr/bin/python3"
+  # The fixture's inputs: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2.
+  py '
+import json
+for path, b, s in ((sys.argv[1], 2, 64), (sys.argv[2], 1, 128)):
+    write_npy(path, [b, 3, s, s], [(((i * 2654435761) & 0xffffffff) >> 24) / 64.0 - 2
+                                   for i in range(b * 3 * s * s)])
+m = json.load(open(sys.argv[3]))
+m["size"] = m["config"]["img_size"] = 128
+json.dump(m, open(sys.argv[4], "w"))
+' "$T/in64.npy" "$T/in128.npy" "$GMF/meta.json" "$T/meta128.json"
+  "$BIN/vt-convert" --arch groupmixformer_s --config "$GMF/meta.json" "$GMF/checkpoint.pth" -o "$T/gm"
+  "$BIN/vt-convert" --arch groupmixformer_s --config "$T/meta128.json" "$GMF/checkpoint.pth" -o "$T/gm128"
+  "$BIN/vt-sigmap" -m "$T/gm" "$T/in64.npy" > "$T/f64"                    # the default method
+  "$BIN/vt-sigmap" -m "$T/gm128" --method attention --stage 3 "$T/in128.npy" > "$T/f128"
+  for s in 64 128; do
+    ref=$GMF/attention.npy; [ $s = 64 ] || ref=$GMF/attention_128.npy
+    py '
+fr = frames(sys.argv[1]); shape, ref = npy(sys.argv[2])
+B, H, W = shape
+assert len(fr) == B, (len(fr), B)
+for b, (meta, ts) in enumerate(fr):
+    assert (meta["method"], meta["stage"], meta["block"]) == ("attention", "3", "0"), meta
+    (h, w), got = ts["sigmap"]
+    assert (h, w) == (H, W), (h, w, H, W)
+    e = relerr(got, ref[b * H * W:(b + 1) * H * W])
+    print("# %s image %d: relative error %.3g" % (sys.argv[2].split("/")[-1], b, e))
+    assert e <= 1e-5, e
+' "$T/f$s" "$ref"
+  done
+  run_err "$BIN/vt-sigmap" -m "$T/gm" --stage 2 "$T/in64.npy"
+  [ "$status" -eq 2 ]
+  one_error_line gm "stages are 0 to 3.*not 2"
+  run_err "$BIN/vt-sigmap" -m "$T/gm" --block 1 "$T/in64.npy"
+  [ "$status" -eq 2 ]
+  one_error_line gm "blocks 0 to 0, not 1"
+  run_err "$BIN/vt-sigmap" -m "$T/gm" --method cls "$T/in64.npy"
+  [ "$status" -eq 2 ]
+  one_error_line gm "no method 'cls' for the groupmix family \\(it has: attention\\)"
 }
 
 @test "sigmap: sgformer maps equal the fixture's significance maps (M, G, L; stages 1-3)" {
