@@ -31,6 +31,7 @@ static const char usage[] =
     "                       --list-methods)\n"
     "      --stage N        stage of the map (default: the last one with a map)\n"
     "      --block N        block of the map (default: the last one with a map)\n"
+    "      --query Y,X      query token, for methods that take one (pale)\n"
     "  -t, --threads N      threads (online cores)\n"
     "      --png FILE       draw the map of the one image into FILE\n"
     "      --png-dir DIR    draw DIR/STEM.png for each image\n"
@@ -138,6 +139,10 @@ static void make_frame(const job *j, const vt_frame *f, const char *name, float 
     vt_frame_set_meta(out, "stage", buf);
     snprintf(buf, sizeof buf, "%d", w->block);
     vt_frame_set_meta(out, "block", buf);
+    if (w->qy != VT_SIGMAP_DEFAULT) {
+        snprintf(buf, sizeof buf, "%d,%d", w->qy, w->qx);
+        vt_frame_set_meta(out, "query", buf);
+    }
     float lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < (size_t)w->h * w->w; i++) {
         if (map[i] < lo) lo = map[i];
@@ -256,34 +261,60 @@ static int parse_opt_int(const char *opt, const char *s, long min, long max, int
     return 0;
 }
 
+/* --query Y,X: two token coordinates */
+static int parse_query(const char *s, vt_sigmap_opts *o)
+{
+    char y[32];
+    const char *comma = strchr(s, ',');
+    size_t n = comma ? (size_t)(comma - s) : sizeof y;
+    long vy, vx;
+    if (n < sizeof y) {
+        memcpy(y, s, n);
+        y[n] = 0;
+    }
+    if (n >= sizeof y || vt_parse_int(y, 0, 100000, &vy) < 0 ||
+        vt_parse_int(comma + 1, 0, 100000, &vx) < 0) {
+        fprintf(stderr, "%s: --query: expected Y,X (token row and column from 0), got '%s'\n",
+                prog, s);
+        return -1;
+    }
+    o->qy = (int)vy;
+    o->qx = (int)vx;
+    return 0;
+}
+
 static int usage_error(const char *msg)
 {
     fprintf(stderr, "%s: %s; try --help\n", prog, msg);
     return 2;
 }
 
-enum { O_METHOD = 256, O_STAGE, O_BLOCK, O_PNG, O_PNGDIR, O_OVERLAY, O_ALPHA, O_LIST };
+enum { O_METHOD = 256, O_STAGE, O_BLOCK, O_QUERY, O_PNG, O_PNGDIR, O_OVERLAY, O_ALPHA, O_LIST };
 
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"method", required_argument, 0, O_METHOD},
         {"stage", required_argument, 0, O_STAGE}, {"block", required_argument, 0, O_BLOCK},
+        {"query", required_argument, 0, O_QUERY},
         {"threads", required_argument, 0, 't'}, {"png", required_argument, 0, O_PNG},
         {"png-dir", required_argument, 0, O_PNGDIR}, {"overlay", no_argument, 0, O_OVERLAY},
         {"alpha", required_argument, 0, O_ALPHA}, {"list-methods", no_argument, 0, O_LIST},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
     const char *model = NULL, *method = NULL, *png = NULL, *png_dir = NULL;
-    int stage = VT_SIGMAP_DEFAULT, block = VT_SIGMAP_DEFAULT, threads = 0, overlay = 0;
+    vt_sigmap_opts so = {VT_SIGMAP_DEFAULT, VT_SIGMAP_DEFAULT, VT_SIGMAP_DEFAULT,
+                         VT_SIGMAP_DEFAULT};
+    int threads = 0, overlay = 0;
     int alpha_set = 0, opt;
     double alpha = 0.5;
     while ((opt = getopt_long(argc, argv, "m:t:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
         case O_METHOD: method = optarg; break;
-        case O_STAGE: if (parse_opt_int("--stage", optarg, 0, 1000, &stage) < 0) return 2; break;
-        case O_BLOCK: if (parse_opt_int("--block", optarg, 0, 100000, &block) < 0) return 2; break;
+        case O_STAGE: if (parse_opt_int("--stage", optarg, 0, 1000, &so.stage) < 0) return 2; break;
+        case O_BLOCK: if (parse_opt_int("--block", optarg, 0, 100000, &so.block) < 0) return 2; break;
+        case O_QUERY: if (parse_query(optarg, &so) < 0) return 2; break;
         case 't': if (parse_opt_int("-t", optarg, 1, 1024, &threads) < 0) return 2; break;
         case O_PNG: png = optarg; break;
         case O_PNGDIR: png_dir = optarg; break;
@@ -335,7 +366,7 @@ int main(int argc, char **argv)
         return 1;
     }
     j->method = vt_sigmap_find(&j->m, method);
-    if (!j->method || j->method->resolve(&j->m, stage, block, &j->where) < 0) {
+    if (!j->method || vt_sigmap_resolve(&j->m, j->method, &so, &j->where) < 0) {
         report(model);
         status = 2;
         goto done;

@@ -1,6 +1,8 @@
 /* sigmap.c - the table of significance-map sources (see sigmap.h and
  * vt-sigmap(1)). A family adds its methods to `methods` below. */
 #include "sigmap.h"
+#include "models/groupmix.h"
+#include "models/pale.h"
 #include "models/sgformer.h"
 #include "ops.h"
 #include "util.h"
@@ -40,9 +42,10 @@ static int sg_last_hybrid(const void *net, int stage)
     return any;
 }
 
-static int sg_resolve(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+static int sg_resolve(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
 {
     const void *net = m->net;
+    int stage = o->stage, block = o->block;
     if (stage != VT_SIGMAP_DEFAULT && (stage < 1 || stage > 4))
         return vt_seterr("sgformer has stages 1 to 4, not %d", stage);
     int s0 = stage == VT_SIGMAP_DEFAULT ? 4 : stage, s1 = stage == VT_SIGMAP_DEFAULT ? 1 : stage;
@@ -117,18 +120,18 @@ static int vit_where(const vt_model *m, int stage, int block, vt_sigmap_where *w
     return 0;
 }
 
-static int vit_resolve(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+static int vit_resolve(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
 {
-    if (vit_where(m, stage, block, w) < 0) return -1;
+    if (vit_where(m, o->stage, o->block, w) < 0) return -1;
     int depth = vt_cfg_int(m->config, "depth", 12);
     if (w->block != depth - 1)
         return vt_seterr("cls: only the last block's attention (block %d) is available", depth - 1);
     return 0;
 }
 
-static int vit_resolve_rollout(const vt_model *m, int stage, int block, vt_sigmap_where *w)
+static int vit_resolve_rollout(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
 {
-    if (vit_where(m, stage, block, w) < 0) return -1;
+    if (vit_where(m, o->stage, o->block, w) < 0) return -1;
     return vt_vit_keep_attention(m, w->block + 1);
 }
 
@@ -184,6 +187,92 @@ static int vit_compute_rollout(const vt_model *m, int image, const vt_sigmap_whe
     return 0;
 }
 
+/* ---- groupmix: attention each token receives ----------------------------
+ * GroupMixFormer's attention is factorized (softmax of K over the tokens,
+ * Q (K~^T V)): there is no N x N map to read, but its implicit one,
+ * A_h = scale Q^_h K~_h^T, has column means that cost O(N d) (see
+ * models/groupmix.h); lib/models/groupmix.c computes them in the last block
+ * of the last stage on every forward pass. Stages and blocks as in the state
+ * dict: groupmixformer_backbone.{0..3}.gma_stage.{j}. */
+
+static int gm_resolve(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
+{
+    int depths[4], stage = o->stage, block = o->block;
+    if (vt_cfg_ints(m->config, "serial_depths", depths, 4) != 4)
+        return vt_seterr("groupmix: the model's config has no 4 serial_depths");
+    int last = depths[3] - 1;
+    if (stage != VT_SIGMAP_DEFAULT && stage != 3)
+        return vt_seterr("groupmix stages are 0 to 3 (groupmixformer_backbone.N); "
+                         "attention is taken in the last one, 3, not %d", stage);
+    if (block != VT_SIGMAP_DEFAULT && (block < 0 || block > last))
+        return vt_seterr("stage 3 has blocks 0 to %d, not %d", last, block);
+    if (block != VT_SIGMAP_DEFAULT && block != last)
+        return vt_seterr("attention: only the last block's (block %d) is available", last);
+    vt_groupmix_sigmap(m->net, &w->h, &w->w);
+    if (w->h <= 0 || w->w <= 0)
+        return vt_seterr("groupmix: no stage-3 grid");
+    w->stage = 3;
+    w->block = last;
+    return 0;
+}
+
+static int gm_compute(const vt_model *m, int image, const vt_sigmap_where *w, float *out)
+{
+    int h, wd;
+    const float *map = vt_groupmix_sigmap(m->net, &h, &wd);
+    if (!map) return -1;
+    if (image != 0)     /* the net keeps the last image's map: run one at a time */
+        return vt_seterr("groupmix: attention of image %d: run images one at a time", image);
+    if (h != w->h || wd != w->w)
+        return vt_seterr("groupmix map is %dx%d, expected %dx%d", h, wd, w->h, w->w);
+    memcpy(out, map, (size_t)h * wd * sizeof *out);
+    return 0;
+}
+
+/* ---- pale: the attention one query token pays ----------------------------
+ * A PS-attention block splits its channels: the first half of the heads
+ * attend inside interlaced row pales, the second half inside interlaced
+ * column pales. The map is what query token (qy, qx) pays to every token
+ * of the stage grid, (row branch + column branch) / 2 with the heads of
+ * each branch averaged (VT_PALE_BOTH): zero outside the query's row pale
+ * and column pale, sums to 1. lib/models/pale.c records q and k of one
+ * block (vt_pale_set_map_block). Stages and blocks as in the state dict:
+ * stages.{0..3}.blocks.{b}; default stage 1, its last block (the block the
+ * reference exports), the centre token (h/2, w/2). */
+
+static int pale_resolve(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
+{
+    int depths[4];
+    if (vt_cfg_ints(m->config, "depths", depths, 4) != 4)
+        return vt_seterr("pale: the model's config has no 4 depths");
+    int stage = o->stage == VT_SIGMAP_DEFAULT ? 1 : o->stage;
+    if (stage < 0 || stage > 3)
+        return vt_seterr("pale stages are 0 to 3 (stages.N), not %d", stage);
+    int block = o->block == VT_SIGMAP_DEFAULT ? depths[stage] - 1 : o->block;
+    if (block < 0 || block >= depths[stage])
+        return vt_seterr("stage %d has blocks 0 to %d, not %d", stage, depths[stage] - 1, block);
+    if (vt_pale_set_map_block(m->net, stage, block) < 0 ||
+        vt_pale_map_shape(m->net, &w->h, &w->w, NULL) < 0)
+        return -1;
+    w->stage = stage;
+    w->block = block;
+    w->qy = o->qy == VT_SIGMAP_DEFAULT ? w->h / 2 : o->qy;
+    w->qx = o->qx == VT_SIGMAP_DEFAULT ? w->w / 2 : o->qx;
+    if (w->qy < 0 || w->qy >= w->h || w->qx < 0 || w->qx >= w->w)
+        return vt_seterr("--query %d,%d is outside stage %d's %dx%d token grid (rows 0 to %d, "
+                         "columns 0 to %d)", w->qy, w->qx, stage, w->h, w->w, w->h - 1, w->w - 1);
+    return 0;
+}
+
+static int pale_compute(const vt_model *m, int image, const vt_sigmap_where *w, float *out)
+{
+    int h, wd;
+    if (vt_pale_map_shape(m->net, &h, &wd, NULL) < 0) return -1;
+    if (h != w->h || wd != w->w)
+        return vt_seterr("pale map is %dx%d, expected %dx%d", h, wd, w->h, w->w);
+    return vt_pale_attention(m->net, image, VT_PALE_BOTH, -1, w->qy, w->qx, out);
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const vt_sigmap_method methods[] = {
@@ -202,6 +291,12 @@ static const vt_sigmap_method methods[] = {
     {"vit", "rollout",
      "attention rollout (Abnar & Zuidema 2020) through blocks 0..--block", 0, NULL,
      vit_resolve_rollout, vit_compute_rollout},
+    {"groupmix", "attention",
+     "mean implicit attention each token receives in the last block, over heads and queries",
+     1, NULL, gm_resolve, gm_compute},
+    {"pale", "pale",
+     "attention query token --query Y,X pays inside its row and column pales, mean over heads",
+     1, NULL, pale_resolve, pale_compute},
     {NULL, NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -234,4 +329,16 @@ const vt_sigmap_method *vt_sigmap_find(const vt_model *m, const char *name)
             strcat(list, e->name);
         }
     return vt_seterr("no method '%s' for the %s family (it has: %s)", name, fam, list), NULL;
+}
+
+int vt_sigmap_resolve(const vt_model *m, const vt_sigmap_method *e, const vt_sigmap_opts *o,
+                      vt_sigmap_where *w)
+{
+    memset(w, 0, sizeof *w);
+    w->qy = w->qx = VT_SIGMAP_DEFAULT;
+    if (e->resolve(m, o, w) < 0) return -1;
+    /* a method that takes a query sets w->qy, w->qx */
+    if ((o->qy != VT_SIGMAP_DEFAULT || o->qx != VT_SIGMAP_DEFAULT) && w->qy == VT_SIGMAP_DEFAULT)
+        return vt_seterr("--query: method '%s' of %s takes no query token", e->name, e->family);
+    return 0;
 }

@@ -2,9 +2,10 @@
  *
  * The one table of significance sources. Each family registers its methods
  * here (lib/sigmap.c): a family name, a method name, a one-line definition,
- * and two functions: one that resolves and checks the stage/block options
- * against the model before any forward pass (giving the map's size), and
- * one that computes the [h, w] map (at token resolution, row-major) for one
+ * and two functions: one that resolves and checks the options (stage,
+ * block, query token) against the model before any forward pass (giving the
+ * map's size, and asking the model to keep what the map needs), and one
+ * that computes the [h, w] map (at token resolution, row-major) for one
  * image of the model's last forward pass. vt-sigmap(1) documents every
  * method; the man page's table and this one must agree. */
 #ifndef VT_SIGMAP_H
@@ -12,12 +13,21 @@
 
 #include "model.h"
 
-#define VT_SIGMAP_DEFAULT (-1)   /* --stage / --block not given */
+#define VT_SIGMAP_DEFAULT (-1)   /* an option not given */
+
+/* What the user asked for (vt-sigmap --stage, --block, --query); every
+ * field VT_SIGMAP_DEFAULT when not given. */
+typedef struct vt_sigmap_opts {
+    int stage, block;
+    int qy, qx;         /* query token: row and column on the map's grid */
+} vt_sigmap_opts;
 
 /* Where a map comes from, after resolution. */
 typedef struct vt_sigmap_where {
     int stage, block;   /* as the family numbers them (metadata values) */
     int h, w;           /* map size (tokens) */
+    int qy, qx;         /* the query token of methods that take one, else
+                           VT_SIGMAP_DEFAULT */
 } vt_sigmap_where;
 
 typedef struct vt_sigmap_method {
@@ -28,10 +38,11 @@ typedef struct vt_sigmap_method {
     /* Not available in this build: the reason (methods listed for the
      * record, e.g. vit rollout); the functions below are NULL then. */
     const char *unavailable;
-    /* stage/block are the options (VT_SIGMAP_DEFAULT when absent). Fill
-     * *w or vt_seterr() and return -1. Called after vt_model_open, before
-     * any forward pass. */
-    int (*resolve)(const vt_model *m, int stage, int block, vt_sigmap_where *w);
+    /* Fill *w from the options (w arrives with qy = qx =
+     * VT_SIGMAP_DEFAULT), or vt_seterr() and return -1. Called after
+     * vt_model_open, before any forward pass; may switch on what the
+     * model must keep for the map. Use vt_sigmap_resolve(). */
+    int (*resolve)(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w);
     /* out[h*w] for image `image` of the last forward pass. 0 or -1. */
     int (*compute)(const vt_model *m, int image, const vt_sigmap_where *w,
                    float *out);
@@ -44,5 +55,10 @@ const vt_sigmap_method *vt_sigmap_methods(void);
  * NULL. NULL with vt_error() set (unknown method, a method that is not
  * available yet, a family without significance maps). */
 const vt_sigmap_method *vt_sigmap_find(const vt_model *m, const char *name);
+
+/* e->resolve, and a query token given to a method that takes none is an
+ * error. 0, or -1 with vt_error(). */
+int vt_sigmap_resolve(const vt_model *m, const vt_sigmap_method *e, const vt_sigmap_opts *o,
+                      vt_sigmap_where *w);
 
 #endif

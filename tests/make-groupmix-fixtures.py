@@ -24,6 +24,11 @@ Written:
   <extra>.npy      every intermediate of the plugin's forward() but
                    s1b0_attn_in (the shared fixtures have it), image 0
                    only (batch axis 1: axis 1 of s1b0_qkv_proxies, else 0)
+  attention.npy    [2, 2, 2] vt-sigmap's groupmix `attention` map of both
+                   images (see received() below), computed from the
+                   official modules' tensors by a forward hook
+  attention_128.npy [1, 4, 4] the same for the same weights run at 128x128
+                   (input: the rule below for [1, 3, 128, 128])
 
 Input: no file. Element i of the flattened float32 [2, 3, 64, 64] input is
 ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32 and
@@ -51,6 +56,29 @@ def hash_input(batch, size):
     i = np.arange(batch * 3 * size * size, dtype=np.uint64)
     v = ((i * np.uint64(2654435761)) % np.uint64(1 << 32)) >> np.uint64(24)
     return (v.astype(np.float32) / np.float32(64) - np.float32(2)).reshape(batch, 3, size, size)
+
+
+def received(model, x):
+    """Mean attention each token receives in the last block of the last
+    stage: the official factorized attention computes
+    eff_att = q @ (softmax_N(k)^T @ v) = (q @ softmax_N(k)^T) @ v, so its
+    implicit N x N map of head h is A_h = scale * q_h softmax_N(k_h)^T (the
+    CRPE term and the non-attention branch are not token-to-token weights).
+    map[n] = mean over the 8 heads and the N queries of A_h[q, n]; built
+    here as the dense N x N matrix, [B, H, W]."""
+    import torch
+    att = model.groupmixformer_backbone[-1].gma_stage[-1].att
+    got = {}
+    hook = att.aggregator.register_forward_hook(lambda m, i, o: got.__setitem__("qkv", o[0]))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    q, k = got["qkv"][0].double(), got["qkv"][1].double()     # [B, heads, N, d]
+    a = att.scale * q @ k.softmax(dim=2).transpose(-1, -2)    # [B, heads, N(query), N(key)]
+    m = a.mean(2).mean(1)                                     # [B, N]
+    side = int(round(m.shape[1] ** 0.5))
+    return m.reshape(-1, side, side).float().numpy()
 
 
 def main():
@@ -82,10 +110,15 @@ def main():
         arr = arr[:, :1] if name == "s1b0_qkv_proxies" else arr[:1]
         np.save(os.path.join(OUT, name + ".npy"), np.asarray(arr, dtype=np.float32))
         kept.append(name)
+    with torch.no_grad():
+        np.save(os.path.join(OUT, "attention.npy"), received(model, torch.from_numpy(x)))
+        np.save(os.path.join(OUT, "attention_128.npy"),
+                received(model, torch.from_numpy(hash_input(1, 128))))
     torch.save(fam.checkpoint(model), os.path.join(OUT, "checkpoint.pth"))
     meta = {
         "family": "groupmix", "variant": "groupmixformer_s", "tiny": True, "seed": SEED,
         "size": SIZE, "batch": BATCH, "config": cfg, "extras": kept,
+        "sigmaps": {"attention": "[2,2,2] both images", "attention_128": "[1,4,4] at 128x128"},
         "input": "hash: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, float32 [2,3,64,64]",
         "extras_images": 1,
         "state_dict_keys": len(model.state_dict()), "torch": torch.__version__,

@@ -19,6 +19,10 @@ Written (kept under 300 KB):
   stage1..4.npy, features.npy, row_attention.npy, col_attention.npy
                    intermediates of image 0 only ([1, ...]); the attention
                    maps are of the last block of stage index 1
+  row_attention_s2b0.npy, col_attention_s2b0.npy
+                   [1, 2, 9, 9]: the same for block 0 of stage index 2
+                   (two heads per branch, a 3x3 map in pale groups of 2
+                   and 1 rows), for vt-sigmap --method pale --stage 2
   meta.json        refgen-style: config, extras
 """
 import importlib
@@ -53,17 +57,24 @@ def main():
     x = torch.randn(BATCH, 3, size, size, generator=g)
     with torch.no_grad():
         logits, extras = fam.forward(model, x)
+        attn = model.stages[2].blocks[0].attn
+        attn.record = True
+        model.forward_all(x)
+        row, col = attn.maps
+        attn.record, attn.maps = False, None
+    sigmaps = {"row_attention_s2b0": row.numpy(), "col_attention_s2b0": col.numpy()}
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
         os.remove(os.path.join(OUT, f))
     np.save(os.path.join(OUT, "input.npy"), x.numpy().astype(np.float32))
     np.save(os.path.join(OUT, "logits.npy"), logits.float().numpy())
-    for name, arr in sorted(extras.items()):
+    for name, arr in sorted(list(extras.items()) + list(sigmaps.items())):
         np.save(os.path.join(OUT, name + ".npy"), np.asarray(arr[:1], dtype=np.float32))
     torch.save(fam.checkpoint(model), os.path.join(OUT, "checkpoint.pth"))
     meta = {
         "family": "pale", "variant": "pale_tiny", "tiny": True, "seed": SEED,
         "size": size, "batch": BATCH, "config": cfg, "extras": sorted(extras),
+        "sigmaps": sorted(sigmaps),
         "extras_images": 1,
         "params": sum(p.numel() for p in model.parameters()),
         "state_dict_keys": len(model.state_dict()), "torch": torch.__version__,

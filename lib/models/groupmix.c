@@ -986,10 +986,10 @@ const float *vt_groupmix_sigmap(const void *net, int *h, int *w)
     const gm_net *n = as_net(net);
     if (!n)
         return NULL;
-    if (!n->last_batch)
-        return vt_seterr("groupmix: no forward pass yet"), NULL;
     if (h) *h = n->c.st[3].h;
     if (w) *w = n->c.st[3].w;
+    if (!n->last_batch)
+        return vt_seterr("groupmix: no forward pass yet"), NULL;
     return n->r.sig;
 }
 

@@ -36,7 +36,8 @@ int vt_groupmix_record(void *net, int on);
  *   map[n] = 1/8 sum_h 1/N sum_q A_h[q, n] = 1/8 sum_h scale * qbar_h . K~_h[n]
  * with qbar_h the mean query of head h: linear in N, always recorded. Its
  * values sum (over n) to the mean over heads of scale * sum(qbar_h) and may
- * be negative (Q^ is not a probability). */
+ * be negative (Q^ is not a probability). *h, *w are filled even before the
+ * first forward pass (which returns NULL). */
 const float *vt_groupmix_sigmap(const void *net, int *h, int *w);
 
 #endif

@@ -8,6 +8,8 @@ bats_require_minimum_version 1.5.0
 
 VIT=$FIX/vit
 SGF=$FIX/sgformer
+GMF=$FIX/groupmix
+PLF=$FIX/pale
 
 setup_file() {
   # The SG-Former fixture as a model file, shared by the tests.
@@ -156,6 +158,7 @@ have_py() { [ -x "$PY" ]; }
   [[ "$output" == *"--png-dir DIR"* ]]
   [[ "$output" == *"--overlay"* ]]
   [[ "$output" == *"--alpha A"* ]]
+  [[ "$output" == *"--query Y,X"* ]]
   [ "${#lines[@]}" -le 24 ]
   run "$BIN/vt-sigmap" --version
   [ "$output" = "vt-sigmap (vtkit) 0.1.0" ]
@@ -164,6 +167,8 @@ have_py() { [ -x "$PY" ]; }
   [[ "$output" == *"sgformer   sgformer "*"(default)"* ]]
   [[ "$output" == *"vit        cls "*"(default)"* ]]
   [[ "$output" == *"vit        rollout "* ]]
+  [[ "$output" == *"groupmix   attention "*"(default)"* ]]
+  [[ "$output" == *"pale       pale "*"(default)"* ]]
   [[ "$output" != *"(not available yet)"* ]]
 }
 
@@ -294,6 +299,132 @@ for b, (meta, ts) in enumerate(fr):
 ' "$T/$n.frames" "$VIT/$n-rollout.npy" "$b"
     done
   done
+}
+
+@test "sigmap: groupmix attention equals the official modules' implicit map (64 and 128 px)" {
+  have_py || skip "no /usr/bin/python3"
+  # The fixture's inputs: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2.
+  py '
+import json
+for path, b, s in ((sys.argv[1], 2, 64), (sys.argv[2], 1, 128)):
+    write_npy(path, [b, 3, s, s], [(((i * 2654435761) & 0xffffffff) >> 24) / 64.0 - 2
+                                   for i in range(b * 3 * s * s)])
+m = json.load(open(sys.argv[3]))
+m["size"] = m["config"]["img_size"] = 128
+json.dump(m, open(sys.argv[4], "w"))
+' "$T/in64.npy" "$T/in128.npy" "$GMF/meta.json" "$T/meta128.json"
+  "$BIN/vt-convert" --arch groupmixformer_s --config "$GMF/meta.json" "$GMF/checkpoint.pth" -o "$T/gm"
+  "$BIN/vt-convert" --arch groupmixformer_s --config "$T/meta128.json" "$GMF/checkpoint.pth" -o "$T/gm128"
+  "$BIN/vt-sigmap" -m "$T/gm" "$T/in64.npy" > "$T/f64"                    # the default method
+  "$BIN/vt-sigmap" -m "$T/gm128" --method attention --stage 3 "$T/in128.npy" > "$T/f128"
+  for s in 64 128; do
+    ref=$GMF/attention.npy; [ $s = 64 ] || ref=$GMF/attention_128.npy
+    py '
+fr = frames(sys.argv[1]); shape, ref = npy(sys.argv[2])
+B, H, W = shape
+assert len(fr) == B, (len(fr), B)
+for b, (meta, ts) in enumerate(fr):
+    assert (meta["method"], meta["stage"], meta["block"]) == ("attention", "3", "0"), meta
+    (h, w), got = ts["sigmap"]
+    assert (h, w) == (H, W), (h, w, H, W)
+    e = relerr(got, ref[b * H * W:(b + 1) * H * W])
+    print("# %s image %d: relative error %.3g" % (sys.argv[2].split("/")[-1], b, e))
+    assert e <= 1e-5, e
+' "$T/f$s" "$ref"
+  done
+  run_err "$BIN/vt-sigmap" -m "$T/gm" --stage 2 "$T/in64.npy"
+  [ "$status" -eq 2 ]
+  one_error_line gm "stages are 0 to 3.*not 2"
+  run_err "$BIN/vt-sigmap" -m "$T/gm" --block 1 "$T/in64.npy"
+  [ "$status" -eq 2 ]
+  one_error_line gm "blocks 0 to 0, not 1"
+  run_err "$BIN/vt-sigmap" -m "$T/gm" --method cls "$T/in64.npy"
+  [ "$status" -eq 2 ]
+  one_error_line gm "no method 'cls' for the groupmix family \\(it has: attention\\)"
+}
+
+@test "sigmap: pale --query: the pale footprint of the reference's attention (stages 1 and 2)" {
+  have_py || skip "no /usr/bin/python3"
+  "$BIN/vt-convert" --arch pale_tiny --config "$PLF/meta.json" "$PLF/checkpoint.pth" -o "$T/pale"
+  # default: stage 1, its last block, the centre token; image 0 of input.npy
+  "$BIN/vt-sigmap" -m "$T/pale" "$PLF/input.npy" > "$T/def"
+  for q in 0,0 5,2 2,5; do
+    "$BIN/vt-sigmap" -m "$T/pale" --method pale --query $q "$PLF/input.npy" > "$T/s1-$q"
+  done
+  for q in default 0,2 2,0; do
+    opt=(); [ $q = default ] || opt=(--query $q)
+    "$BIN/vt-sigmap" -m "$T/pale" --stage 2 --block 0 "${opt[@]}" "$PLF/input.npy" > "$T/s2-$q"
+  done
+  py '
+import json
+cfg = json.load(open(sys.argv[1] + "/meta.json"))["config"]
+pale = cfg["pale_size"]
+checked = 0
+for path in sys.argv[2:]:
+    (meta, ts), _ = frames(path)                 # image 0 (the fixture has its maps)
+    stage, block = int(meta["stage"]), int(meta["block"])
+    qy, qx = map(int, meta["query"].split(","))
+    (h, w), got = ts["sigmap"]
+    assert meta["method"] == "pale", meta
+    if path.endswith("/def"):
+        assert (stage, block, qy, qx) == (1, cfg["depths"][1] - 1, h // 2, w // 2), meta
+    suffix = "" if stage == 1 else "_s%db%d" % (stage, block)
+    (_, nh, n, _), row = npy(sys.argv[1] + "/row_attention%s.npy" % suffix)
+    _, col = npy(sys.argv[1] + "/col_attention%s.npy" % suffix)
+    assert n == h * w, (n, h, w)
+    q = qy * w + qx
+    want = [sum(0.5 / nh * (row[(j * n + q) * n + p] + col[(j * n + q) * n + p]) for j in range(nh))
+            for p in range(n)]
+    # the pales of the query: rows y = qy mod ceil(h/s), columns x = qx mod ceil(w/s)
+    gy, gx = -(-h // pale[stage]), -(-w // pale[stage])
+    inside = [(p // w) % gy == qy % gy or (p % w) % gx == qx % gx for p in range(n)]
+    outside = max([abs(v) for v, i in zip(got, inside) if not i] or [0.0])
+    total = sum(got)
+    e = relerr(got, want)
+    print("# stage %d block %d query %d,%d (%d heads/branch): relative error %.3g, sum %.7f, "
+          "max outside the pales %g" % (stage, block, qy, qx, nh, e, total, outside))
+    assert e <= 1e-5 and abs(total - 1) <= 1e-5 and outside == 0, (e, total, outside)
+    assert sum(inside) < n            # the footprint is not the whole map
+    checked += 1
+assert checked == 7, checked
+' "$PLF" "$T/def" "$T"/s1-* "$T"/s2-*
+}
+
+@test "sigmap: bad --query and methods of another family are refused with one line, exit 2" {
+  "$BIN/vt-convert" --arch pale_tiny --config "$PLF/meta.json" "$PLF/checkpoint.pth" -o "$T/pale"
+  for q in 6,0 0,6; do
+    run_err "$BIN/vt-sigmap" -m "$T/pale" --query $q "$PLF/input.npy"
+    [ "$status" -eq 2 ]
+    one_error_line pale "--query $q is outside stage 1's 6x6 token grid"
+  done
+  run_err "$BIN/vt-sigmap" -m "$T/pale" --stage 2 --query 3,0 "$PLF/input.npy"
+  [ "$status" -eq 2 ]
+  one_error_line pale "outside stage 2's 3x3 token grid"
+  for q in 1 1,2,3 a,1 -1,0 1, ,1 ""; do
+    run_err "$BIN/vt-sigmap" -m "$T/pale" --query "$q" "$PLF/input.npy"
+    [ "$status" -eq 2 ]
+    [[ "$err" == "vt-sigmap: --query: expected Y,X"* ]]
+  done
+  run_err "$BIN/vt-sigmap" -m "$T/pale" --stage 4 "$PLF/input.npy"
+  [ "$status" -eq 2 ]
+  one_error_line pale "stages are 0 to 3.*not 4"
+  run_err "$BIN/vt-sigmap" -m "$T/pale" --block 2 "$PLF/input.npy"
+  [ "$status" -eq 2 ]
+  one_error_line pale "stage 1 has blocks 0 to 1, not 2"
+  run_err "$BIN/vt-sigmap" -m "$VIT/tiny.safetensors" --query 1,1 "$SAMPLES/tench.jpg"
+  [ "$status" -eq 2 ]
+  one_error_line tiny.safetensors "--query: method 'cls' of vit takes no query token"
+  run_err "$BIN/vt-sigmap" -m "$(SG)" --method sgformer-local --query 1,1 "$SAMPLES/tench.jpg"
+  [ "$status" -eq 2 ]
+  one_error_line sg.safetensors "takes no query token"
+  for m in rollout attention sgformer; do
+    run_err "$BIN/vt-sigmap" -m "$T/pale" --method $m "$PLF/input.npy"
+    [ "$status" -eq 2 ]
+    one_error_line pale "no method '$m' for the pale family \\(it has: pale\\)"
+  done
+  run_err "$BIN/vt-sigmap" -m "$VIT/tiny.safetensors" --method pale "$SAMPLES/tench.jpg"
+  [ "$status" -eq 2 ]
+  one_error_line tiny.safetensors "no method 'pale' for the vit family \\(it has: cls, rollout\\)"
 }
 
 @test "sigmap: sgformer maps equal the fixture's significance maps (M, G, L; stages 1-3)" {
