@@ -1,5 +1,6 @@
 /* vt-bench - speed, FLOPs, parameters and memory of a model. */
 #include "ckpt.h"
+#include "input.h"
 #include "model.h"
 #include "util.h"
 
@@ -26,6 +27,8 @@ static const char usage[] =
     "      --warmup N       untimed runs first (1)\n"
     "      --peak           also measure the sgemm peak, for the peak fraction\n"
     "      --explain        break the GMACs down per part of the model\n"
+    "      --image FILE     run on this image (or .npy, image frame) instead of noise;\n"
+    "                       input-dependent models (dge) show the GMACs it cost\n"
     "      --format F       text (default), json, csv\n"
     "  -h, --help           this help\n"
     "  -V, --version        version\n";
@@ -33,6 +36,7 @@ static const char usage[] =
 typedef struct bench_opts {
     int batch, threads, runs, warmup, peak, explain, format;
     unsigned long seed;
+    const char *image;      /* input instead of the fixed noise, or NULL */
 } bench_opts;
 
 enum { FMT_TEXT, FMT_JSON, FMT_CSV };
@@ -44,6 +48,10 @@ typedef struct result {
     double peak_gflops;         /* 0: not measured */
     double rss_mb;
     vt_cost cost;
+    double spent;               /* MACs per image the last pass cost (mean
+                                   over the batch); < 0: the family's cost
+                                   does not depend on the input */
+    vt_cost spent_cost;         /* of image 0, for --explain */
 } result;
 
 static int cmp_double(const void *a, const void *b)
@@ -89,6 +97,61 @@ static double sgemm_peak(int threads)
     free(b);
     free(c);
     return 2.0 * n * n * n / best / 1e9;
+}
+
+/* The image of --image, preprocessed for the model (as vt-classify takes
+ * it), into every slot of the batch x[batch, 3, S, S]. */
+typedef struct image_ctx {
+    const vt_model *m;
+    const vt_input_opts *io;
+    float *x;
+    int batch, got;
+} image_ctx;
+
+static int take_image(vt_frame *f, void *ctx)
+{
+    image_ctx *c = ctx;
+    int rc = 0;
+    if (!c->got) {
+        int64_t S = c->m->img_size;
+        const vt_tensor *t = vt_frame_get(f, "image");
+        if (!t && f->ntensors == 1) t = &f->tensors[0];
+        int batched = t && t->ndim == 4 && t->shape[0] == 1;
+        const int64_t *sh = t ? t->shape + batched : NULL;
+        char b[128];
+        if (!t || t->dtype != VT_F32 || t->ndim - batched != 3 || sh[0] != 3 || sh[1] != S ||
+            sh[2] != S)
+            rc = vt_seterr("not an F32 image [3,%lld,%lld]%s%s", (long long)S, (long long)S,
+                           t ? ": " : "", t ? vt_shape_str(t, b, sizeof b) : "");
+        size_t n = (size_t)3 * S * S;
+        for (int i = 0; rc == 0 && i < c->batch; i++) {
+            float *dst = c->x + i * n;
+            memcpy(dst, t->data, n * sizeof *dst);
+            vt_preproc fp = c->io->pre;
+            if (vt_preproc_from_meta(f, &fp) < 0) continue;
+            for (int ch = 0; ch < 3; ch++)
+                if (fp.mean[ch] != c->m->pre.mean[ch] || fp.std[ch] != c->m->pre.std[ch])
+                    for (int64_t k = 0; k < S * S; k++)
+                        dst[ch * S * S + k] = (dst[ch * S * S + k] * fp.std[ch] + fp.mean[ch] -
+                                               c->m->pre.mean[ch]) / c->m->pre.std[ch];
+        }
+        c->got = rc == 0;
+    }
+    vt_frame_free(f);
+    free(f);
+    return rc;
+}
+
+static int load_image(const vt_model *m, const char *path, float *x, int batch)
+{
+    vt_input_opts io;
+    vt_input_opts_default(&io);
+    io.pre = m->pre;
+    io.pre.size = m->img_size;
+    image_ctx c = {m, &io, x, batch, 0};
+    if (vt_input_frames(path, &io, take_image, &c) < 0) return -1;
+    if (!c.got) return vt_seterr("no image in %s", path);
+    return 0;
 }
 
 static double peak_rss_mb(void)
@@ -139,6 +202,12 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
     float *x = vt_xmalloc(n * sizeof *x);
     float *logits = vt_xmalloc((size_t)o->batch * m.num_classes * sizeof *logits);
     fill_input(x, n);
+    if (o->image && load_image(&m, o->image, x, o->batch) < 0) {
+        char *msg = vt_xstrdup(vt_error());
+        vt_seterr("%s: %s", o->image, msg);
+        free(msg);
+        rc = -1;
+    }
     int tty = isatty(STDERR_FILENO);
     double *ts = vt_xmalloc(o->runs * sizeof *ts);
     for (int i = 0; i < o->warmup + o->runs && rc == 0; i++) {
@@ -155,6 +224,18 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
         r->min_ms = ts[0];
         r->med_ms = o->runs % 2 ? ts[o->runs / 2] : (ts[o->runs / 2 - 1] + ts[o->runs / 2]) / 2;
         r->max_ms = ts[o->runs - 1];
+    }
+    /* Input-dependent cost (dge): what the last pass's images cost. */
+    r->spent = -1;
+    if (rc == 0 && m.family->spent) {
+        double sum = 0;
+        for (int b = 0; b < o->batch && rc == 0; b++) {
+            vt_cost c;
+            rc = m.family->spent(m.net, b, &c);
+            sum += c.macs;
+            if (b == 0) r->spent_cost = c;
+        }
+        r->spent = sum / o->batch;
     }
     r->rss_mb = peak_rss_mb();
     free(ts);
@@ -174,14 +255,18 @@ static void print_header(const bench_opts *o)
                "max(ms)", "ms/img", "img/s", "GFLOP/s", "peak%", "RSS(MB)");
     else if (o->format == FMT_CSV)
         printf("model,batch,threads,params,gmacs,load_ms,first_ms,min_ms,median_ms,max_ms,"
-               "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb\n");
+               "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb,"
+               "gmacs_spent\n");
 }
 
 static void print_result(const result *r, const bench_opts *o)
 {
     double per_img = r->med_ms / o->batch, ips = 1e3 / per_img;
     double gmacs = r->macs >= 0 ? r->macs / 1e9 : NAN;
-    double gflops = r->macs >= 0 ? 2 * r->macs * o->batch / (r->med_ms * 1e-3) / 1e9 : NAN;
+    double spent = r->spent >= 0 ? r->spent / 1e9 : NAN;
+    /* achieved: the work actually done (spent) when the input decides it */
+    double work = r->spent >= 0 ? r->spent : r->macs;
+    double gflops = work >= 0 ? 2 * work * o->batch / (r->med_ms * 1e-3) / 1e9 : NAN;
     double frac = r->peak_gflops > 0 ? gflops / r->peak_gflops : NAN;
     if (o->format == FMT_TEXT) {
         printf("%-34s %5d %3d %9.2f %7.3f %8.1f %9.1f %9.2f %9.2f %9.2f %8.2f %8.2f %8.1f ",
@@ -195,10 +280,20 @@ static void print_result(const result *r, const bench_opts *o)
                 printf("    %-30s %9.4f GMACs %5.1f%%\n", r->cost.part[i].name, r->cost.part[i].macs / 1e9,
                        100 * r->cost.part[i].macs / r->cost.macs);
         }
+        if (!isnan(spent)) {
+            printf("    GMACs spent on %s: %.3f of %.3f dense (%.1f%%)%s\n",
+                   o->image ? o->image : "the noise input", spent, gmacs, 100 * spent / gmacs,
+                   o->batch > 1 ? ", mean over the batch" : "");
+            for (int i = 0; o->explain && i < r->spent_cost.nparts; i++)
+                printf("    spent %-24s %9.4f GMACs\n", r->spent_cost.part[i].name,
+                       r->spent_cost.part[i].macs / 1e9);
+        }
     } else if (o->format == FMT_CSV) {
-        printf("%s,%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f\n", r->name,
+        printf("%s,%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f,", r->name,
                o->batch, o->threads, r->params, gmacs, r->load_ms, r->first_ms, r->min_ms,
                r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb);
+        if (!isnan(spent)) printf("%.6g", spent);
+        printf("\n");
     } else {
         /* JSON has no NaN: unknown numbers are null. */
         char g[32], f[32], p[32], fr[32];
@@ -212,6 +307,7 @@ static void print_result(const result *r, const bench_opts *o)
                "\"peak_fraction\":%s,\"peak_rss_mb\":%.1f",
                r->name, o->batch, o->threads, r->params, g, r->load_ms, r->first_ms, r->min_ms,
                r->med_ms, r->max_ms, per_img, ips, f, p, fr, r->rss_mb);
+        if (!isnan(spent)) printf(",\"gmacs_spent\":%.6g", spent);
         if (o->explain) {
             printf(",\"parts\":{");
             for (int i = 0; i < r->cost.nparts; i++)
@@ -266,7 +362,8 @@ static int usage_error(const char *msg)
 
 int main(int argc, char **argv)
 {
-    enum { O_ARCH = 256, O_RANDOM, O_ALL, O_RUNS, O_WARMUP, O_PEAK, O_EXPLAIN, O_FORMAT, O_SEED };
+    enum { O_ARCH = 256, O_RANDOM, O_ALL, O_RUNS, O_WARMUP, O_PEAK, O_EXPLAIN, O_FORMAT, O_SEED,
+           O_IMAGE };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"arch", required_argument, 0, O_ARCH},
         {"random", no_argument, 0, O_RANDOM}, {"all", no_argument, 0, O_ALL},
@@ -274,6 +371,7 @@ int main(int argc, char **argv)
         {"runs", required_argument, 0, O_RUNS}, {"warmup", required_argument, 0, O_WARMUP},
         {"peak", no_argument, 0, O_PEAK},     {"explain", no_argument, 0, O_EXPLAIN},
         {"format", required_argument, 0, O_FORMAT}, {"seed", required_argument, 0, O_SEED},
+        {"image", required_argument, 0, O_IMAGE},
         {"help", no_argument, 0, 'h'},        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -308,6 +406,7 @@ int main(int argc, char **argv)
             o.seed = (unsigned long)v;
             break;
         case O_PEAK: o.peak = 1; break;
+        case O_IMAGE: o.image = optarg; break;
         case O_EXPLAIN: o.explain = 1; break;
         case O_FORMAT:
             if (strcmp(optarg, "text") == 0) o.format = FMT_TEXT;

@@ -1,6 +1,7 @@
 /* sigmap.c - the table of significance-map sources (see sigmap.h and
  * vt-sigmap(1)). A family adds its methods to `methods` below. */
 #include "sigmap.h"
+#include "models/dge.h"
 #include "models/groupmix.h"
 #include "models/pale.h"
 #include "models/sgformer.h"
@@ -273,6 +274,69 @@ static int pale_compute(const vt_model *m, int image, const vt_sigmap_where *w, 
     return vt_pale_attention(m->net, image, VT_PALE_BOTH, -1, w->qy, w->qx, out);
 }
 
+/* ---- dge: the granularity the gates chose ------------------------------
+ * Stages 1..4 (DeiT: 1), blocks as in the state dict. The map of one block
+ * is the query density its gate chose for each token's region: (s/R)^2 =
+ * 1 (a query per token), 1/4 (one per 2x2 patch) or 1/16 (one per 4x4
+ * region). Without --block: the mean over the stage's blocks (metadata
+ * block -1). Default stage: 1, the finest grid. */
+
+static int dge_resolve(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
+{
+    int stage = o->stage, block = o->block;
+    vt_dge_layer li;
+    int L = vt_dge_layers(m->net);
+    if (L < 1 || vt_dge_layer_info(m->net, L - 1, &li) < 0) return -1;
+    if (!li.gated)
+        return vt_seterr("granularity: %s is a baseline without dynamic grained encoders "
+                         "(DGE archs: deit_dge_*, pvt_dge_*)", m->arch);
+    int nstages = li.stage;
+    if (stage == VT_SIGMAP_DEFAULT) stage = 1;
+    if (stage < 1 || stage > nstages)
+        return nstages == 1 ? vt_seterr("%s has one stage (1), not %d", m->arch, stage)
+                            : vt_seterr("%s has stages 1 to %d, not %d", m->arch, nstages, stage);
+    int first = vt_dge_layer_index(m->net, stage, 0);
+    if (first < 0 || vt_dge_layer_info(m->net, first, &li) < 0) return -1;
+    if (block != VT_SIGMAP_DEFAULT && vt_dge_layer_index(m->net, stage, block) < 0) {
+        int depth = 0;
+        while (vt_dge_layer_index(m->net, stage, depth) >= 0) depth++;
+        return vt_seterr("stage %d has blocks 0 to %d, not %d", stage, depth - 1, block);
+    }
+    w->stage = stage;
+    w->block = block;       /* VT_SIGMAP_DEFAULT (-1): the mean over the blocks */
+    w->h = li.h;
+    w->w = li.w;
+    return 0;
+}
+
+static int dge_compute_granularity(const vt_model *m, int image, const vt_sigmap_where *w,
+                                   float *out)
+{
+    size_t n = (size_t)w->h * w->w;
+    int blocks = 0;
+    memset(out, 0, n * sizeof *out);
+    for (int b = 0;; b++) {
+        int l = vt_dge_layer_index(m->net, w->stage, b);
+        if (l < 0) break;
+        if (w->block != VT_SIGMAP_DEFAULT && b != w->block) continue;
+        vt_dge_layer li;
+        const int8_t *dec = vt_dge_decisions(m->net, image, l);
+        if (!dec || vt_dge_layer_info(m->net, l, &li) < 0) return -1;
+        if (li.h != w->h || li.w != w->w)
+            return vt_seterr("dge grid is %dx%d, expected %dx%d", li.h, li.w, w->h, w->w);
+        for (int y = 0; y < li.h; y++)
+            for (int x = 0; x < li.w; x++) {
+                float s = (float)dec[(y / li.region) * li.wr + x / li.region] / (float)li.region;
+                out[(size_t)y * li.w + x] += s * s;
+            }
+        blocks++;
+    }
+    if (!blocks) return vt_seterr("stage %d has no block %d", w->stage, w->block);
+    for (size_t i = 0; i < n; i++)
+        out[i] /= (float)blocks;
+    return 0;
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const vt_sigmap_method methods[] = {
@@ -297,6 +361,9 @@ static const vt_sigmap_method methods[] = {
     {"pale", "pale",
      "attention query token --query Y,X pays inside its row and column pales, mean over heads",
      1, NULL, pale_resolve, pale_compute},
+    {"dge", "granularity",
+     "queries per token the DGE gates chose (1, 1/4, 1/16), mean over the stage's blocks", 1,
+     NULL, dge_resolve, dge_compute_granularity},
     {NULL, NULL, NULL, 0, NULL, NULL, NULL},
 };
 

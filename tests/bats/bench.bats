@@ -49,3 +49,40 @@ PY
   [ "$status" -eq 1 ]
   one_error_line "missing.safetensors" "No such file"
 }
+
+@test "vt-bench: a dge model's GMACs spent on --image are its gates' count, next to the dense one" {
+  have_numpy || skip "no /usr/bin/python3 with numpy"
+  local D=$FIX/dge/deit_dge
+  "$BIN/vt-convert" --arch deit_dge_s124_tiny_patch16_256 --config "$D/meta.json" \
+    "$D/checkpoint.pth" -o "$T/m.safetensors"
+  "$BIN/vt-bench" -m "$T/m.safetensors" --image "$D/input.npy" -t 1 --runs 1 --warmup 0 \
+    --format json > "$T/out"
+  "$BIN/vt-bench" -m "$T/m.safetensors" --image "$D/input.npy" -t 1 --runs 1 --warmup 0 \
+    --format csv > "$T/csv"
+  "$PY" - "$T/out" "$D" "$T/csv" <<'PY'
+import json, sys
+import numpy as np
+r = json.loads(open(sys.argv[1]).read())
+c = json.load(open(sys.argv[2] + "/meta.json"))["config"]
+nq = np.load(sys.argv[2] + "/num_queries.npy")[:, 0]        # image 0, per layer
+C, hid, N, P, R = c["embed_dim"], c["mlp_hidden"], c["grid"] ** 2 + 1, c["patch_size"], 4
+spent = (c["grid"] ** 2 * 3 * P * P * C + C * c["num_classes"]
+         + sum(2 * q * C * C + 2 * N * C * C + 2 * q * N * C + 2 * q * C * hid
+               + (c["grid"] // R) ** 2 * C * 3 for q in nq))
+dense = c["measured"]["macs_plain_dense"]
+assert abs(r["gmacs"] * 1e9 - dense) < 1e3, (r["gmacs"], dense)
+assert abs(r["gmacs_spent"] * 1e9 - spent) < 1e3, (r["gmacs_spent"], spent)
+assert r["gmacs_spent"] < r["gmacs"]
+head, row = open(sys.argv[3]).read().split("\n")[:2]
+assert head.split(",")[-1] == "gmacs_spent" and abs(float(row.split(",")[-1]) - spent / 1e9) < 1e-5
+PY
+  run "$BIN/vt-bench" -m "$T/m.safetensors" --image "$D/input.npy" -t 1 --runs 1 --warmup 0
+  [ "$status" -eq 0 ]
+  [[ "${lines[2]}" == *"GMACs spent on $D/input.npy: "*" of "*" dense ("*"%)" ]]
+  # a plain model has no spent count; a bad --image is one error line
+  "$BIN/vt-bench" --arch deit_tiny_patch16_224 -t 1 --runs 1 --warmup 0 --format json > "$T/plain"
+  ! grep -q gmacs_spent "$T/plain"
+  run_err "$BIN/vt-bench" -m "$T/m.safetensors" --image "$T/missing.jpg" --runs 1
+  [ "$status" -eq 1 ]
+  one_error_line "missing.jpg" "No such file"
+}

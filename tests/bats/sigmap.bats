@@ -451,6 +451,55 @@ assert e <= 1e-5, e
   done
 }
 
+@test "sigmap: dge granularity is the reference gates' query density (per block, mean, PVT stages)" {
+  have_py || skip "no /usr/bin/python3"
+  local D=$FIX/dge
+  "$BIN/vt-convert" --arch deit_dge_s124_tiny_patch16_256 --config "$D/deit_dge/meta.json" \
+    "$D/deit_dge/checkpoint.pth" -o "$T/deit.safetensors"
+  "$BIN/vt-convert" --arch pvt_dge_s124_small_256_mixgate --config "$D/pvt_dge/meta.json" \
+    "$D/pvt_dge/checkpoint.pth" -o "$T/pvt.safetensors"
+  "$BIN/vt-sigmap" -m "$T/deit.safetensors" "$D/deit_dge/input.npy" > "$T/mean"
+  "$BIN/vt-sigmap" -m "$T/deit.safetensors" --block 1 "$D/deit_dge/input.npy" > "$T/b1"
+  "$BIN/vt-sigmap" -m "$T/pvt.safetensors" --stage 2 --block 0 "$D/pvt_dge/input.npy" > "$T/s2"
+  py '
+fx = sys.argv[1]
+def density(gmap, layers, b, B, hr, wr, R=4):
+    # gate_map [L, B, hr, wr] of s values -> [(hr*R) * (wr*R)] mean of (s/R)^2
+    shape, v = gmap
+    out = []
+    for y in range(hr * R):
+        for x in range(wr * R):
+            out.append(sum((v[((l * B + b) * hr + y // R) * wr + x // R] / R) ** 2
+                           for l in layers) / len(layers))
+    return out
+g = npy(fx + "/deit_dge/gate_map.npy")
+L, B, hr, wr = g[0]
+for name, layers, block in (("mean", range(L), "-1"), ("b1", [1], "1")):
+    fr = frames(sys.argv[2] + "/" + name)
+    assert len(fr) == B, len(fr)
+    for b, (meta, ts) in enumerate(fr):
+        assert meta["method"] == "granularity" and meta["stage"] == "1" and meta["block"] == block, meta
+        shape, got = ts["sigmap"]
+        assert shape == [hr * 4, wr * 4], shape
+        want = density(g, layers, b, B, hr, wr)
+        assert max(abs(a - w) for a, w in zip(got, want)) < 1e-7, (name, b)
+g = npy(fx + "/pvt_dge/gate_map_stage2.npy")
+L, B, hr, wr = g[0]
+(meta, ts), = frames(sys.argv[2] + "/s2")
+assert meta["stage"] == "2" and meta["block"] == "0", meta
+assert list(ts["sigmap"][1]) == density(g, [0], 0, B, hr, wr)
+' "$D" "$T"
+  # the baselines have no gates; a stage DeiT-DGE lacks
+  "$BIN/vt-convert" --arch pvt_tiny_256 --config "$D/pvt/meta.json" "$D/pvt/checkpoint.pth" \
+    -o "$T/plain.safetensors"
+  run_err "$BIN/vt-sigmap" -m "$T/plain.safetensors" "$D/pvt/input.npy"
+  [ "$status" -eq 2 ]
+  one_error_line plain.safetensors "baseline without dynamic grained encoders"
+  run_err "$BIN/vt-sigmap" -m "$T/deit.safetensors" --stage 2 "$D/deit_dge/input.npy"
+  [ "$status" -eq 2 ]
+  one_error_line deit.safetensors "one stage"
+}
+
 @test "sigmap: ../shared conformance fixtures: vit cls_attention and sgformer maps" {
   have_shared || skip "VT_SHARED not set"
   have_py || skip "no /usr/bin/python3"
@@ -609,7 +658,7 @@ print("# crop at %d,%d of 35x35; blends within rounding" % (left, top))
   [ -z "$out" ]
   text=$(MANWIDTH=80 man -l "$ROOT/man/vt-sigmap.1" 2>/dev/null | col -b)
   for w in --method --stage --block --threads --png --png-dir --overlay --alpha --list-methods \
-           sgformer-global sgformer-local rollout cls; do
+           sgformer-global sgformer-local rollout cls granularity; do
     grep -q -- "$w" <<< "$text"
   done
 }
