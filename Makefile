@@ -3,6 +3,7 @@
 #   make NATIVE=1        tuned for this CPU (-march=native)
 #   make SANITIZE=1      address + undefined behaviour sanitizers
 #   make test            every test; ends with "N passed, N failed"
+#   make fuzz            every libFuzzer harness FUZZ_SECONDS each (clang)
 #   make install PREFIX=/usr/local
 PREFIX ?= /usr/local
 CC ?= cc
@@ -60,6 +61,31 @@ build/tests/%: $(OBJ)/tests/unit/%.o lib/libvt.a
 test: all $(UNIT_BINS)
 	@./tests/run.sh $(UNIT_BINS)
 
+# Fuzzing: clang, libFuzzer, ASan + UBSan, objects of their own in build/fuzz.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_CC := clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -g -O1 -std=c11 -Wall -MMD -MP $(FUZZ_SAN)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/libvt.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libvt.a
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MF $@.d $< build/fuzz/libvt.a $(LDLIBS) -o $@
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/vtkit
@@ -71,6 +97,6 @@ install: all
 clean:
 	rm -rf build bin lib/libvt.a
 
-.PHONY: all test install clean deps-check
+.PHONY: all test install clean deps-check fuzz fuzz-build
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)

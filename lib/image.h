@@ -44,6 +44,11 @@ const char *vt_interp_name(vt_interp i);
  * pass then vertical pass, 8-bit rounding between them, bit-exact. */
 int vt_image_resize(const vt_image *src, int w, int h, vt_interp interp,
                     vt_image *dst);
+/* The cw x ch window at (x0, y0) of that resize, bit-identical to cropping
+ * the whole result, in memory and time that follow the window: a 1x65535
+ * strip resized for a 224 crop would otherwise take 12 GB. */
+int vt_image_resize_window(const vt_image *src, int w, int h, int x0, int y0,
+                           int cw, int ch, vt_interp interp, vt_image *dst);
 
 /* timm's eval transform. */
 typedef struct vt_preproc {

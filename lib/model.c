@@ -155,9 +155,10 @@ int vt_cfg_ints(const cJSON *cfg, const char *key, int *out, int max)
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (!cJSON_IsArray(j)) return 0;
     int n = 0;
-    for (const cJSON *e = j->child; e && n < max; e = e->next) {
+    for (const cJSON *e = j->child; e; e = e->next, n++) {
         if (!cJSON_IsNumber(e) || !(fabs(e->valuedouble) < INT_MAX)) return -1;
-        out[n++] = (int)e->valuedouble;
+        if (n < max) out[n] = (int)e->valuedouble;
+        if (n == INT_MAX - 1) return -1;
     }
     return n;
 }

@@ -35,7 +35,9 @@ void vt_params_free(vt_params *ps);
 int vt_cfg_int(const cJSON *cfg, const char *key, int def);
 double vt_cfg_num(const cJSON *cfg, const char *key, double def);
 int vt_cfg_bool(const cJSON *cfg, const char *key, int def);
-/* Array of ints: fills up to max values, returns the count (or def count). */
+/* Array of ints: fills at most max values of out and returns the array's
+ * length (which may be more than max: callers compare it with what they
+ * need), 0 when absent, -1 when an element is not an int. */
 int vt_cfg_ints(const cJSON *cfg, const char *key, int *out, int max);
 
 /* Buffers a network owns beside its mapped weights: copies of misaligned

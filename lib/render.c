@@ -35,7 +35,8 @@ void vt_upsample_bilinear(const float *src, int h, int w, float *dst, int oh, in
 static uint8_t clamp8(double v)
 {
     v = floor(v + 0.5);
-    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+    if (!(v > 0)) return 0;   /* NaN too: a hostile frame's pixels are black */
+    return v > 255 ? 255 : (uint8_t)v;
 }
 
 static int render_image(const vt_frame *f, const vt_tensor *t, vt_image *out)

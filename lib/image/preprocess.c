@@ -27,19 +27,27 @@ static int round_half(long x)
     return (int)nearbyint((double)x / 2.0);
 }
 
-/* Copy the S x S window at (left, top); PIL fills outside with black. */
-static void crop_window(const vt_image *src, int left, int top, int S, vt_image *crop)
+/* The S x S crop at (left, top) of src resized to nw x nh, resizing only
+ * the part inside the picture; PIL fills the rest with black. */
+static int resize_crop(const vt_image *src, long nw, long nh, int left, int top, int S,
+                       vt_interp interp, vt_image *crop)
 {
+    long x0 = left > 0 ? left : 0, y0 = top > 0 ? top : 0;
+    long x1 = left + S < nw ? left + S : nw, y1 = top + S < nh ? top + S : nh;
+    vt_image_alloc(crop, S, S);
     memset(crop->rgb, 0, (size_t)S * S * 3);
-    for (int y = 0; y < S; y++) {
-        int sy = top + y;
-        if (sy < 0 || sy >= src->h) continue;
-        int x0 = left < 0 ? -left : 0;
-        int x1 = src->w - left < S ? src->w - left : S;
-        if (x1 <= x0) continue;
-        memcpy(crop->rgb + ((size_t)y * S + x0) * 3,
-               src->rgb + ((size_t)sy * src->w + left + x0) * 3, (size_t)(x1 - x0) * 3);
+    if (x1 <= x0 || y1 <= y0) return 0;
+    vt_image part;
+    if (vt_image_resize_window(src, (int)nw, (int)nh, (int)x0, (int)y0, (int)(x1 - x0),
+                               (int)(y1 - y0), interp, &part) < 0) {
+        vt_image_free(crop);
+        return -1;
     }
+    for (long y = y0; y < y1; y++)
+        memcpy(crop->rgb + ((size_t)(y - top) * S + (x0 - left)) * 3,
+               part.rgb + (size_t)(y - y0) * part.w * 3, (size_t)part.w * 3);
+    vt_image_free(&part);
+    return 0;
 }
 
 int vt_preprocess_crop(const vt_image *src, const vt_preproc *p,
@@ -65,14 +73,10 @@ int vt_preprocess_crop(const vt_image *src, const vt_preproc *p,
     }
     if (nw < 1 || nh < 1 || nw > (1 << 28) || nh > (1 << 28))
         return vt_seterr("image of %ldx%ld pixels cannot be resized to %ldx%ld", w, h, nw, nh);
-    vt_image resized;
-    if (vt_image_resize(src, (int)nw, (int)nh, p->interp, &resized))
-        return -1;
     int S = p->size;
     int left = round_half(nw - S), top = round_half(nh - S);
-    vt_image_alloc(crop, S, S);
-    crop_window(&resized, left, top, S, crop);
-    vt_image_free(&resized);
+    if (resize_crop(src, nw, nh, left, top, S, p->interp, crop) < 0)
+        return -1;
     if (geom) {
         geom[0] = (int)nw;
         geom[1] = (int)nh;

@@ -51,8 +51,10 @@ static double cubic(double x)
     return 0.0;
 }
 
-/* Weights of one axis: output i reads `count[i]` inputs from first[i]
- * with fixed-point weights k[i*ksize ...]. */
+/* Weights of one axis: output o0 + i reads `count[i]` inputs from first[i]
+ * with fixed-point weights k[i*ksize ...]. Only the n outputs of a window
+ * are computed; each output's weights depend on its own index alone, so a
+ * window is bit-identical to the same outputs of the whole axis. */
 typedef struct axis {
     int ksize;
     int *first, *count;
@@ -72,7 +74,7 @@ static int32_t to_fixed(double w)
     return (int32_t)(w < 0 ? s - 0.5 : s + 0.5);
 }
 
-static void axis_init(axis *a, int in, int out, vt_interp interp)
+static void axis_init(axis *a, int in, int out, int o0, int n, vt_interp interp)
 {
     double (*filter)(double) = interp == VT_INTERP_BICUBIC ? cubic : triangle;
     double support = interp == VT_INTERP_BICUBIC ? 2.0 : 1.0;
@@ -80,29 +82,29 @@ static void axis_init(axis *a, int in, int out, vt_interp interp)
     double fscale = scale < 1.0 ? 1.0 : scale;
     support *= fscale;
     a->ksize = (int)ceil(support) * 2 + 1;
-    a->first = vt_xmalloc(sizeof(int) * out);
-    a->count = vt_xmalloc(sizeof(int) * out);
-    a->k = vt_xcalloc((size_t)out * a->ksize, sizeof(int32_t));
+    a->first = vt_xmalloc(sizeof(int) * n);
+    a->count = vt_xmalloc(sizeof(int) * n);
+    a->k = vt_xcalloc((size_t)n * a->ksize, sizeof(int32_t));
     double inv = 1.0 / fscale;   /* PIL multiplies by the reciprocal */
     double *w = vt_xmalloc(sizeof(double) * a->ksize);
-    for (int i = 0; i < out; i++) {
-        double center = (i + 0.5) * scale;
+    for (int i = 0; i < n; i++) {
+        double center = (o0 + i + 0.5) * scale;
         int lo = (int)(center - support + 0.5);
         int hi = (int)(center + support + 0.5);
         if (lo < 0) lo = 0;
         if (hi > in) hi = in;
-        int n = hi - lo;
+        int cnt = hi - lo;
         double sum = 0.0;
-        for (int t = 0; t < n; t++) {
+        for (int t = 0; t < cnt; t++) {
             w[t] = filter((t + lo - center + 0.5) * inv);
             sum += w[t];
         }
-        for (int t = 0; t < n; t++) {
+        for (int t = 0; t < cnt; t++) {
             if (sum != 0.0) w[t] /= sum;
             a->k[(size_t)i * a->ksize + t] = to_fixed(w[t]);
         }
         a->first[i] = lo;
-        a->count[i] = n;
+        a->count[i] = cnt;
     }
     free(w);
 }
@@ -157,59 +159,67 @@ static void vertical_pass(const uint8_t *src, int w, int shift, const axis *a,
     free(acc);
 }
 
-static void resize_convolve(const vt_image *src, vt_image *dst, vt_interp interp)
+/* The window [x0, x0+dst->w) x [y0, y0+dst->h) of src resized to w x h. */
+static void resize_convolve(const vt_image *src, int w, int h, int x0, int y0,
+                            vt_image *dst, vt_interp interp)
 {
-    int w = dst->w, h = dst->h;
+    int cw = dst->w, ch = dst->h;
     axis ax = {0}, ay = {0};
     int need_h = w != src->w, need_v = h != src->h;
-    const uint8_t *cur = src->rgb;
-    uint8_t *tmp = NULL;
-    int cur_w = src->w, shift = 0;
-    if (need_v) axis_init(&ay, src->h, h, interp);
-    if (need_h) {
-        axis_init(&ax, src->w, w, interp);
-        /* only the source rows the vertical pass reads */
-        int y0 = 0, y1 = src->h;
-        if (need_v) {
-            y0 = ay.first[0];
-            y1 = ay.first[h - 1] + ay.count[h - 1];
-        }
-        uint8_t *out = need_v ? (tmp = vt_xmalloc((size_t)w * (y1 - y0) * 3)) : dst->rgb;
-        horizontal_pass(src->rgb, src->w, y0, y1 - y0, &ax, w, out);
-        cur = out;
-        cur_w = w;
-        shift = y0;
+    /* the source rows the window's vertical pass reads */
+    int r0 = y0, r1 = y0 + ch;
+    if (need_v) {
+        axis_init(&ay, src->h, h, y0, ch, interp);
+        r0 = ay.first[0];
+        r1 = ay.first[ch - 1] + ay.count[ch - 1];
     }
-    if (need_v)
-        vertical_pass(cur, cur_w, shift, &ay, h, dst->rgb);
-    free(tmp);
+    uint8_t *rows = need_v ? vt_xmalloc((size_t)cw * (r1 - r0) * 3) : dst->rgb;
+    if (need_h) {
+        axis_init(&ax, src->w, w, x0, cw, interp);
+        horizontal_pass(src->rgb, src->w, r0, r1 - r0, &ax, cw, rows);
+    } else {
+        for (int y = r0; y < r1; y++)
+            memcpy(rows + (size_t)(y - r0) * cw * 3, src->rgb + ((size_t)y * src->w + x0) * 3,
+                   (size_t)cw * 3);
+    }
+    if (need_v) {
+        vertical_pass(rows, cw, r0, &ay, ch, dst->rgb);
+        free(rows);
+    }
     axis_free(&ax);
     axis_free(&ay);
 }
 
-static void resize_nearest(const vt_image *src, vt_image *dst)
+/* PIL's source coordinates for nearest: accumulated in double from output
+ * 0, so a window starting at o0 walks there first to round the same. */
+static int *nearest_coords(int in, int out, int o0, int n)
 {
-    int w = dst->w, h = dst->h;
-    int *xs = vt_xmalloc(sizeof(int) * w);
-    double sx = (double)src->w / w, sy = (double)src->h / h;
-    double xo = sx * 0.5, yo = sy * 0.5;
-    for (int x = 0; x < w; x++, xo += sx)
-        xs[x] = xo < 0.0 ? -1 : (int)xo;
-    for (int y = 0; y < h; y++, yo += sy) {
-        int yi = yo < 0.0 ? -1 : (int)yo;
-        uint8_t *out = dst->rgb + (size_t)y * w * 3;
-        for (int x = 0; x < w; x++, out += 3) {
-            if (yi < 0 || yi >= src->h || xs[x] < 0 || xs[x] >= src->w)
+    int *c = vt_xmalloc(sizeof(int) * n);
+    double s = (double)in / out, o = s * 0.5;
+    for (int i = 0; i < o0; i++) o += s;
+    for (int i = 0; i < n; i++, o += s)
+        c[i] = o < 0.0 ? -1 : (int)o;
+    return c;
+}
+
+static void resize_nearest(const vt_image *src, int w, int h, int x0, int y0, vt_image *dst)
+{
+    int *xs = nearest_coords(src->w, w, x0, dst->w), *ys = nearest_coords(src->h, h, y0, dst->h);
+    for (int y = 0; y < dst->h; y++) {
+        uint8_t *out = dst->rgb + (size_t)y * dst->w * 3;
+        for (int x = 0; x < dst->w; x++, out += 3) {
+            if (ys[y] < 0 || ys[y] >= src->h || xs[x] < 0 || xs[x] >= src->w)
                 memset(out, 0, 3);   /* PIL fills what maps outside */
             else
-                memcpy(out, src->rgb + ((size_t)yi * src->w + xs[x]) * 3, 3);
+                memcpy(out, src->rgb + ((size_t)ys[y] * src->w + xs[x]) * 3, 3);
         }
     }
     free(xs);
+    free(ys);
 }
 
-int vt_image_resize(const vt_image *src, int w, int h, vt_interp interp,
-                    vt_image *dst)
+int vt_image_resize_window(const vt_image *src, int w, int h, int x0, int y0, int cw,
+                           int ch, vt_interp interp, vt_image *dst)
 {
     dst->w = dst->h = 0;
     dst->rgb = NULL;
@@ -217,21 +227,28 @@ int vt_image_resize(const vt_image *src, int w, int h, vt_interp interp,
         return vt_seterr("resize of an empty image");
     if (w < 1 || h < 1)
         return vt_seterr("resize to %dx%d: width and height must be positive", w, h);
-    size_t n;
-    if (vt_mul_size((size_t)w, (size_t)h, &n) || vt_mul_size(n, 3, &n) ||
-        w > (1 << 28) || h > (1 << 28))
+    if (w > (1 << 28) || h > (1 << 28))
         return vt_seterr("resize to %dx%d is too large", w, h);
+    if (x0 < 0 || y0 < 0 || cw < 1 || ch < 1 || cw > w - x0 || ch > h - y0)
+        return vt_seterr("resize window %dx%d at %d,%d is outside %dx%d", cw, ch, x0, y0, w, h);
+    size_t n;
+    if (vt_mul_size((size_t)cw, (size_t)ch, &n) || vt_mul_size(n, 3, &n))
+        return vt_seterr("resize to %dx%d is too large", cw, ch);
     if (interp != VT_INTERP_BICUBIC && interp != VT_INTERP_BILINEAR &&
         interp != VT_INTERP_NEAREST)
         return vt_seterr("unknown interpolation");
-    dst->w = w;
-    dst->h = h;
+    dst->w = cw;
+    dst->h = ch;
     dst->rgb = vt_xmalloc(n);
-    if (w == src->w && h == src->h)
-        memcpy(dst->rgb, src->rgb, n);
-    else if (interp == VT_INTERP_NEAREST)
-        resize_nearest(src, dst);
+    if (interp == VT_INTERP_NEAREST && (w != src->w || h != src->h))
+        resize_nearest(src, w, h, x0, y0, dst);
     else
-        resize_convolve(src, dst, interp);
+        resize_convolve(src, w, h, x0, y0, dst, interp);
     return 0;
+}
+
+int vt_image_resize(const vt_image *src, int w, int h, vt_interp interp,
+                    vt_image *dst)
+{
+    return vt_image_resize_window(src, w, h, 0, 0, w, h, interp, dst);
 }

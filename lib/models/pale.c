@@ -117,7 +117,7 @@ static int pl_config_defaults(const char *arch, cJSON *cfg)
 
 static int read_stage_ints(const cJSON *cfg, const char *key, int *out)
 {
-    if (vt_cfg_ints(cfg, key, out, PL_STAGES + 1) != PL_STAGES)
+    if (vt_cfg_ints(cfg, key, out, PL_STAGES) != PL_STAGES)
         return vt_seterr("pale: config \"%s\" must be %d integers", key, PL_STAGES);
     return 0;
 }
@@ -180,7 +180,7 @@ static int pl_config_read(const cJSON *cfg, pl_config *c)
         cin = s->dim;
     }
     int mb[2] = {1, depths[1] - 1};
-    int nmb = vt_cfg_ints(cfg, "attn_map_block", mb, 3);
+    int nmb = vt_cfg_ints(cfg, "attn_map_block", mb, 2);
     if (nmb != 0 && nmb != 2)
         return vt_seterr("pale: config \"attn_map_block\" must be [stage, block]");
     c->map_stage = mb[0], c->map_block = mb[1];

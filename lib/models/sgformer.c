@@ -135,7 +135,7 @@ static int sg_config_defaults(const char *arch, cJSON *cfg)
 
 static int read_stage_ints(const cJSON *cfg, const char *key, int *out)
 {
-    int n = vt_cfg_ints(cfg, key, out, SG_STAGES + 1);
+    int n = vt_cfg_ints(cfg, key, out, SG_STAGES);
     if (n != SG_STAGES)
         return vt_seterr("sgformer: config \"%s\" must be %d integers", key, SG_STAGES);
     return 0;

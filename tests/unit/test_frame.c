@@ -1,9 +1,11 @@
 /* test_frame.c - the frame reader and writer, .npy, and atomic output. */
 #include "frame.h"
 #include "npy.h"
+#include "render.h"
 #include "util.h"
 #include "tap.h"
 
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -299,8 +301,32 @@ static void test_parse_numbers(void)
     ok(vt_parse_floats("0.5,0.25,1,2", 3, f3) < 0, "long list refused");
 }
 
+/* NaN and infinite pixels in an image frame draw as black and white; the
+ * fuzzer found NaN converted to uint8 (undefined behaviour). */
+static void test_render_nan(void)
+{
+    vt_frame f;
+    vt_frame_init(&f);
+    int64_t shape[3] = {3, 1, 3};
+    vt_tensor *t = vt_frame_add(&f, "image", VT_F32, 3, shape);
+    float *v = t->data;
+    for (int c = 0; c < 3; c++) {
+        v[c * 3 + 0] = NAN;
+        v[c * 3 + 1] = INFINITY;
+        v[c * 3 + 2] = -INFINITY;
+    }
+    vt_frame_stamp(&f, "image", "nan");
+    vt_image img;
+    int rc = vt_render(&f, NULL, &img);
+    ok(rc == 0 && img.rgb[0] == 0 && img.rgb[3] == 255 && img.rgb[6] == 0,
+       "NaN draws black, +inf white, -inf black");
+    if (rc == 0) vt_image_free(&img);
+    vt_frame_free(&f);
+}
+
 int main(void)
 {
+    test_render_nan();
     test_roundtrip_dtypes();
     test_stream();
     test_corrupt();

@@ -101,6 +101,48 @@ static void test_resize(void)
     vt_image_free(&src);
 }
 
+/* A window of a resize equals the same pixels of the whole resize, for
+ * up- and downscaling, every interpolation, windows at edges and inside. */
+static void test_resize_window(void)
+{
+    static const int sizes[][2] = {{20, 15}, {13, 29}, {64, 41}, {200, 3}, {2, 150}, {50, 33}};
+    static const vt_interp interps[] = {VT_INTERP_BICUBIC, VT_INTERP_BILINEAR, VT_INTERP_NEAREST};
+    vt_image src;
+    if (vt_image_load(fixture("png_rgb.png"), NULL, &src)) {
+        ok(0, "load png_rgb.png: %s", vt_error());
+        return;
+    }
+    int checked = 0, wrong = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int w = sizes[s][0], h = sizes[s][1];
+        for (size_t k = 0; k < 3; k++) {
+            vt_image full;
+            if (vt_image_resize(&src, w, h, interps[k], &full)) continue;
+            for (int trial = 0; trial < 12; trial++) {
+                int cw = 1 + (trial * 7 + 3) % w, ch = 1 + (trial * 5 + 1) % h;
+                int x0 = (trial * 11) % (w - cw + 1), y0 = (trial * 13) % (h - ch + 1);
+                vt_image part;
+                if (vt_image_resize_window(&src, w, h, x0, y0, cw, ch, interps[k], &part)) {
+                    wrong++;
+                    continue;
+                }
+                for (int y = 0; y < ch; y++)
+                    wrong += memcmp(part.rgb + (size_t)y * cw * 3,
+                                    full.rgb + ((size_t)(y0 + y) * w + x0) * 3, (size_t)cw * 3) != 0;
+                checked++;
+                vt_image_free(&part);
+            }
+            vt_image_free(&full);
+        }
+    }
+    ok(checked == 6 * 3 * 12 && wrong == 0, "resize windows equal the whole resize (%d windows, %d wrong)",
+       checked, wrong);
+    vt_image part;
+    ok(vt_image_resize_window(&src, 10, 10, 5, 0, 6, 10, VT_INTERP_BICUBIC, &part) < 0,
+       "window past the edge refused: %s", vt_error());
+    vt_image_free(&src);
+}
+
 static void test_exif(void)
 {
     for (int o = 1; o <= 8; o++) {
@@ -338,6 +380,7 @@ int main(void)
     snprintf(fixdir, sizeof fixdir, "%s/tests/fixtures/images", root && *root ? root : ".");
     test_decode_fixtures();
     test_resize();
+    test_resize_window();
     test_exif();
     test_errors();
     test_mutations();

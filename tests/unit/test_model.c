@@ -1,13 +1,53 @@
 /* test_model.c - binding weights: in place, copied when misaligned, and
- * refused with the family's name when missing, not F32 or mis-sized. */
+ * refused with the family's name when missing, not F32 or mis-sized;
+ * config arrays of the wrong length refused without writing past a buffer. */
 #include "model.h"
 #include "util.h"
 #include "tap.h"
 
 #include <string.h>
 
+static void test_cfg_ints(void)
+{
+    cJSON *cfg = cJSON_Parse("{\"four\":[1,2,3,4],\"five\":[1,2,3,4,5],\"bad\":[1,\"x\"]}");
+    int out[5] = {0, 0, 0, 0, -7};
+    ok(vt_cfg_ints(cfg, "four", out, 4) == 4 && out[3] == 4, "four ints read");
+    ok(vt_cfg_ints(cfg, "five", out, 4) == 5 && out[4] == -7,
+       "a longer array gives its length and fills only max");
+    ok(vt_cfg_ints(cfg, "bad", out, 4) == -1, "a non-number refused");
+    ok(vt_cfg_ints(cfg, "none", out, 4) == 0, "absent is 0");
+    cJSON_Delete(cfg);
+}
+
+/* Stage lists one too long, for every family that reads them (the fuzzer
+ * found pale and sgformer writing the fifth value past a 4-int array). */
+static void test_stage_lists(void)
+{
+    static const char *const cases[][2] = {
+        {"pale_tiny", "{\"embed_dims\":[64,128,256,512,1024]}"},
+        {"pale_tiny", "{\"attn_map_block\":[1,1,1]}"},
+        {"sgformer_s", "{\"depths\":[1,1,1,1,1]}"},
+        {"groupmixformer_m", "{\"serial_depths\":[1,1,1,1,1]}"},
+        {"swin_tiny_patch4_window7_224", "{\"depths\":[2,2,2,2,2]}"},
+        {"stvit_r_swin_t", "{\"num_heads\":[2,2,2,2,2]}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cJSON *over = cJSON_Parse(cases[i][1]);
+        cJSON *cfg = vt_config_make(cases[i][0], over);
+        vt_params ps = {0};
+        const vt_family *fam = vt_family_find(cases[i][0]);
+        int rc = cfg ? fam->params(cfg, &ps) : -1;
+        ok(rc < 0, "%s %s refused: %s", cases[i][0], cases[i][1], vt_error());
+        vt_params_free(&ps);
+        cJSON_Delete(cfg);
+        cJSON_Delete(over);
+    }
+}
+
 int main(void)
 {
+    test_cfg_ints();
+    test_stage_lists();
     float aligned[6] = {1, 2, 3, 4, 5, 6};
     uint8_t raw[4 * 6 + 2];
     memcpy(raw + 2, aligned, sizeof aligned);   /* float data at an odd address */

@@ -139,8 +139,32 @@ static void test_committed(void)
     }
 }
 
+/* A 1x65535 strip resizes its shorter side to 256, so the whole resized
+ * picture would be 256x16776960 (12 GB); only the crop is computed. A
+ * strip of one gray value stays that value. */
+static void test_strip(void)
+{
+    vt_image strip;
+    strip.w = 1;
+    strip.h = 65535;
+    strip.rgb = vt_xmalloc((size_t)strip.h * 3);
+    memset(strip.rgb, 77, (size_t)strip.h * 3);
+    vt_preproc p;
+    vt_preproc_default(&p);
+    vt_image crop;
+    int geom[4];
+    int rc = vt_preprocess_crop(&strip, &p, &crop, geom);
+    int flat = rc == 0;
+    for (size_t i = 0; flat && i < (size_t)224 * 224 * 3; i++) flat = crop.rgb[i] == 77;
+    ok(rc == 0 && geom[0] == 256 && geom[1] == 16776960 && flat,
+       "1x65535 strip: crop of a 256x16776960 resize without making it (%s)", rc ? vt_error() : "ok");
+    if (rc == 0) vt_image_free(&crop);
+    vt_image_free(&strip);
+}
+
 int main(void)
 {
+    test_strip();
     test_committed();
     test_shared();
     return tap_done();
