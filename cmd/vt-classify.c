@@ -1,12 +1,17 @@
-/* vt-classify - classify images (or image frames) with a model file.
+/* vt-classify - classify images (or image frames) with a model file, or
+ * run part of the model: --until L writes tokens frames after block L, and
+ * tokens frames on the input are continued from the block after theirs
+ * (split inference, lib/tokens.h).
  *
  * Inputs become image frames (lib/input.c), preprocessed with the model's
- * own settings; frames are gathered into batches of -b images, run, and
- * reported in input order. A bad input is reported and skipped; the exit
- * status is 1 at the end when any input failed. */
+ * own settings; frames are gathered into batches of -b images (tokens
+ * frames with the same count and block), run, and reported in input order.
+ * A bad input is reported and skipped; the exit status is 1 at the end when
+ * any input failed. */
 #include "frame.h"
 #include "input.h"
 #include "model.h"
+#include "tokens.h"
 #include "util.h"
 
 #include <errno.h>
@@ -26,19 +31,26 @@ static const char usage[] =
     "  -b, --batch N        images per forward pass (1)\n"
     "      --format F       text (default), tsv, json\n"
     "      --logits         write one logits frame per image to stdout instead\n"
+    "      --until L        stop after block L: write one tokens frame per image\n"
     "  -h, --help           this help\n"
     "  -V, --version        version\n";
 
 enum { FMT_TEXT, FMT_TSV, FMT_JSON };
+enum { HOLD_IMAGES, HOLD_TOKENS };   /* what the waiting batch is */
 
 typedef struct job {
     vt_model m;
     vt_input_opts io;
     int topk, format, logits_out, random;
+    int until;              /* --until L, or -1: classify */
     int S;                  /* model input side */
     int batch;              /* images per forward pass */
-    int n;                  /* images waiting in x */
+    int n;                  /* images waiting in x or tin */
+    int holds;              /* HOLD_IMAGES or HOLD_TOKENS */
     float *x;               /* [batch, 3, S, S] */
+    vt_tokens *tin, *tout;  /* [batch] tokens in (frames) and out (--until) */
+    vt_frame *meta;         /* [batch] metadata carried into tokens frames */
+    char sha[65];           /* weights_sha256 of the model, once needed */
     float *logits;          /* [batch, num_classes] */
     char **names;           /* [batch] */
     float *prob;            /* [num_classes] */
@@ -175,36 +187,82 @@ static void progress(job *j, int final)
     fflush(stderr);
 }
 
-/* Run the waiting images and report them in order. */
+/* The weights' SHA-256, computed once (it reads the whole model file). */
+static const char *model_sha(job *j)
+{
+    if (!j->sha[0] && vt_weights_sha256(&j->m, j->sha) < 0)
+        return NULL;
+    return j->sha;
+}
+
+static void write_tokens(job *j, int i)
+{
+    vt_frame f;
+    vt_tokens_to_frame(&j->tout[i], &j->meta[i], j->names[i], &f);
+    if (vt_frame_write(j->out.fp, &f) < 0) {
+        fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
+        j->write_error = 1;
+    }
+    vt_frame_free(&f);
+}
+
+/* Run images [i0, i0+n) of the waiting batch. 0, or -1 with vt_error(). */
+static int run_part(job *j, int i0, int n)
+{
+    int C = j->m.num_classes;
+    float *logits = j->logits + (size_t)i0 * C;
+    if (j->holds == HOLD_TOKENS)
+        return vt_model_run_from(&j->m, j->tin + i0, n, j->until, j->tout + i0, logits);
+    const float *x = j->x + (size_t)i0 * 3 * j->S * j->S;
+    if (j->until >= 0)
+        return vt_model_run_until(&j->m, x, n, j->until, j->tout + i0);
+    return vt_model_forward(&j->m, x, n, logits);
+}
+
+/* Run the waiting images and report them in order. A batch of tokens
+ * frames that fails is rerun one frame at a time, so one unfit frame does
+ * not take the others with it. */
 static int flush_batch(job *j)
 {
     if (j->n == 0)
         return 0;
     int C = j->m.num_classes;
-    if (vt_model_forward(&j->m, j->x, j->n, j->logits) < 0) {
-        for (int i = 0; i < j->n; i++)
+    char *ok = vt_xmalloc((size_t)j->n);
+    memset(ok, 1, (size_t)j->n);
+    if (run_part(j, 0, j->n) < 0) {
+        for (int i = 0; i < j->n; i++) {
+            if (j->holds == HOLD_TOKENS && j->n > 1 && run_part(j, i, 1) == 0)
+                continue;
             report(j->names[i]);
-        j->failed = 1;
-    } else {
-        for (int i = 0; i < j->n && !j->write_error; i++) {
-            const float *l = j->logits + (size_t)i * C;
-            if (j->logits_out) {
-                if (write_logits(j, j->names[i], l) < 0) {
-                    fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
-                    j->write_error = 1;
-                }
-            } else {
-                print_result(j, j->names[i], l);
-            }
+            ok[i] = 0;
+            j->failed = 1;
         }
-        if (!j->logits_out && (fflush(stdout) != 0 || ferror(stdout))) {
-            fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
-            j->write_error = 1;
-        }
-        j->done += j->n;
     }
-    for (int i = 0; i < j->n; i++)
+    for (int i = 0; i < j->n && !j->write_error; i++) {
+        if (!ok[i])
+            continue;
+        const float *l = j->logits + (size_t)i * C;
+        if (j->until >= 0) {
+            write_tokens(j, i);
+        } else if (j->logits_out) {
+            if (write_logits(j, j->names[i], l) < 0) {
+                fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
+                j->write_error = 1;
+            }
+        } else {
+            print_result(j, j->names[i], l);
+        }
+        j->done++;
+    }
+    if (j->until < 0 && !j->logits_out && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+        j->write_error = 1;
+    }
+    free(ok);
+    for (int i = 0; i < j->n; i++) {
         free(j->names[i]);
+        vt_frame_free(&j->meta[i]);
+    }
     j->n = 0;
     progress(j, 0);
     return j->write_error ? -1 : 0;
@@ -212,12 +270,56 @@ static int flush_batch(job *j)
 
 /* ---- input ----------------------------------------------------------- */
 
+/* Crop geometry an image frame carries on into its tokens frames. */
+static void keep_geometry(job *j, const vt_frame *f, vt_frame *meta)
+{
+    static const char *const keys[] = {"orig_width", "orig_height", "resized", "crop"};
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", j->S);
+    vt_frame_set_meta(meta, "size", buf);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const char *v = vt_frame_meta(f, keys[i]);
+        if (v) vt_frame_set_meta(meta, keys[i], v);
+    }
+}
+
+/* Take a tokens frame into slot j->n (flushing a batch it cannot join
+ * first). 0, or -1 with vt_error(). */
+static int take_tokens(job *j, const vt_frame *f)
+{
+    const char *sha = model_sha(j);
+    if (!sha || vt_tokens_check_identity(f, &j->m, sha) < 0)
+        return -1;
+    vt_tokens *t = &j->tin[j->n];
+    if (vt_tokens_from_frame(f, t) < 0)
+        return -1;
+    if (j->until >= 0 && t->block >= j->until)
+        return vt_seterr("tokens are after block %d; --until %d is not later", t->block,
+                         j->until);
+    if (j->n > 0 && (j->holds != HOLD_TOKENS || t->n != j->tin[0].n ||
+                     t->block != j->tin[0].block)) {
+        int at = j->n;
+        if (flush_batch(j) < 0)
+            return 0;   /* a write error: main stops */
+        vt_tokens swap = j->tin[0];
+        j->tin[0] = j->tin[at];
+        j->tin[at] = swap;
+    }
+    j->holds = HOLD_TOKENS;
+    vt_frame_init(&j->meta[j->n]);
+    for (int i = 0; i < f->nmeta; i++)
+        vt_frame_set_meta(&j->meta[j->n], f->meta_key[i], f->meta_val[i]);
+    return 0;
+}
+
 /* Take an image frame into the batch. 0, or -1 with vt_error(). */
 static int take_frame(job *j, const vt_frame *f)
 {
     const char *kind = vt_frame_meta(f, "kind");
+    if (kind && strcmp(kind, "tokens") == 0)
+        return take_tokens(j, f);
     if (kind && strcmp(kind, "image") != 0)
-        return vt_seterr("a '%s' frame; vt-classify takes image frames", kind);
+        return vt_seterr("a '%s' frame; vt-classify takes image and tokens frames", kind);
     const vt_tensor *t = vt_frame_get(f, "image");
     if (!t && f->ntensors == 1)
         t = &f->tensors[0];
@@ -232,6 +334,17 @@ static int take_frame(job *j, const vt_frame *f)
         char b[128];
         return vt_seterr("image is %s; the model needs [3,%lld,%lld]",
                          vt_shape_str(t, b, sizeof b), (long long)S, (long long)S);
+    }
+    if (j->n > 0 && j->holds != HOLD_IMAGES && flush_batch(j) < 0)
+        return 0;   /* a write error: main stops */
+    j->holds = HOLD_IMAGES;
+    vt_frame_init(&j->meta[j->n]);
+    if (j->until >= 0) {
+        const char *sha = model_sha(j);
+        if (!sha)
+            return -1;
+        vt_tokens_identity(&j->m, sha, &j->meta[j->n]);
+        keep_geometry(j, f, &j->meta[j->n]);
     }
     float *dst = j->x + (size_t)j->n * 3 * S * S;
     memcpy(dst, t->data, (size_t)(3 * S * S) * sizeof *dst);
@@ -263,12 +376,12 @@ static int on_frame(vt_frame *f, void *ctx)
     if (take_frame(j, f) < 0) {
         report(name);
         j->failed = 1;
-    } else {
+    } else if (!j->write_error) {
         j->names[j->n++] = vt_xstrdup(name);
     }
     vt_frame_free(f);
     free(f);
-    if (j->n == j->batch && flush_batch(j) < 0)
+    if (j->write_error || (j->n == j->batch && flush_batch(j) < 0))
         return -1;
     return 0;
 }
@@ -292,10 +405,11 @@ int main(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"top", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 't'}, {"batch", required_argument, 0, 'b'},
         {"format", required_argument, 0, 'F'}, {"logits", no_argument, 0, 'L'},
+        {"until", required_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
     const char *model = NULL;
-    int topk = 5, threads = 0, batch = 1, format = FMT_TEXT, logits_out = 0, opt;
+    int topk = 5, threads = 0, batch = 1, format = FMT_TEXT, logits_out = 0, until = -1, opt;
     while ((opt = getopt_long(argc, argv, "m:k:t:b:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
@@ -312,6 +426,15 @@ int main(int argc, char **argv)
             }
             break;
         case 'L': logits_out = 1; break;
+        case 'U': {
+            long v;
+            if (vt_parse_int(optarg, 0, 100000, &v) < 0) {
+                fprintf(stderr, "%s: --until: expected a block number, got '%s'\n", prog, optarg);
+                return 2;
+            }
+            until = (int)v;
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         case 'V': printf("vt-classify (vtkit) %s\n", VT_VERSION); return 0;
         default:
@@ -323,6 +446,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: no model (-m MODEL); try --help\n", prog);
         return 2;
     }
+    if (until >= 0 && logits_out) {
+        fprintf(stderr, "%s: --until writes tokens frames; it does not go with --logits\n", prog);
+        return 2;
+    }
 
     job *j = vt_xcalloc(1, sizeof *j);
     vt_run_opts ro = {threads > 0 ? threads : vt_ncpus(), batch};
@@ -331,9 +458,15 @@ int main(int argc, char **argv)
         free(j);
         return 1;
     }
+    if (until >= 0 && vt_model_split_point(&j->m, until) < 0) {
+        report(model);
+        vt_model_close(&j->m);
+        free(j);
+        return 2;
+    }
     const char *rnd = vt_frame_meta(&j->m.weights, "random");
     j->random = rnd && strcmp(rnd, "1") == 0;
-    if (j->random)
+    if (j->random && until < 0)
         fprintf(stderr, "%s: note: %s has random weights; its predictions mean nothing\n",
                 prog, model);
     vt_input_opts_default(&j->io);
@@ -347,7 +480,11 @@ int main(int argc, char **argv)
     j->topk = topk;
     j->format = format;
     j->logits_out = logits_out;
+    j->until = until;
     j->batch = batch;
+    j->tin = vt_xcalloc((size_t)batch, sizeof *j->tin);
+    j->tout = vt_xcalloc((size_t)batch, sizeof *j->tout);
+    j->meta = vt_xcalloc((size_t)batch, sizeof *j->meta);
     int C = j->m.num_classes;
     j->x = vt_xmalloc((size_t)batch * 3 * j->S * j->S * sizeof *j->x);
     j->logits = vt_xmalloc((size_t)batch * C * sizeof *j->logits);
@@ -357,7 +494,7 @@ int main(int argc, char **argv)
     j->progress = isatty(2) && !isatty(1);   /* never mixed into results */
     j->t0 = vt_now();
     int status = 0;
-    if (logits_out && vt_out_open(&j->out, NULL, 1) < 0) {
+    if ((logits_out || until >= 0) && vt_out_open(&j->out, NULL, 1) < 0) {
         fprintf(stderr, "%s: %s\n", prog, vt_error());
         status = 2;
         goto done;
@@ -381,18 +518,27 @@ int main(int argc, char **argv)
     if (!j->write_error)
         flush_batch(j);
     progress(j, 1);
-    if (logits_out && !j->write_error && vt_out_commit(&j->out) < 0) {
+    if ((logits_out || until >= 0) && !j->write_error && vt_out_commit(&j->out) < 0) {
         fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
         j->write_error = 1;
     }
-    if (!logits_out && fclose(stdout) != 0 && !j->write_error) {
+    if (!logits_out && until < 0 && fclose(stdout) != 0 && !j->write_error) {
         fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
         j->write_error = 1;
     }
     status = j->failed || j->write_error ? 1 : 0;
 done:
-    for (int i = 0; i < j->n; i++)
+    for (int i = 0; i < j->n; i++) {
         free(j->names[i]);
+        vt_frame_free(&j->meta[i]);
+    }
+    for (int i = 0; i < batch; i++) {
+        vt_tokens_free(&j->tin[i]);
+        vt_tokens_free(&j->tout[i]);
+    }
+    free(j->tin);
+    free(j->tout);
+    free(j->meta);
     free(j->x);
     free(j->logits);
     free(j->names);

@@ -75,6 +75,8 @@ typedef struct vt_cost {
 /* Add macs to the part called name (created on first use) and the total. */
 void vt_cost_add(vt_cost *c, const char *name, double macs);
 
+struct vt_tokens;   /* tokens.h */
+
 typedef struct vt_family {
     const char *name;               /* "vit" */
     const char *const *archs;       /* NULL-terminated variant names */
@@ -100,6 +102,20 @@ typedef struct vt_family {
      * each region gets). 0, or -1 with vt_error() (no forward pass yet,
      * image out of range). NULL when the work never depends on the input. */
     int (*spent)(const void *net, int image, vt_cost *out);
+    /* Optional: split inference (tokens.h; all three or none). split_point:
+     * 0 when the forward can stop after `block`, else vt_seterr() naming
+     * the blocks it can stop after. run_until: images through blocks
+     * 0..until into out[batch]. run_from: tokens in[batch] (same count and
+     * block) on from in->block + 1, through `until` into out[batch], or to
+     * logits[batch, classes] when until < 0. */
+    int (*split_point)(const void *net, int block);
+    int (*run_until)(void *net, const float *x, int batch, int until,
+                     struct vt_tokens *out);
+    int (*run_from)(void *net, const struct vt_tokens *in, int batch, int until,
+                    struct vt_tokens *out, float *logits);
+    /* Optional: the cost of one image whose token set is cut to `tokens`
+     * (not counting extra tokens) after block `after` (vt-bench --keep). */
+    int (*cost_pruned)(const cJSON *cfg, int after, int tokens, vt_cost *out);
 } vt_family;
 
 const vt_family *vt_family_find(const char *name_or_arch);  /* family or arch */

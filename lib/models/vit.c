@@ -18,6 +18,7 @@
 
 #include "model.h"
 #include "ops.h"
+#include "tokens.h"
 #include "util.h"
 
 #define VIT_MAGIC 0x56695431u   /* "ViT1": the net behind a vt_model */
@@ -97,6 +98,7 @@ typedef struct vit_net {
     vt_store store;      /* copies (resampled pos_embed, misaligned tensors) */
     int last_batch;     /* images in the last forward pass (0: none yet) */
     int keep;           /* blocks whose attention is kept (vt_vit_keep_attention) */
+    int last_t;         /* tokens per image in that pass */
 } vit_net;
 
 /* ---- config ---------------------------------------------------------- */
@@ -382,23 +384,25 @@ static void vit_keep_mean(vit_net *n, int batch, int l)
     }
 }
 
-/* Blocks [first, last) over the residual stream; the last block of the
- * network records the CLS attention, blocks below n->keep their whole
- * attention. */
-static void vit_blocks(vit_net *n, int batch, int first, int last)
+/* Blocks [first, last) over the residual stream of `batch` sequences of t
+ * tokens (c->t, or fewer after pruning); the last block run records the
+ * CLS attention; blocks below n->keep keep their whole attention (full
+ * token sets only: rollout is defined on the unpruned sequence). */
+static void vit_blocks(vit_net *n, int batch, int t, int first, int last)
 {
     const vit_config *c = &n->c;
     vit_run *r = &n->r;
-    int D = c->dim, m = batch * c->t, dh = D / c->heads;
+    int D = c->dim, m = batch * t, dh = D / c->heads;
     float scale = 1.0f / sqrtf((float)dh);
     for (int l = first; l < last; l++) {
         const vit_block *B = &n->w.blocks[l];
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, m, D, c->eps);
         vt_linear(n->pool, r->qkv, r->xn, B->qkvw, B->qkvb, m, D, 3 * D, 0, 0);
-        vt_attention(n->pool, r->att, r->qkv, batch, c->t, c->heads, dh, scale,
-                     r->scratch, l == c->depth - 1 ? r->cls_heads : NULL,
-                     l < n->keep ? r->heads_map : NULL);
-        if (l < n->keep)
+        int keep = l < n->keep && t == c->t;
+        vt_attention(n->pool, r->att, r->qkv, batch, t, c->heads, dh, scale,
+                     r->scratch, l == last - 1 ? r->cls_heads : NULL,
+                     keep ? r->heads_map : NULL);
+        if (keep)
             vit_keep_mean(n, batch, l);
         vt_linear(n->pool, r->x, r->att, B->projw, B->projb, m, D, D, 1, 0);
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, m, D, c->eps);
@@ -408,10 +412,9 @@ static void vit_blocks(vit_net *n, int batch, int first, int last)
 }
 
 /* cls_attn[b, j] = mean over heads of cls_heads[b, h, 1 + j] */
-static void vit_cls_reduce(vit_net *n, int batch)
+static void vit_cls_reduce(vit_net *n, int batch, int t)
 {
     const vit_config *c = &n->c;
-    int t = c->t;
     for (int b = 0; b < batch; b++) {
         float *o = n->r.cls_attn + (size_t)b * (t - 1);
         for (int j = 0; j < t - 1; j++) {
@@ -423,7 +426,7 @@ static void vit_cls_reduce(vit_net *n, int batch)
     }
 }
 
-static void vit_head(vit_net *n, int batch, float *logits)
+static void vit_head(vit_net *n, int batch, int t, float *logits)
 {
     const vit_config *c = &n->c;
     const vit_weights *W = &n->w;
@@ -433,7 +436,7 @@ static void vit_head(vit_net *n, int batch, float *logits)
     for (int p = 0; p < c->prefix; p++)
         for (int b = 0; b < batch; b++)
             vt_layernorm(r->pre + ((size_t)p * batch + b) * D,
-                         r->x + ((size_t)b * c->t + p) * D, W->normw, W->normb,
+                         r->x + ((size_t)b * t + p) * D, W->normw, W->normb,
                          1, D, c->eps);
     vt_linear(n->pool, logits, r->pre, W->headw, W->headb, batch, D, C, 0, 0);
     if (c->distilled) {
@@ -453,10 +456,132 @@ static int vit_forward(void *net, const float *x, int batch, float *logits)
     if (batch > n->r.batch && run_alloc(n, batch) < 0)
         return -1;
     vit_embed(n, x, batch);
-    vit_blocks(n, batch, 0, n->c.depth);
-    vit_cls_reduce(n, batch);
-    vit_head(n, batch, logits);
+    vit_blocks(n, batch, n->c.t, 0, n->c.depth);
+    vit_cls_reduce(n, batch, n->c.t);
+    vit_head(n, batch, n->c.t, logits);
     n->last_batch = batch;
+    n->last_t = n->c.t;
+    return 0;
+}
+
+/* ---- split inference (tokens.h) -------------------------------------- *
+ * The forward above is embed, blocks [0, depth), head; a split runs the
+ * same calls over [0, L+1) and, in another process, [L+1, depth) on the
+ * floats written in between, so an unpruned split is bit-identical to it
+ * (same batch and threads). Pruned sets simply run with fewer tokens: the
+ * blocks after the position embedding do not read positions. */
+
+static int vit_split_point(const void *net, int block)
+{
+    const vit_net *n = net;
+    if (block < 0 || block >= n->c.depth)
+        return vt_seterr("the model has blocks 0 to %d, not %d", n->c.depth - 1, block);
+    return 0;
+}
+
+/* out = image b of the residual stream (t tokens): prefix rows to ex, the
+ * rest to x; cls from the last block's CLS attention. Boxes are the
+ * caller's. */
+static void vit_export(const vit_net *n, int b, int t, int block, vt_tokens *out)
+{
+    const vit_config *c = &n->c;
+    int D = c->dim, N = t - c->prefix;
+    const float *x = n->r.x + (size_t)b * t * D;
+    vt_tokens_reserve(out, N, D, c->prefix, 1);
+    out->grid_h = out->grid_w = c->grid;
+    out->block = block;
+    memcpy(out->ex, x, (size_t)c->prefix * D * sizeof *x);
+    memcpy(out->x, x + (size_t)c->prefix * D, (size_t)N * D * sizeof *x);
+    /* cls_attn[b] holds t-1 entries (all but CLS itself); patches last */
+    memcpy(out->cls, n->r.cls_attn + (size_t)b * (t - 1) + (c->prefix - 1),
+           (size_t)N * sizeof *out->cls);
+}
+
+static int vit_run_until(void *net, const float *x, int batch, int until, vt_tokens *out)
+{
+    vit_net *n = net;
+    if (vit_split_point(n, until) < 0)
+        return -1;
+    if (batch < 1)
+        return vt_seterr("vit: batch %d", batch);
+    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+        return -1;
+    vit_embed(n, x, batch);
+    vit_blocks(n, batch, n->c.t, 0, until + 1);
+    vit_cls_reduce(n, batch, n->c.t);
+    n->last_batch = batch;
+    n->last_t = n->c.t;
+    for (int b = 0; b < batch; b++) {
+        vit_export(n, b, n->c.t, until, &out[b]);
+        vt_tokens_grid_boxes(&out[b]);
+    }
+    return 0;
+}
+
+/* Token sets the network can continue: its width, prefix and grid, at
+ * most grid^2 tokens (the run state's size), one count and block. */
+static int vit_check_tokens(const vit_net *n, const vt_tokens *in, int batch)
+{
+    const vit_config *c = &n->c;
+    for (int b = 0; b < batch; b++) {
+        const vt_tokens *t = &in[b];
+        if (t->dim != c->dim)
+            return vt_seterr("tokens have %d channels; the model has %d", t->dim, c->dim);
+        if (t->extra != c->prefix)
+            return vt_seterr("tokens have %d extra tokens; the model has %d (CLS%s)", t->extra,
+                             c->prefix, c->distilled ? ", distillation" : "");
+        if (t->grid_h != c->grid || t->grid_w != c->grid)
+            return vt_seterr("tokens are on a %dx%d grid; the model's is %dx%d", t->grid_h,
+                             t->grid_w, c->grid, c->grid);
+        if (t->n < 1 || t->n > c->grid * c->grid)
+            return vt_seterr("%d tokens; the model continues 1 to %d", t->n, c->grid * c->grid);
+        if (t->block < 0 || t->block >= c->depth)
+            return vt_seterr("tokens are after block %d; the model has blocks 0 to %d",
+                             t->block, c->depth - 1);
+        if (t->n != in[0].n || t->block != in[0].block)
+            return vt_seterr("vit: a batch mixes token counts or blocks");
+    }
+    return 0;
+}
+
+static int vit_run_from(void *net, const vt_tokens *in, int batch, int until,
+                        vt_tokens *out, float *logits)
+{
+    vit_net *n = net;
+    const vit_config *c = &n->c;
+    if (batch < 1)
+        return vt_seterr("vit: batch %d", batch);
+    if (vit_check_tokens(n, in, batch) < 0)
+        return -1;
+    if (until >= 0 && vit_split_point(n, until) < 0)
+        return -1;
+    if (until >= 0 && until <= in->block)
+        return vt_seterr("tokens are already after block %d; cannot stop after block %d",
+                         in->block, until);
+    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+        return -1;
+    int D = c->dim, t = c->prefix + in->n;
+    int first = in->block + 1, last = until < 0 ? c->depth : until + 1;
+    for (int b = 0; b < batch; b++) {
+        float *x = n->r.x + (size_t)b * t * D;
+        memcpy(x, in[b].ex, (size_t)c->prefix * D * sizeof *x);
+        memcpy(x + (size_t)c->prefix * D, in[b].x, (size_t)in->n * D * sizeof *x);
+    }
+    vit_blocks(n, batch, t, first, last);
+    n->last_batch = 0;      /* no CLS attention when no block ran */
+    if (last > first) {
+        vit_cls_reduce(n, batch, t);
+        n->last_batch = batch;
+        n->last_t = t;
+    }
+    if (until < 0) {
+        vit_head(n, batch, t, logits);
+        return 0;
+    }
+    for (int b = 0; b < batch; b++) {
+        vit_export(n, b, t, until, &out[b]);
+        memcpy(out[b].box, in[b].box, (size_t)in->n * 4 * sizeof *out[b].box);
+    }
     return 0;
 }
 
@@ -499,8 +624,11 @@ const float *vt_vit_cls_attention(const vt_model *m, int *batch, int *nout,
         return vt_seterr("CLS attention needs a vit-family model"), NULL;
     if (!n->last_batch)
         return vt_seterr("no forward pass yet"), NULL;
+    if (n->last_t != n->c.t)
+        return vt_seterr("vit: the last pass ran on a pruned token set; its attention is "
+                         "not kept"), NULL;
     if (batch) *batch = n->last_batch;
-    if (nout) *nout = n->c.t - 1;
+    if (nout) *nout = n->last_t - 1;
     if (gh) *gh = n->c.grid;
     if (gw) *gw = n->c.grid;
     return n->r.cls_attn;
@@ -528,6 +656,9 @@ const float *vt_vit_attention(const vt_model *m, int block, int *batch, int *t)
                NULL;
     if (!n->last_batch)
         return vt_seterr("no forward pass yet"), NULL;
+    if (n->last_t != n->c.t)
+        return vt_seterr("vit: the last pass ran on a pruned token set; its attention is "
+                         "not kept"), NULL;
     if (batch) *batch = n->last_batch;
     if (t) *t = n->c.t;
     return n->r.kept + (size_t)block * n->r.batch * n->c.t * n->c.t;
@@ -535,19 +666,31 @@ const float *vt_vit_attention(const vt_model *m, int block, int *batch, int *t)
 
 /* Multiply-accumulates per image: patch embedding, per block the qkv and
  * output projections, the two attention matmuls (q k^T and attn v) and the
- * MLP, then the head(s). DeiT-S: 4.6 GMACs, as the DeiT paper's table. */
+ * MLP, then the head(s). DeiT-S: 4.6 GMACs, as the DeiT paper's table.
+ * Blocks 0..after run on all t tokens, the others on prefix + tokens. */
+static int vit_cost_split(const cJSON *cfg, int after, int tokens, vt_cost *out)
+{
+    vit_config c;
+    if (vit_config_read(cfg, &c) < 0) return -1;
+    if (after < 0 || after >= c.depth || tokens < 1)
+        return vt_seterr("vit: no cost for %d tokens after block %d", tokens, after);
+    memset(out, 0, sizeof *out);
+    double t = c.t, d = c.dim, n = (double)c.grid * c.grid;
+    double full = after + 1, cut = c.depth - full, k = c.prefix + tokens;
+    vt_cost_add(out, "patch_embed", n * d * 3 * c.patch * c.patch);
+    vt_cost_add(out, "blocks.attn.qkv+proj", full * (t * d * 3 * d + t * d * d) +
+                                             cut * (k * d * 3 * d + k * d * d));
+    vt_cost_add(out, "blocks.attn.matmuls", full * 2 * t * t * d + cut * 2 * k * k * d);
+    vt_cost_add(out, "blocks.mlp", full * 2 * t * d * c.hidden + cut * 2 * k * d * c.hidden);
+    vt_cost_add(out, "head", (1 + c.distilled) * d * c.classes);
+    return 0;
+}
+
 static int vit_cost(const cJSON *cfg, vt_cost *out)
 {
     vit_config c;
     if (vit_config_read(cfg, &c) < 0) return -1;
-    memset(out, 0, sizeof *out);
-    double t = c.t, d = c.dim, n = (double)c.grid * c.grid;
-    vt_cost_add(out, "patch_embed", n * d * 3 * c.patch * c.patch);
-    vt_cost_add(out, "blocks.attn.qkv+proj", c.depth * (t * d * 3 * d + t * d * d));
-    vt_cost_add(out, "blocks.attn.matmuls", c.depth * 2 * t * t * d);
-    vt_cost_add(out, "blocks.mlp", c.depth * 2 * t * d * c.hidden);
-    vt_cost_add(out, "head", (1 + c.distilled) * d * c.classes);
-    return 0;
+    return vit_cost_split(cfg, c.depth - 1, c.grid * c.grid, out);
 }
 
 const vt_family vt_family_vit = {
@@ -559,4 +702,8 @@ const vt_family vt_family_vit = {
     .forward = vit_forward,
     .destroy = vit_destroy,
     .cost = vit_cost,
+    .split_point = vit_split_point,
+    .run_until = vit_run_until,
+    .run_from = vit_run_from,
+    .cost_pruned = vit_cost_split,
 };
