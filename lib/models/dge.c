@@ -266,7 +266,6 @@ static int dge_config_read(const cJSON *cfg, dge_config *c)
     if (c->kind < 0)
         return vt_seterr("dge: config \"kind\" must be deit_dge, deit, pvt_dge, pvt or dpvt");
     c->gated = c->kind == K_DEIT_DGE || c->kind == K_PVT_DGE;
-    c->fused_qkv = 0;
     c->img_size = vt_cfg_int(cfg, "img_size", 256);
     c->native_size = vt_cfg_int(cfg, "pos_embed_size", c->img_size);
     c->classes = vt_cfg_int(cfg, "num_classes", 1000);
@@ -564,7 +563,7 @@ typedef struct dge_run {
     float *scratch;     /* vt_attend_scratch */
     dge_patch *patches; /* [n] query rows of the current layer */
     float *feat;        /* [batch, C_last] head input */
-    float *gate;        /* [batch, gate_total] gate logits of every gated layer */
+    float *gate;        /* [batch, region_total, S] gate logits of every gated layer */
     int8_t *decision;   /* [batch, region_total] split s per region */
     int *nq;            /* [batch, layers] queries per layer */
     float *out;         /* recorded: [batch, out_total] layer outputs */
