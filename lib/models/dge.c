@@ -171,9 +171,13 @@ static int dge_config_defaults(const char *arch, cJSON *cfg)
     return 0;
 }
 
+/* out[DGE_STAGES] from the config list `key` (def_all everywhere when it
+ * is absent and def_all >= 0). Read through a buffer one longer, so a
+ * longer list is refused, never written past out. */
 static int read_stage_ints(const cJSON *cfg, const char *key, int *out, int def_all)
 {
-    int n = vt_cfg_ints(cfg, key, out, DGE_STAGES + 1);
+    int buf[DGE_STAGES + 1];
+    int n = vt_cfg_ints(cfg, key, buf, DGE_STAGES + 1);
     if (n == 0 && def_all >= 0) {
         for (int i = 0; i < DGE_STAGES; i++)
             out[i] = def_all;
@@ -181,6 +185,7 @@ static int read_stage_ints(const cJSON *cfg, const char *key, int *out, int def_
     }
     if (n != DGE_STAGES)
         return vt_seterr("dge: config \"%s\" must be %d integers", key, DGE_STAGES);
+    memcpy(out, buf, sizeof buf - sizeof *buf);
     return 0;
 }
 
@@ -266,7 +271,6 @@ static int dge_config_read(const cJSON *cfg, dge_config *c)
     if (c->kind < 0)
         return vt_seterr("dge: config \"kind\" must be deit_dge, deit, pvt_dge, pvt or dpvt");
     c->gated = c->kind == K_DEIT_DGE || c->kind == K_PVT_DGE;
-    c->fused_qkv = 0;
     c->img_size = vt_cfg_int(cfg, "img_size", 256);
     c->native_size = vt_cfg_int(cfg, "pos_embed_size", c->img_size);
     c->classes = vt_cfg_int(cfg, "num_classes", 1000);
@@ -278,9 +282,11 @@ static int dge_config_read(const cJSON *cfg, dge_config *c)
         return vt_seterr("dge: num_classes %d out of range", c->classes);
     if (c->gated) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(cfg, "dge");
-        c->nsplits = vt_cfg_ints(d, "split_sizes", c->splits, DGE_MAX_SPLITS + 1);
+        int buf[DGE_MAX_SPLITS + 1];
+        c->nsplits = vt_cfg_ints(d, "split_sizes", buf, DGE_MAX_SPLITS + 1);
         if (c->nsplits < 1 || c->nsplits > DGE_MAX_SPLITS)
             return vt_seterr("dge: config dge.split_sizes must be 1 to %d integers", DGE_MAX_SPLITS);
+        memcpy(c->splits, buf, (size_t)c->nsplits * sizeof *buf);
         for (int i = 0; i < c->nsplits; i++)
             if (c->splits[i] > c->region)
                 c->region = c->splits[i];
@@ -564,7 +570,7 @@ typedef struct dge_run {
     float *scratch;     /* vt_attend_scratch */
     dge_patch *patches; /* [n] query rows of the current layer */
     float *feat;        /* [batch, C_last] head input */
-    float *gate;        /* [batch, gate_total] gate logits of every gated layer */
+    float *gate;        /* [batch, region_total, S] gate logits of every gated layer */
     int8_t *decision;   /* [batch, region_total] split s per region */
     int *nq;            /* [batch, layers] queries per layer */
     float *out;         /* recorded: [batch, out_total] layer outputs */

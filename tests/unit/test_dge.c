@@ -453,10 +453,41 @@ static void sizes(void)
     }
 }
 
+/* Nonsense configs are refused by params() with a reason, never read past
+ * their lists. */
+static void configs(void)
+{
+    static const struct {
+        const char *arch, *json, *why;
+    } c[] = {
+        {"pvt_small_256", "{\"embed_dims\": [64, 128, 320, 512, 640]}", "must be 4 integers"},
+        {"pvt_dge_s124_tiny_256", "{\"depths\": [2, 2, 2]}", "must be 4 integers"},
+        {"deit_dge_s124_tiny_patch16_256", "{\"dge\": {\"split_sizes\": [4, 2, 1, 1, 1, 1]}}",
+         "split_sizes must be"},
+        {"deit_dge_s124_tiny_patch16_256", "{\"dge\": {\"split_sizes\": [3, 2, 1]}}",
+         "does not divide"},
+        {"pvt_tiny_256", "{\"patch_sizes\": [4, 2, 4, 2]}", "merges 2x2"},
+        {"deit_small_patch16_256", "{\"num_heads\": 5}", "not divisible"},
+        {"dpvt_small_256", "{\"kind\": \"vit\"}", "kind"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        cJSON *over = cJSON_Parse(c[i].json);
+        cJSON *cfg = vt_config_make(c[i].arch, over);
+        vt_params ps = {0};
+        int rc = cfg ? fam->params(cfg, &ps) : -1;
+        ok(rc < 0 && strstr(vt_error(), c[i].why), "%s %s refused: %s", c[i].arch, c[i].json,
+           vt_error());
+        vt_params_free(&ps);
+        cJSON_Delete(cfg);
+        cJSON_Delete(over);
+    }
+}
+
 int main(void)
 {
     defaults();
     sizes();
+    configs();
     conform_run("dge", "VT_DGE_FIXTURES", "dge-", fixture_or_set);
     return tap_done();
 }
