@@ -597,6 +597,58 @@ for i in range(k):
   [ "$n" -gt 0 ]
 }
 
+@test "sigmap: ../shared conformance fixtures: pale attention, stvit semantic labels of every group" {
+  have_shared || skip "VT_SHARED not set"
+  have_py || skip "no /usr/bin/python3"
+  local n=0
+  for d in "$VT_SHARED"/conformance/fixtures/pale-* "$VT_SHARED"/conformance/fixtures/stvit-stvit*; do
+    [ -f "$d/meta.json" ] && [ -f "$d/input.npy" ] || continue
+    local variant
+    variant=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["variant"])' "$d/meta.json")
+    "$BIN/vt-convert" --arch "$variant" --config "$d/meta.json" "$d/checkpoint.pth" -o "$T/m"
+    if [[ $(basename "$d") == pale-* ]]; then
+      for q in default 0,0 6,6 2,5; do
+        opt=(); [ $q = default ] || opt=(--query $q)
+        "$BIN/vt-sigmap" -m "$T/m" "${opt[@]}" "$d/input.npy" > "$T/f"
+        py '
+(meta, ts) = frames(sys.argv[1])[0]
+(h, w), got = ts["sigmap"]
+qy, qx = map(int, meta["query"].split(","))
+(_, nh, n, _), row = npy(sys.argv[2] + "/row_attention.npy")
+_, col = npy(sys.argv[2] + "/col_attention.npy")
+q = qy * w + qx
+want = [sum(0.5 / nh * (row[(j * n + q) * n + p] + col[(j * n + q) * n + p]) for j in range(nh))
+        for p in range(n)]
+e = relerr(got, want)
+print("# %s query %d,%d: relative error %.3g" % (sys.argv[3], qy, qx, e))
+assert meta["stage"] == "1" and e <= 1e-5, (meta, e)
+' "$T/f" "$d" "$(basename "$d")"
+      done
+    else
+      local groups
+      groups=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["num_groups"])' "$d/meta.json")
+      for ((g = 0; g < groups; g++)); do
+        "$BIN/vt-sigmap" -m "$T/m" --block $((6 * g + 1)) "$d/input.npy" > "$T/f"
+        py '
+(meta, ts), = frames(sys.argv[1])
+_, cover = ts["sigmap"]
+_, labels = ts["labels"]
+g = int(sys.argv[4])
+assert meta["block"] == str(6 * g + 5), meta
+_, want = npy(sys.argv[2] + "/assignment_g%d.npy" % g)
+differ = sum(int(a) != int(b) for a, b in zip(labels, want))
+(_, nh, n, S), att = npy(sys.argv[2] + "/recover_attn_g%d.npy" % g)
+e = relerr(cover, [sum(att[(j * n + p) * S + labels[p]] for j in range(nh)) / nh for p in range(n)])
+print("# %s group %d: %d of %d labels differ, coverage relative error %.3g" % (sys.argv[3], g, differ, n, e))
+assert differ == 0 and e <= 1e-5, (differ, e)
+' "$T/f" "$d" "$(basename "$d")" $g
+      done
+    fi
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ]
+}
+
 # ---- PNG ----------------------------------------------------------------
 
 @test "sigmap: --png decodes to the frame's values through the colormap (independent decoder)" {
