@@ -29,8 +29,8 @@ static const char usage[] =
     "  -m, --model FILE     model file (from vt-convert --arch)\n"
     "      --method M       significance source (the family's default; see\n"
     "                       --list-methods)\n"
-    "      --stage N        stage of the map (default: the last one with a map)\n"
-    "      --block N        block of the map (default: the last one with a map)\n"
+    "      --stage N        stage of the map (default: the method's)\n"
+    "      --block N        block of the map (default: the method's)\n"
     "      --query Y,X      query token, for methods that take one (pale)\n"
     "  -t, --threads N      threads (online cores)\n"
     "      --png FILE       draw the map of the one image into FILE\n"
@@ -118,14 +118,17 @@ static char *png_path(const char *dir, const char *name)
     return p;
 }
 
-/* The sigmap frame for map[h*w] (borrowed) of image frame f. */
+/* The sigmap frame for map[h*w] and labels[h*w] (borrowed; labels NULL
+ * for methods without) of image frame f. */
 static void make_frame(const job *j, const vt_frame *f, const char *name, float *map,
-                       vt_frame *out)
+                       int32_t *labels, vt_frame *out)
 {
     const vt_sigmap_where *w = &j->where;
     vt_frame_init(out);
     int64_t shape[2] = {w->h, w->w};
     vt_frame_add_ref(out, "sigmap", VT_F32, 2, shape, map);
+    if (labels)
+        vt_frame_add_ref(out, "labels", VT_I32, 2, shape, labels);
     vt_frame_stamp(out, "sigmap", name);
     vt_frame_set_meta(out, "model", j->m.arch);
     vt_frame_set_meta(out, "family", j->m.family->name);
@@ -142,6 +145,10 @@ static void make_frame(const job *j, const vt_frame *f, const char *name, float 
     if (w->qy != VT_SIGMAP_DEFAULT) {
         snprintf(buf, sizeof buf, "%d,%d", w->qy, w->qx);
         vt_frame_set_meta(out, "query", buf);
+    }
+    if (labels) {
+        snprintf(buf, sizeof buf, "%d", w->nlabels);
+        vt_frame_set_meta(out, "num_labels", buf);
     }
     float lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < (size_t)w->h * w->w; i++) {
@@ -164,7 +171,7 @@ static void make_frame(const job *j, const vt_frame *f, const char *name, float 
 static int draw(const job *j, const vt_frame *sf, const vt_frame *f, const char *path)
 {
     vt_image pic, photo = {0, 0, NULL};
-    if (vt_render(sf, "sigmap", &pic) < 0) return -1;
+    if (vt_render(sf, NULL, &pic) < 0) return -1;     /* as vt-convert --to png */
     if (j->overlay) {
         const vt_tensor *t = vt_frame_get(f, "image");
         if (!t) t = &f->tensors[0];
@@ -202,10 +209,13 @@ static int one_image(job *j, const vt_frame *f, const char *name, char **what)
     if (vt_model_forward(&j->m, j->x, 1, j->logits) < 0) return -1;
     size_t n = (size_t)j->where.h * j->where.w;
     float *map = vt_xmalloc(n * sizeof *map);
+    int32_t *labels = j->method->labels ? vt_xmalloc(n * sizeof *labels) : NULL;
     int rc = j->method->compute(&j->m, 0, &j->where, map);
+    if (rc == 0 && labels)
+        rc = j->method->labels(&j->m, 0, &j->where, labels);
     if (rc == 0) {
         vt_frame sf;
-        make_frame(j, f, name, map, &sf);
+        make_frame(j, f, name, map, labels, &sf);
         if (j->png || j->png_dir) {
             char *path = j->png ? vt_xstrdup(j->png) : png_path(j->png_dir, name);
             j->pngs++;
@@ -219,6 +229,7 @@ static int one_image(job *j, const vt_frame *f, const char *name, char **what)
         vt_frame_free(&sf);
     }
     free(map);
+    free(labels);
     return rc;
 }
 

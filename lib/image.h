@@ -74,5 +74,9 @@ int vt_png_write(FILE *f, const uint8_t *pix, int w, int h, int channels);
 void vt_colormap(float t, uint8_t rgb[3]);
 /* Inverse for tests: nearest colormap entry index 0..255 for rgb. */
 int vt_colormap_inverse(const uint8_t rgb[3]);
+/* Categorical palette for label maps: label -> one of VT_PALETTE_SIZE
+ * fixed colours (label mod VT_PALETTE_SIZE; listed in vt-sigmap(1)). */
+#define VT_PALETTE_SIZE 36
+void vt_palette(long label, uint8_t rgb[3]);
 
 #endif

@@ -58,24 +58,39 @@ static int render_image(const vt_frame *f, const vt_tensor *t, vt_image *out)
     return 0;
 }
 
-static int render_map(const vt_frame *f, const vt_tensor *t, vt_image *out)
+/* The map's values as floats, and lo, hi: the "range" metadata, else the
+ * values' min and max. */
+static float *map_values(const vt_frame *f, const vt_tensor *t, float *lo, float *hi)
 {
-    int h = (int)t->shape[t->ndim - 2], w = (int)t->shape[t->ndim - 1];
-    size_t n = (size_t)w * h;
+    size_t n = (size_t)t->shape[t->ndim - 2] * t->shape[t->ndim - 1];
     float *v = vt_xmalloc(n * sizeof *v);
-    float lo = INFINITY, hi = -INFINITY;
+    *lo = INFINITY, *hi = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         v[i] = (float)vt_tensor_get(t, i);
-        if (v[i] < lo) lo = v[i];
-        if (v[i] > hi) hi = v[i];
+        if (v[i] < *lo) *lo = v[i];
+        if (v[i] > *hi) *hi = v[i];
     }
     const char *range = vt_frame_meta(f, "range");
     float r[2];
-    if (range && vt_parse_floats(range, 2, r) == 0) { lo = r[0]; hi = r[1]; }
+    if (range && vt_parse_floats(range, 2, r) == 0) { *lo = r[0]; *hi = r[1]; }
+    return v;
+}
+
+/* Output side: the "size" metadata, else the map's own h x w. */
+static void out_size(const vt_frame *f, int h, int w, int *oh, int *ow)
+{
     long size = 0;
     const char *s = vt_frame_meta(f, "size");
-    int oh = h, ow = w;
-    if (s && vt_parse_int(s, 1, 16384, &size) == 0) oh = ow = (int)size;
+    *oh = h, *ow = w;
+    if (s && vt_parse_int(s, 1, 16384, &size) == 0) *oh = *ow = (int)size;
+}
+
+static int render_map(const vt_frame *f, const vt_tensor *t, vt_image *out)
+{
+    int h = (int)t->shape[t->ndim - 2], w = (int)t->shape[t->ndim - 1], oh, ow;
+    float lo, hi;
+    float *v = map_values(f, t, &lo, &hi);
+    out_size(f, h, w, &oh, &ow);
     float *up = v;
     if (oh != h || ow != w) {
         up = vt_xmalloc((size_t)oh * ow * sizeof *up);
@@ -94,12 +109,57 @@ static int render_map(const vt_frame *f, const vt_tensor *t, vt_image *out)
     return 0;
 }
 
+/* An integer [H,W] tensor called "labels": a label map. */
+static int is_labels(const vt_tensor *t)
+{
+    return t && strcmp(t->name, "labels") == 0 && t->ndim == 2 && t->shape[0] > 0 &&
+           t->shape[1] > 0 && t->shape[0] <= 16384 && t->shape[1] <= 16384 &&
+           (t->dtype == VT_I32 || t->dtype == VT_I64 || t->dtype == VT_I16 ||
+            t->dtype == VT_I8 || t->dtype == VT_U8);
+}
+
+/* Labels [H,W] in the categorical palette, each token a block of pixels
+ * (nearest: pixel (y, x) shows token (y*H/oh, x*W/ow)), scaled to the
+ * "size" metadata. With a weight map wt of the same shape, each colour is
+ * multiplied by 0.25 + 0.75 * clamp((wt - lo) / (hi - lo), 0, 1), in
+ * double, rounded half up. */
+static int render_labels(const vt_frame *f, const vt_tensor *lab, const vt_tensor *wt,
+                         vt_image *out)
+{
+    int h = (int)lab->shape[0], w = (int)lab->shape[1], oh, ow;
+    float lo = 0, hi = 0;
+    float *v = wt ? map_values(f, wt, &lo, &hi) : NULL;
+    out_size(f, h, w, &oh, &ow);
+    out->w = ow;
+    out->h = oh;
+    out->rgb = vt_xmalloc((size_t)ow * oh * 3);
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            size_t tok = (size_t)((int64_t)y * h / oh) * w + (size_t)((int64_t)x * w / ow);
+            uint8_t *px = out->rgb + ((size_t)y * ow + x) * 3;
+            vt_palette((long)vt_tensor_get(lab, tok), px);
+            if (!v) continue;
+            double a = hi > lo && isfinite(v[tok]) ? ((double)v[tok] - lo) / ((double)hi - lo) : 0;
+            double k = 0.25 + 0.75 * (a < 0 ? 0 : a > 1 ? 1 : a);
+            for (int c = 0; c < 3; c++)
+                px[c] = clamp8(px[c] * k);
+        }
+    free(v);
+    return 0;
+}
+
 int vt_render(const vt_frame *f, const char *name, vt_image *out)
 {
     const vt_tensor *t = name ? vt_frame_get(f, name) : vt_main_tensor(f);
     if (!t) return vt_seterr(name ? "frame has no tensor '%s'" : "frame has no tensors", name);
     memset(out, 0, sizeof *out);
     if (t->dtype == VT_BOOL) return vt_seterr("cannot draw a BOOL tensor");
+    if (is_labels(t))
+        return render_labels(f, t, NULL, out);
+    const vt_tensor *lab = vt_frame_get(f, "labels");
+    if (!name && t->ndim == 2 && is_labels(lab) && lab->shape[0] == t->shape[0] &&
+        lab->shape[1] == t->shape[1])
+        return render_labels(f, lab, t, out);
     if (t->ndim == 3 && t->shape[0] == 3 && t->shape[1] > 0 && t->shape[2] > 0)
         return render_image(f, t, out);
     int maplike = t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1);

@@ -13,7 +13,13 @@
  *  - a 2-D map [H,W] (or [1,H,W]): values scaled to [0,1] by the frame's
  *    "range" metadata ("lo,hi") or the map's min and max, upsampled
  *    bilinearly (half-pixel centres) to the frame's "size" metadata when
- *    present, then coloured with vt_colormap (viridis).
+ *    present, then coloured with vt_colormap (viridis);
+ *  - a label map (an integer [H,W] tensor called "labels"): each label in
+ *    its vt_palette colour, tokens upsampled nearest to the "size"
+ *    metadata. When tensor is NULL and the frame's main tensor is a 2-D
+ *    map with a "labels" tensor of its shape beside it (vt-sigmap's
+ *    semantic frames), the labels are drawn with each token's colour
+ *    scaled by 0.25 + 0.75 * its map value scaled to [0,1] by "range".
  * tensor: the tensor to draw, or NULL for the frame's main tensor. */
 int vt_render(const vt_frame *f, const char *tensor, vt_image *out);
 

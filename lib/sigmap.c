@@ -5,6 +5,7 @@
 #include "models/groupmix.h"
 #include "models/pale.h"
 #include "models/sgformer.h"
+#include "models/stvit.h"
 #include "ops.h"
 #include "util.h"
 
@@ -337,34 +338,82 @@ static int dge_compute_granularity(const vt_model *m, int image, const vt_sigmap
     return 0;
 }
 
+/* ---- stvit: which semantic token each image token belongs to ------------
+ * STViT-R's semantic stage (layers.2 of the state dict, 14x14 tokens) runs
+ * groups of 6 blocks (layers.2.blocks.6g .. 6g+5); in the last of each,
+ * the recovery block, every image token p reads the 4k^2 semantic tokens
+ * (36 for k = 3). The label of p is the semantic token with the largest
+ * head-mean recovery attention (first on ties), the map that attention
+ * weight (how strongly p belongs to it); lib/models/stvit.c keeps both
+ * per group (vt_stvit_semantic). --block selects the group holding that
+ * block (default the last group); the metadata names its recovery block. */
+
+static int st_resolve(const vt_model *m, const vt_sigmap_opts *o, vt_sigmap_where *w)
+{
+    int depths[4], k = vt_cfg_int(m->config, "sample_window_size", 3);
+    if (vt_cfg_ints(m->config, "depths", depths, 4) != 4 || depths[2] < 6)
+        return vt_seterr("stvit: the model's config has no semantic stage depth");
+    int groups = depths[2] / 6;
+    if (o->stage != VT_SIGMAP_DEFAULT && o->stage != 2)
+        return vt_seterr("stvit: semantic tokens live in stage 2 (layers.2, stages from 0), "
+                         "not %d", o->stage);
+    if (o->block != VT_SIGMAP_DEFAULT && (o->block < 0 || o->block >= 6 * groups))
+        return vt_seterr("stage 2 has blocks 0 to %d, not %d", 6 * groups - 1, o->block);
+    int g = o->block == VT_SIGMAP_DEFAULT ? groups - 1 : o->block / 6;
+    w->stage = 2;
+    w->block = 6 * g + 5;
+    w->h = w->w = vt_cfg_int(m->config, "img_size", 224) / 16;
+    w->nlabels = 4 * k * k;
+    return 0;
+}
+
+static int st_compute(const vt_model *m, int image, const vt_sigmap_where *w, float *out)
+{
+    return vt_stvit_semantic(m->net, image, w->block / 6, NULL, out, NULL) < 0 ? -1 : 0;
+}
+
+static int st_labels(const vt_model *m, int image, const vt_sigmap_where *w, int32_t *out)
+{
+    int n = w->h * w->w;
+    int *lab = vt_xmalloc((size_t)n * sizeof *lab);
+    int rc = vt_stvit_semantic(m->net, image, w->block / 6, lab, NULL, NULL);
+    for (int i = 0; i < n && rc >= 0; i++)
+        out[i] = lab[i];
+    free(lab);
+    return rc < 0 ? -1 : 0;
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const vt_sigmap_method methods[] = {
     {"sgformer", "sgformer",
      "M = L + G of a hybrid block: the map the next block reallocates tokens by", 1, NULL,
-     sg_resolve, sg_compute},
+     sg_resolve, sg_compute, NULL},
     {"sgformer", "sgformer-global",
      "G: mean global attention each sr x sr cell received, nearest-upsampled", 0, NULL,
-     sg_resolve, sg_compute_global},
+     sg_resolve, sg_compute_global, NULL},
     {"sgformer", "sgformer-local",
      "L: mean attention each token received from its 7x7 window", 0, NULL,
-     sg_resolve, sg_compute_local},
+     sg_resolve, sg_compute_local, NULL},
     {"vit", "cls",
      "CLS-token attention to each patch in the last block, mean over heads", 1, NULL,
-     vit_resolve, vit_compute_cls},
+     vit_resolve, vit_compute_cls, NULL},
     {"vit", "rollout",
      "attention rollout (Abnar & Zuidema 2020) through blocks 0..--block", 0, NULL,
-     vit_resolve_rollout, vit_compute_rollout},
+     vit_resolve_rollout, vit_compute_rollout, NULL},
     {"groupmix", "attention",
      "mean implicit attention each token receives in the last block, over heads and queries",
-     1, NULL, gm_resolve, gm_compute},
+     1, NULL, gm_resolve, gm_compute, NULL},
     {"pale", "pale",
      "attention query token --query Y,X pays inside its row and column pales, mean over heads",
-     1, NULL, pale_resolve, pale_compute},
+     1, NULL, pale_resolve, pale_compute, NULL},
     {"dge", "granularity",
      "queries per token the DGE gates chose (1, 1/4, 1/16), mean over the stage's blocks", 1,
-     NULL, dge_resolve, dge_compute_granularity},
-    {NULL, NULL, NULL, 0, NULL, NULL, NULL},
+     NULL, dge_resolve, dge_compute_granularity, NULL},
+    {"stvit", "semantic",
+     "semantic token each token is assigned to (labels) and how strongly (the map)", 1, NULL,
+     st_resolve, st_compute, st_labels},
+    {NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL},
 };
 
 const vt_sigmap_method *vt_sigmap_methods(void)

@@ -6,10 +6,14 @@
  * block, query token) against the model before any forward pass (giving the
  * map's size, and asking the model to keep what the map needs), and one
  * that computes the [h, w] map (at token resolution, row-major) for one
- * image of the model's last forward pass. vt-sigmap(1) documents every
- * method; the man page's table and this one must agree. */
+ * image of the model's last forward pass; methods that also assign each
+ * token a label (a cluster, a semantic token) have a third, optional one
+ * giving that label map. vt-sigmap(1) documents every method; the man
+ * page's table and this one must agree. */
 #ifndef VT_SIGMAP_H
 #define VT_SIGMAP_H
+
+#include <stdint.h>
 
 #include "model.h"
 
@@ -28,6 +32,7 @@ typedef struct vt_sigmap_where {
     int h, w;           /* map size (tokens) */
     int qy, qx;         /* the query token of methods that take one, else
                            VT_SIGMAP_DEFAULT */
+    int nlabels;        /* methods with labels: labels are 0..nlabels-1 */
 } vt_sigmap_where;
 
 typedef struct vt_sigmap_method {
@@ -46,6 +51,10 @@ typedef struct vt_sigmap_method {
     /* out[h*w] for image `image` of the last forward pass. 0 or -1. */
     int (*compute)(const vt_model *m, int image, const vt_sigmap_where *w,
                    float *out);
+    /* Optional (NULL for most methods): the label map out[h*w] of the same
+     * image, which the map (then a per-token weight of it) goes with. */
+    int (*labels)(const vt_model *m, int image, const vt_sigmap_where *w,
+                  int32_t *out);
 } vt_sigmap_method;
 
 /* The table, ended by an entry with family NULL. */

@@ -1,6 +1,7 @@
 /* colormap.c - viridis, the perceptually uniform colormap by Stéfan van der
  * Walt and Nathaniel Smith (public domain, CC0), as 256 RGB entries: the
- * published float table rounded to 8 bits. */
+ * published float table rounded to 8 bits; and the categorical palette of
+ * label maps. */
 #include <math.h>
 
 #include "image/internal.h"
@@ -92,4 +93,29 @@ int vt_colormap_inverse(const uint8_t rgb[3])
         if (d < best_d) best_d = d, best = i;
     }
     return best;
+}
+
+/* 36 colours for labels: label l has hue (5 l mod 12) * 30 degrees, so
+ * labels 1 apart differ by 150 degrees and 6 apart (a row of STViT-R's 6x6
+ * semantic grid) by 180, in tone l div 12 of three (HSV saturation, value):
+ * (0.85, 0.95) bright, (0.5, 0.8) pale, (1, 0.6) dark; rounded to 8 bits. */
+static const uint8_t palette[VT_PALETTE_SIZE][3] = {
+    {242, 36, 36}, { 36,242,139}, {242, 36,242}, {139,242, 36},
+    { 36, 36,242}, {242,139, 36}, { 36,242,242}, {242, 36,139},
+    { 36,242, 36}, {139, 36,242}, {242,242, 36}, { 36,139,242},
+    {204,102,102}, {102,204,153}, {204,102,204}, {153,204,102},
+    {102,102,204}, {204,153,102}, {102,204,204}, {204,102,153},
+    {102,204,102}, {153,102,204}, {204,204,102}, {102,153,204},
+    {153,  0,  0}, {  0,153, 76}, {153,  0,153}, { 76,153,  0},
+    {  0,  0,153}, {153, 76,  0}, {  0,153,153}, {153,  0, 76},
+    {  0,153,  0}, { 76,  0,153}, {153,153,  0}, {  0, 76,153},
+};
+
+void vt_palette(long label, uint8_t rgb[3])
+{
+    long i = label % VT_PALETTE_SIZE;
+    if (i < 0) i += VT_PALETTE_SIZE;
+    rgb[0] = palette[i][0];
+    rgb[1] = palette[i][1];
+    rgb[2] = palette[i][2];
 }

@@ -10,6 +10,7 @@ VIT=$FIX/vit
 SGF=$FIX/sgformer
 GMF=$FIX/groupmix
 PLF=$FIX/pale
+STF=$FIX/stvit
 
 setup_file() {
   # The SG-Former fixture as a model file, shared by the tests.
@@ -36,8 +37,8 @@ def frames(path):
         ts, end = {}, base
         for k, v in h.items():
             a, e = v["data_offsets"]
-            assert v["dtype"] == "F32", v
-            ts[k] = (v["shape"], struct.unpack("<%df" % ((e - a) // 4), b[base + a:base + e]))
+            code = {"F32": "f", "I32": "i"}[v["dtype"]]
+            ts[k] = (v["shape"], struct.unpack("<%d%s" % ((e - a) // 4, code), b[base + a:base + e]))
             end = max(end, base + e)
         out.append((meta, ts))
         pos = end
@@ -113,8 +114,18 @@ def write_png(path, w, h, rgb):
 
 def viridis():
     src = open(os.environ["ROOT"] + "/lib/image/colormap.c").read()
+    src = src[src.index("viridis[256][3]"):]
+    src = src[:src.index("};")]
     t = [tuple(map(int, m)) for m in re.findall(r"\{\s*(\d+),\s*(\d+),\s*(\d+)\}", src)]
     assert len(t) == 256, len(t)
+    return t
+
+def palette():
+    src = open(os.environ["ROOT"] + "/lib/image/colormap.c").read()
+    src = src[src.index("palette[VT_PALETTE_SIZE][3]"):]
+    src = src[:src.index("};")]
+    t = [tuple(map(int, m)) for m in re.findall(r"\{\s*(\d+),\s*(\d+),\s*(\d+)\}", src)]
+    assert len(t) == 36, len(t)
     return t
 
 def inverse(table, px):
@@ -169,6 +180,7 @@ have_py() { [ -x "$PY" ]; }
   [[ "$output" == *"vit        rollout "* ]]
   [[ "$output" == *"groupmix   attention "*"(default)"* ]]
   [[ "$output" == *"pale       pale "*"(default)"* ]]
+  [[ "$output" == *"stvit      semantic "*"(default)"* ]]
   [[ "$output" != *"(not available yet)"* ]]
 }
 
@@ -427,6 +439,93 @@ assert checked == 7, checked
   one_error_line tiny.safetensors "no method 'pale' for the vit family \\(it has: cls, rollout\\)"
 }
 
+# The STViT-R fixture's input, x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2,
+# and model, in $T.
+stvit_setup() {
+  "$BIN/vt-convert" --arch stvit_r_swin_t --config "$STF/meta.json" "$STF/checkpoint.pth" -o "$T/st"
+  py '
+write_npy(sys.argv[1], [2, 3, 224, 224],
+          [(((i * 2654435761) & 0xffffffff) >> 24) / 64.0 - 2 for i in range(2 * 3 * 224 * 224)])
+' "$T/in.npy"
+}
+
+@test "sigmap: stvit semantic: labels equal the official assignment, coverage its attention" {
+  have_py || skip "no /usr/bin/python3"
+  stvit_setup
+  "$BIN/vt-sigmap" -m "$T/st" "$T/in.npy" > "$T/f"                       # the default method
+  "$BIN/vt-sigmap" -m "$T/st" --method semantic --stage 2 --block 3 "$T/in.npy" > "$T/f3"
+  cmp "$T/f" "$T/f3"                                  # block 3 is in the one group: the same map
+  py '
+fr = frames(sys.argv[1])
+assert len(fr) == 2, len(fr)
+meta, ts = fr[0]                                      # the fixture holds image 0
+assert (meta["method"], meta["stage"], meta["block"], meta["num_labels"]) == \
+    ("semantic", "2", "5", "36"), meta
+(h, w), cover = ts["sigmap"]
+(lh, lw), labels = ts["labels"]
+assert (h, w) == (lh, lw) == (14, 14), (h, w, lh, lw)
+_, want = npy(sys.argv[2])
+differ = sum(int(a) != int(b) for a, b in zip(labels, want))
+(_, nh, n, S), att = npy(sys.argv[3])               # [1, heads, 196, 36] recovery attention
+mean = [[sum(att[(j * n + p) * S + s] for j in range(nh)) / nh for s in range(S)] for p in range(n)]
+gap = min(sorted(r)[-1] - sorted(r)[-2] for r in mean)
+e = relerr(cover, [mean[p][labels[p]] for p in range(n)])
+print("# %d of %d labels differ (smallest top-2 gap of the reference %.3g); coverage relative "
+      "error %.3g; %d distinct labels" % (differ, n, gap, e, len(set(labels))))
+assert differ == 0 and e <= 1e-5, (differ, e)
+assert all(0 <= l < 36 for l in labels) and len(set(labels)) > 3
+' "$T/f" "$STF/assignment_g0.npy" "$STF/recover_attn_g0.npy"
+  run_err "$BIN/vt-sigmap" -m "$T/st" --stage 1 "$T/in.npy"
+  [ "$status" -eq 2 ]
+  one_error_line st "semantic tokens live in stage 2"
+  run_err "$BIN/vt-sigmap" -m "$T/st" --block 6 "$T/in.npy"
+  [ "$status" -eq 2 ]
+  one_error_line st "stage 2 has blocks 0 to 5, not 6"
+  run_err "$BIN/vt-sigmap" -m "$T/st" --query 1,1 "$T/in.npy"
+  [ "$status" -eq 2 ]
+  one_error_line st "method 'semantic' of stvit takes no query token"
+}
+
+@test "sigmap: stvit semantic PNG: palette colour per label, brightness by coverage; vt-convert draws the same" {
+  have_py || skip "no /usr/bin/python3"
+  stvit_setup
+  "$BIN/vt-sigmap" -m "$T/st" "$T/in.npy" > "$T/f"
+  mkdir "$T/d" "$T/c"
+  "$BIN/vt-sigmap" -m "$T/st" --png-dir "$T/d" "$T/in.npy"
+  "$BIN/vt-convert" --to png --out-dir "$T/c" "$T/f"
+  for i in 0 1; do cmp "$T/d/in-$i.png" "$T/c/in-$i.png"; done
+  "$BIN/vt-convert" --to png --tensor labels --out-dir "$T/c" "$T/f"   # labels alone
+  mv "$T/c/in-0.png" "$T/labels-0.png"
+  py '
+fr = frames(sys.argv[1])
+pal = palette()
+assert len(set(pal)) == 36, "palette colours are not distinct"
+for b, (meta, ts) in enumerate(fr):
+    (h, w), cover = ts["sigmap"]
+    _, labels = ts["labels"]
+    lo, hi = map(float, meta["range"].split(","))
+    S = int(meta["size"])
+    W, H, pix = png(sys.argv[2 + b])
+    assert (W, H) == (S, S), (W, H)
+    for y in range(S):
+        for x in range(S):
+            p = (y * h // S) * w + x * w // S       # nearest: 16x16 pixels per token
+            a = min(max((cover[p] - lo) / (hi - lo), 0.0), 1.0)
+            k = 0.25 + 0.75 * a
+            want = tuple(min(255, int(c * k + 0.5)) for c in pal[labels[p] % 36])
+            got = tuple(pix[3 * (y * S + x):3 * (y * S + x) + 3])
+            assert got == want, (b, y, x, got, want)
+    print("# image %d: %d labels, every pixel its palette colour x (0.25 + 0.75 coverage)"
+          % (b, len(set(labels))))
+(meta, ts) = fr[0]
+_, labels = ts["labels"]
+W, H, pix = png(sys.argv[4])
+S = int(meta["size"])
+assert all(tuple(pix[3 * (y * S + x):3 * (y * S + x) + 3]) == pal[labels[(y * 14 // S) * 14 + x * 14 // S]]
+           for y in range(0, S, 5) for x in range(0, S, 5)), "labels alone: not the palette"
+' "$T/f" "$T/d/in-0.png" "$T/d/in-1.png" "$T/labels-0.png"
+}
+
 @test "sigmap: sgformer maps equal the fixture's significance maps (M, G, L; stages 1-3)" {
   have_py || skip "no /usr/bin/python3"
   # The fixture's input: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2 (image 0).
@@ -547,6 +646,58 @@ for i in range(k):
   [ "$n" -gt 0 ]
 }
 
+@test "sigmap: ../shared conformance fixtures: pale attention, stvit semantic labels of every group" {
+  have_shared || skip "VT_SHARED not set"
+  have_py || skip "no /usr/bin/python3"
+  local n=0
+  for d in "$VT_SHARED"/conformance/fixtures/pale-* "$VT_SHARED"/conformance/fixtures/stvit-stvit*; do
+    [ -f "$d/meta.json" ] && [ -f "$d/input.npy" ] || continue
+    local variant
+    variant=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["variant"])' "$d/meta.json")
+    "$BIN/vt-convert" --arch "$variant" --config "$d/meta.json" "$d/checkpoint.pth" -o "$T/m"
+    if [[ $(basename "$d") == pale-* ]]; then
+      for q in default 0,0 6,6 2,5; do
+        opt=(); [ $q = default ] || opt=(--query $q)
+        "$BIN/vt-sigmap" -m "$T/m" "${opt[@]}" "$d/input.npy" > "$T/f"
+        py '
+(meta, ts) = frames(sys.argv[1])[0]
+(h, w), got = ts["sigmap"]
+qy, qx = map(int, meta["query"].split(","))
+(_, nh, n, _), row = npy(sys.argv[2] + "/row_attention.npy")
+_, col = npy(sys.argv[2] + "/col_attention.npy")
+q = qy * w + qx
+want = [sum(0.5 / nh * (row[(j * n + q) * n + p] + col[(j * n + q) * n + p]) for j in range(nh))
+        for p in range(n)]
+e = relerr(got, want)
+print("# %s query %d,%d: relative error %.3g" % (sys.argv[3], qy, qx, e))
+assert meta["stage"] == "1" and e <= 1e-5, (meta, e)
+' "$T/f" "$d" "$(basename "$d")"
+      done
+    else
+      local groups
+      groups=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["num_groups"])' "$d/meta.json")
+      for ((g = 0; g < groups; g++)); do
+        "$BIN/vt-sigmap" -m "$T/m" --block $((6 * g + 1)) "$d/input.npy" > "$T/f"
+        py '
+(meta, ts), = frames(sys.argv[1])
+_, cover = ts["sigmap"]
+_, labels = ts["labels"]
+g = int(sys.argv[4])
+assert meta["block"] == str(6 * g + 5), meta
+_, want = npy(sys.argv[2] + "/assignment_g%d.npy" % g)
+differ = sum(int(a) != int(b) for a, b in zip(labels, want))
+(_, nh, n, S), att = npy(sys.argv[2] + "/recover_attn_g%d.npy" % g)
+e = relerr(cover, [sum(att[(j * n + p) * S + labels[p]] for j in range(nh)) / nh for p in range(n)])
+print("# %s group %d: %d of %d labels differ, coverage relative error %.3g" % (sys.argv[3], g, differ, n, e))
+assert differ == 0 and e <= 1e-5, (differ, e)
+' "$T/f" "$d" "$(basename "$d")" $g
+      done
+    fi
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ]
+}
+
 # ---- PNG ----------------------------------------------------------------
 
 @test "sigmap: --png decodes to the frame's values through the colormap (independent decoder)" {
@@ -656,9 +807,21 @@ print("# crop at %d,%d of 35x35; blends within rounding" % (left, top))
   command -v man >/dev/null || skip "no man"
   out=$(MANWIDTH=80 man -l "$ROOT/man/vt-sigmap.1" 2>&1 >/dev/null)
   [ -z "$out" ]
-  text=$(MANWIDTH=80 man -l "$ROOT/man/vt-sigmap.1" 2>/dev/null | col -b)
-  for w in --method --stage --block --threads --png --png-dir --overlay --alpha --list-methods \
-           sgformer-global sgformer-local rollout cls granularity; do
+  text=$(MANWIDTH=80 man -l "$ROOT/man/vt-sigmap.1" 2>/dev/null | col -bx)
+  for w in --method --stage --block --query --threads --png --png-dir --overlay --alpha \
+           --list-methods num_labels granularity; do
     grep -q -- "$w" <<< "$text"
   done
+  # every method of --list-methods has its entry, and the table row
+  "$BIN/vt-sigmap" --list-methods | while read -r fam m _; do
+    grep -Eq -- "^ +$fam +$m( \\(default\\))?\$" <<< "$text"
+    grep -Eq -- "^ +$fam +$m\\*? " <<< "$text"
+  done
+  # the palette listed is the one drawn
+  have_py || skip "no /usr/bin/python3"
+  py '
+import re
+hexes = re.findall(r"\b[0-9a-f]{6}\b", sys.stdin.read().split("labels 0 to 35")[1].split("All of this")[0])
+assert [tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in hexes] == palette(), hexes
+' <<< "$text"
 }

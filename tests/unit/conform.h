@@ -1,11 +1,13 @@
 /* conform.h - what every family's conformance test shares (header only,
- * after tap.h): loading a fixture's .npy and compare.py's logit bound. */
+ * after tap.h): loading a fixture's .npy and input, and compare.py's logit
+ * bound. */
 #ifndef VT_CONFORM_H
 #define VT_CONFORM_H
 #include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "model.h"
 #include "npy.h"
 #include "util.h"
 
@@ -21,6 +23,31 @@ CONFORM_UNUSED static int load_npy(const char *dir, const char *name, vt_tensor 
         ok(0, "load %s: %s", path, vt_error());
         return -1;
     }
+    return 0;
+}
+
+/* A fixture's input: dir/input.npy, or, when meta.json's "input" is a
+ * "hash: ..." rule (the own fixtures of tests/make-*-fixtures.py, which
+ * keep no input file), x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2,
+ * exact in float32, for [batch, 3, size, size] of meta.json. */
+CONFORM_UNUSED static int conform_input(const char *dir, const cJSON *meta, vt_tensor *t)
+{
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(meta, "input");
+    if (!cJSON_IsString(rule) || strncmp(rule->valuestring, "hash:", 5) != 0)
+        return load_npy(dir, "input", t);
+    int batch = vt_cfg_int(meta, "batch", 1), size = vt_cfg_int(meta, "size", 224);
+    memset(t, 0, sizeof *t);
+    size_t n = (size_t)batch * 3 * size * size;
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((uint32_t)((uint64_t)i * 2654435761u) >> 24) / 64.0f - 2.0f;
+    t->dtype = VT_F32;
+    t->ndim = 4;
+    int64_t shape[4] = {batch, 3, size, size};
+    memcpy(t->shape, shape, sizeof shape);
+    t->data = x;
+    t->nbytes = n * sizeof *x;
+    t->owned = 1;
     return 0;
 }
 

@@ -204,25 +204,6 @@ static void compare_extras(const char *what, void *net, const char *dir, const c
     }
 }
 
-/* The own fixture's input has no file (tests/make-sgformer-fixtures.py):
- * x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32. */
-static int hash_input(vt_tensor *t, int batch, int size)
-{
-    memset(t, 0, sizeof *t);
-    size_t n = (size_t)batch * 3 * size * size;
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)((uint32_t)((uint64_t)i * 2654435761u) >> 24) / 64.0f - 2.0f;
-    t->dtype = VT_F32;
-    t->ndim = 4;
-    int64_t shape[4] = {batch, 3, size, size};
-    memcpy(t->shape, shape, sizeof shape);
-    t->data = x;
-    t->nbytes = n * sizeof *x;
-    t->owned = 1;
-    return 0;
-}
-
 static void shared_fixture(const char *dir)
 {
     char path[1600], base[256];
@@ -253,12 +234,7 @@ static void shared_fixture(const char *dir)
     if (rc == 0)
         rc = vt_check_weights(&ps, &w);
     ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
-    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(meta, "input");
-    if (rc < 0)
-        goto done;
-    if (cJSON_IsString(rule) && strncmp(rule->valuestring, "hash:", 5) == 0)
-        hash_input(&in, vt_cfg_int(meta, "batch", 1), vt_cfg_int(meta, "size", 224));
-    else if (load_npy(dir, "input", &in) < 0)
+    if (rc < 0 || conform_input(dir, meta, &in) < 0)
         goto done;
     if (load_npy(dir, "logits", &want) < 0) {
         vt_tensor_free(&in);
