@@ -1,7 +1,10 @@
-/* vt-bench - speed, FLOPs, parameters and memory of a model. */
+/* vt-bench - speed, FLOPs, parameters and memory of a model; with --keep,
+ * of pruned forward passes beside the unpruned one (lib/prune.c). */
 #include "ckpt.h"
 #include "input.h"
 #include "model.h"
+#include "prune.h"
+#include "tokens.h"
 #include "util.h"
 
 #include <cblas.h>
@@ -29,14 +32,20 @@ static const char usage[] =
     "      --explain        break the GMACs down per part of the model\n"
     "      --image FILE     run on this image (or .npy, image frame) instead of noise;\n"
     "                       input-dependent models (dge) show the GMACs it cost\n"
+    "      --keep R[,R...]  also bench pruned passes: topk keeps ceil(R*N) tokens\n"
+    "      --after L        the block the pruned passes cut after (L from 0)\n"
     "      --format F       text (default), json, csv\n"
     "  -h, --help           this help\n"
     "  -V, --version        version\n";
+
+#define MAX_KEEP 16
 
 typedef struct bench_opts {
     int batch, threads, runs, warmup, peak, explain, format;
     unsigned long seed;
     const char *image;      /* input instead of the fixed noise, or NULL */
+    double keep[MAX_KEEP];  /* --keep: pruned passes to bench */
+    int nkeep, after;       /* --after */
 } bench_opts;
 
 enum { FMT_TEXT, FMT_JSON, FMT_CSV };
@@ -52,6 +61,13 @@ typedef struct result {
                                    over the batch); < 0: the family's cost
                                    does not depend on the input */
     vt_cost spent_cost;         /* of image 0, for --explain */
+    /* --keep: every row says how many tokens it ran on; pruned rows how
+     * much faster they were than the unpruned pass (row 0) and what the
+     * GMACs promised */
+    int pruned;                 /* 0: the unpruned pass */
+    double keep;
+    int tokens;                 /* patch tokens after block `after` */
+    double speedup, ideal, realised;
 } result;
 
 static int cmp_double(const void *a, const void *b)
@@ -179,24 +195,48 @@ static int open_random(const char *arch, unsigned long seed, const vt_run_opts *
     return rc;
 }
 
+static double median(double *ts, int n)
+{
+    qsort(ts, (size_t)n, sizeof *ts, cmp_double);
+    return n % 2 ? ts[n / 2] : (ts[n / 2 - 1] + ts[n / 2]) / 2;
+}
+
+/* Bench a model: the unpruned pass into r[0] and, with --keep, a pruned
+ * pass per keep into r[1..nkeep]. Passes are interleaved run by run, so a
+ * machine whose load drifts slows them alike. */
 static int bench_model(const char *model, const char *arch, const bench_opts *o, result *r)
 {
-    memset(r, 0, sizeof *r);
+    int nconf = 1 + o->nkeep;
+    memset(r, 0, (size_t)nconf * sizeof *r);
     vt_run_opts ro = {.threads = o->threads, .batch = o->batch};
     vt_model m;
     int rc;
+    double load_ms = 0;
     if (model) {
         double t = vt_now();
         rc = vt_model_open(model, &ro, &m);
-        r->load_ms = (vt_now() - t) * 1e3;
+        load_ms = (vt_now() - t) * 1e3;
     } else {
-        rc = open_random(arch, o->seed, &ro, &m, &r->load_ms);
+        rc = open_random(arch, o->seed, &ro, &m, &load_ms);
     }
     if (rc < 0) return -1;
-    r->name = model ? model : arch;
-    for (int i = 0; i < m.weights.ntensors; i++) r->params += (double)vt_tensor_numel(&m.weights.tensors[i]);
-    r->macs = -1;
-    if (m.family->cost && m.family->cost(m.config, &r->cost) == 0) r->macs = r->cost.macs;
+    if (o->nkeep && vt_model_split_point(&m, o->after) < 0) {
+        vt_model_close(&m);
+        return -1;
+    }
+    double params = 0;
+    for (int i = 0; i < m.weights.ntensors; i++) params += (double)vt_tensor_numel(&m.weights.tensors[i]);
+    vt_pruned_pass *pp = vt_xcalloc((size_t)nconf, sizeof *pp);
+    for (int c = 0; c < nconf; c++) {
+        r[c].name = model ? model : arch;
+        r[c].params = params;
+        r[c].load_ms = load_ms;
+        r[c].macs = -1;
+        r[c].pruned = c > 0;
+        r[c].keep = c > 0 ? o->keep[c - 1] : 1;
+        if (c > 0) vt_pruned_pass_init(&pp[c], o->batch, o->after, o->keep[c - 1], VT_PRUNE_TOPK);
+    }
+    if (m.family->cost && m.family->cost(m.config, &r[0].cost) == 0) r[0].macs = r[0].cost.macs;
 
     size_t n = (size_t)o->batch * 3 * m.img_size * m.img_size;
     float *x = vt_xmalloc(n * sizeof *x);
@@ -209,35 +249,52 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
         rc = -1;
     }
     int tty = isatty(STDERR_FILENO);
-    double *ts = vt_xmalloc(o->runs * sizeof *ts);
+    double *ts = vt_xmalloc((size_t)nconf * o->runs * sizeof *ts);
     for (int i = 0; i < o->warmup + o->runs && rc == 0; i++) {
-        if (tty) fprintf(stderr, "\rvt-bench: %s run %d/%d ", r->name, i + 1, o->warmup + o->runs);
-        double t = vt_now();
-        rc = vt_model_forward(&m, x, o->batch, logits);
-        t = (vt_now() - t) * 1e3;
-        if (i == 0) r->first_ms = r->load_ms + t;   /* mapping the model + one pass */
-        if (i >= o->warmup) ts[i - o->warmup] = t;
+        if (tty) fprintf(stderr, "\rvt-bench: %s run %d/%d ", r[0].name, i + 1, o->warmup + o->runs);
+        for (int c = 0; c < nconf && rc == 0; c++) {
+            double t = vt_now();
+            rc = c == 0 ? vt_model_forward(&m, x, o->batch, logits)
+                        : vt_pruned_forward(&m, &pp[c], x, logits, &r[c].tokens);
+            t = (vt_now() - t) * 1e3;
+            if (i == 0) r[c].first_ms = load_ms + t;   /* mapping the model + one pass */
+            if (i >= o->warmup) ts[(size_t)c * o->runs + i - o->warmup] = t;
+        }
     }
     if (tty) fprintf(stderr, "\r\033[K");
-    if (rc == 0) {
-        qsort(ts, o->runs, sizeof *ts, cmp_double);
-        r->min_ms = ts[0];
-        r->med_ms = o->runs % 2 ? ts[o->runs / 2] : (ts[o->runs / 2 - 1] + ts[o->runs / 2]) / 2;
-        r->max_ms = ts[o->runs - 1];
+    double rss = peak_rss_mb();
+    for (int c = 0; c < nconf && rc == 0; c++) {
+        double *t = ts + (size_t)c * o->runs;
+        r[c].med_ms = median(t, o->runs);
+        r[c].min_ms = t[0];
+        r[c].max_ms = t[o->runs - 1];
+        r[c].rss_mb = rss;
+        if (c == 0) continue;
+        r[0].tokens = pp[c].full[0].n;
+        if (m.family->cost_pruned &&
+            m.family->cost_pruned(m.config, o->after, r[c].tokens, &r[c].cost) == 0)
+            r[c].macs = r[c].cost.macs;
+        r[c].speedup = r[0].med_ms / r[c].med_ms;
+        r[c].ideal = r[c].macs > 0 && r[0].macs > 0 ? r[0].macs / r[c].macs : NAN;
+        r[c].realised = r[c].speedup / r[c].ideal;
     }
-    /* Input-dependent cost (dge): what the last pass's images cost. */
-    r->spent = -1;
+    /* Input-dependent cost (dge): what the unpruned pass's images cost. */
+    for (int c = 0; c < nconf; c++) r[c].spent = -1;
     if (rc == 0 && m.family->spent) {
         double sum = 0;
         for (int b = 0; b < o->batch && rc == 0; b++) {
             vt_cost c;
             rc = m.family->spent(m.net, b, &c);
             sum += c.macs;
-            if (b == 0) r->spent_cost = c;
+            if (b == 0) r[0].spent_cost = c;
         }
-        r->spent = sum / o->batch;
+        r[0].spent = sum / o->batch;
     }
-    r->rss_mb = peak_rss_mb();
+    if (o->nkeep) {
+        r[0].speedup = r[0].ideal = r[0].realised = 1;
+    }
+    for (int c = 1; c < nconf; c++) vt_pruned_pass_free(&pp[c]);
+    free(pp);
     free(ts);
     free(x);
     free(logits);
@@ -249,14 +306,20 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
 
 static void print_header(const bench_opts *o)
 {
-    if (o->format == FMT_TEXT)
-        printf("%-34s %5s %3s %9s %7s %8s %9s %9s %9s %9s %8s %8s %8s %6s %8s\n", "model", "batch",
+    if (o->format == FMT_TEXT) {
+        printf("%-34s %5s %3s %9s %7s %8s %9s %9s %9s %9s %8s %8s %8s %6s %8s", "model", "batch",
                "thr", "params(M)", "GMACs", "load(ms)", "first(ms)", "min(ms)", "med(ms)",
                "max(ms)", "ms/img", "img/s", "GFLOP/s", "peak%", "RSS(MB)");
-    else if (o->format == FMT_CSV)
+        if (o->nkeep)
+            printf(" %5s %5s %6s %7s %6s %6s", "keep", "after", "tokens", "speedup", "ideal",
+                   "real%");
+        printf("\n");
+    } else if (o->format == FMT_CSV) {
         printf("model,batch,threads,params,gmacs,load_ms,first_ms,min_ms,median_ms,max_ms,"
                "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb,"
-               "gmacs_spent\n");
+               "gmacs_spent%s\n",
+               o->nkeep ? ",keep,after,tokens,speedup,ideal_speedup,realised" : "");
+    }
 }
 
 static void print_result(const result *r, const bench_opts *o)
@@ -274,7 +337,15 @@ static void print_result(const result *r, const bench_opts *o)
                r->min_ms, r->med_ms, r->max_ms, per_img, ips, gflops);
         if (isnan(frac)) printf("%6s", "-");
         else printf("%5.1f%%", frac * 100);
-        printf(" %8.1f\n", r->rss_mb);
+        printf(" %8.1f", r->rss_mb);
+        if (o->nkeep) {
+            if (r->pruned) printf(" %5.3g", r->keep);
+            else printf(" %5s", "-");
+            printf(" %5d %6d %7.2f %6.2f", o->after, r->tokens, r->speedup, r->ideal);
+            if (r->pruned) printf(" %5.1f%%", r->realised * 100);
+            else printf(" %6s", "-");
+        }
+        printf("\n");
         if (o->explain) {
             for (int i = 0; i < r->cost.nparts; i++)
                 printf("    %-30s %9.4f GMACs %5.1f%%\n", r->cost.part[i].name, r->cost.part[i].macs / 1e9,
@@ -293,6 +364,9 @@ static void print_result(const result *r, const bench_opts *o)
                o->batch, o->threads, r->params, gmacs, r->load_ms, r->first_ms, r->min_ms,
                r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb);
         if (!isnan(spent)) printf("%.6g", spent);
+        if (o->nkeep)
+            printf(",%s%.4g,%d,%d,%.4g,%.4g,%.4g", r->pruned ? "" : "1", r->pruned ? r->keep : 1.0,
+                   o->after, r->tokens, r->speedup, r->ideal, r->realised);
         printf("\n");
     } else {
         /* JSON has no NaN: unknown numbers are null. */
@@ -308,6 +382,14 @@ static void print_result(const result *r, const bench_opts *o)
                r->name, o->batch, o->threads, r->params, g, r->load_ms, r->first_ms, r->min_ms,
                r->med_ms, r->max_ms, per_img, ips, f, p, fr, r->rss_mb);
         if (!isnan(spent)) printf(",\"gmacs_spent\":%.6g", spent);
+        if (o->nkeep) {
+            char id[32], re[32];
+            snprintf(id, sizeof id, isnan(r->ideal) ? "null" : "%.6g", r->ideal);
+            snprintf(re, sizeof re, isnan(r->realised) ? "null" : "%.6g", r->realised);
+            printf(",\"pruned\":%s,\"keep\":%.6g,\"after\":%d,\"tokens\":%d,\"speedup\":%.6g,"
+                   "\"ideal_speedup\":%s,\"realised\":%s",
+                   r->pruned ? "true" : "false", r->keep, o->after, r->tokens, r->speedup, id, re);
+        }
         if (o->explain) {
             printf(",\"parts\":{");
             for (int i = 0; i < r->cost.nparts; i++)
@@ -321,13 +403,15 @@ static void print_result(const result *r, const bench_opts *o)
 
 static int run_one(const char *model, const char *arch, const bench_opts *o, double peak)
 {
-    result r;
-    if (bench_model(model, arch, o, &r) < 0) {
+    result r[1 + MAX_KEEP];
+    if (bench_model(model, arch, o, r) < 0) {
         fprintf(stderr, "vt-bench: %s: %s\n", model ? model : arch, vt_error());
         return 1;
     }
-    r.peak_gflops = peak;
-    print_result(&r, o);
+    for (int c = 0; c <= o->nkeep; c++) {
+        r[c].peak_gflops = peak;
+        print_result(&r[c], o);
+    }
     return 0;
 }
 
@@ -363,7 +447,7 @@ static int usage_error(const char *msg)
 int main(int argc, char **argv)
 {
     enum { O_ARCH = 256, O_RANDOM, O_ALL, O_RUNS, O_WARMUP, O_PEAK, O_EXPLAIN, O_FORMAT, O_SEED,
-           O_IMAGE };
+           O_IMAGE, O_KEEP, O_AFTER };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"arch", required_argument, 0, O_ARCH},
         {"random", no_argument, 0, O_RANDOM}, {"all", no_argument, 0, O_ALL},
@@ -372,10 +456,11 @@ int main(int argc, char **argv)
         {"peak", no_argument, 0, O_PEAK},     {"explain", no_argument, 0, O_EXPLAIN},
         {"format", required_argument, 0, O_FORMAT}, {"seed", required_argument, 0, O_SEED},
         {"image", required_argument, 0, O_IMAGE},
+        {"keep", required_argument, 0, O_KEEP}, {"after", required_argument, 0, O_AFTER},
         {"help", no_argument, 0, 'h'},        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
-    bench_opts o = {.batch = 1, .threads = vt_ncpus(), .runs = 10, .warmup = 1};
+    bench_opts o = {.batch = 1, .threads = vt_ncpus(), .runs = 10, .warmup = 1, .after = -1};
     const char *model = NULL, *arch = NULL;
     int all = 0, opt;
     long v;
@@ -405,6 +490,25 @@ int main(int argc, char **argv)
             if (vt_parse_int(optarg, 0, 1L << 62, &v) < 0) return usage_error(vt_error());
             o.seed = (unsigned long)v;
             break;
+        case O_KEEP: {
+            char *list = vt_xstrdup(optarg), *save = NULL;
+            o.nkeep = 0;
+            for (char *k = strtok_r(list, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+                double r;
+                if (o.nkeep == MAX_KEEP || vt_parse_float(k, &r) < 0 || !(r > 0 && r <= 1)) {
+                    free(list);
+                    return usage_error("--keep takes up to 16 fractions above 0, at most 1");
+                }
+                o.keep[o.nkeep++] = r;
+            }
+            free(list);
+            if (!o.nkeep) return usage_error("--keep takes up to 16 fractions above 0, at most 1");
+            break;
+        }
+        case O_AFTER:
+            if (vt_parse_int(optarg, 0, 100000, &v) < 0) return usage_error("--after takes a block number");
+            o.after = (int)v;
+            break;
         case O_PEAK: o.peak = 1; break;
         case O_IMAGE: o.image = optarg; break;
         case O_EXPLAIN: o.explain = 1; break;
@@ -421,6 +525,7 @@ int main(int argc, char **argv)
     }
     if (optind != argc) return usage_error("unexpected argument");
     if (!!model + !!arch + all != 1) return usage_error("give one of -m MODEL, --arch NAME or --all");
+    if (!o.nkeep != (o.after < 0)) return usage_error("--keep and --after go together");
     if (arch && !vt_family_find(arch)) {
         fprintf(stderr, "vt-bench: unknown arch '%s' (see vt-convert --list-archs)\n", arch);
         return 2;
