@@ -22,6 +22,7 @@ static const char usage[] =
     "      --all            every known arch, each in its own process\n"
     "  -b, --batch B        images per forward pass (1)\n"
     "  -t, --threads T      threads (online cores)\n"
+    "  -s, --size S         input side S (the model's own), where the family allows it\n"
     "      --runs N         timed runs (10)\n"
     "      --warmup N       untimed runs first (1)\n"
     "      --peak           also measure the sgemm peak, for the peak fraction\n"
@@ -32,6 +33,7 @@ static const char usage[] =
 
 typedef struct bench_opts {
     int batch, threads, runs, warmup, peak, explain, format;
+    int size;                   /* input side; 0: the model's own */
     unsigned long seed;
 } bench_opts;
 
@@ -39,6 +41,7 @@ enum { FMT_TEXT, FMT_JSON, FMT_CSV };
 
 typedef struct result {
     const char *name;
+    int size;                   /* input side it ran at */
     double params, macs;        /* macs < 0: not known for this family */
     double load_ms, first_ms, min_ms, med_ms, max_ms;
     double peak_gflops;         /* 0: not measured */
@@ -99,7 +102,7 @@ static double peak_rss_mb(void)
 }
 
 /* A random-weight model file in $TMPDIR, unlinked once mapped. */
-static int open_random(const char *arch, unsigned long seed, const vt_run_opts *ro,
+static int open_random(const char *arch, const bench_opts *o, const vt_run_opts *ro,
                        vt_model *m, double *load_ms)
 {
     const char *dir = getenv("TMPDIR");
@@ -108,7 +111,12 @@ static int open_random(const char *arch, unsigned long seed, const vt_run_opts *
     int fd = mkstemp(path);
     if (fd < 0) return vt_seterr("cannot create a temporary file: %s", strerror(errno));
     close(fd);
-    int rc = vt_make_random_model(arch, NULL, seed, VT_F32, path);
+    /* an arch is built for --size (as the authors' constructors take
+     * img_size); a model file is run at it (vt_model_open_sized) */
+    cJSON *over = cJSON_CreateObject();
+    if (o->size) cJSON_AddNumberToObject(over, "img_size", o->size);
+    int rc = vt_make_random_model(arch, over, o->seed, VT_F32, path);
+    cJSON_Delete(over);
     double t = vt_now();
     if (rc == 0) rc = vt_model_open(path, ro, m);
     *load_ms = (vt_now() - t) * 1e3;
@@ -124,13 +132,14 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
     int rc;
     if (model) {
         double t = vt_now();
-        rc = vt_model_open(model, &ro, &m);
+        rc = vt_model_open_sized(model, &ro, o->size, &m);
         r->load_ms = (vt_now() - t) * 1e3;
     } else {
-        rc = open_random(arch, o->seed, &ro, &m, &r->load_ms);
+        rc = open_random(arch, o, &ro, &m, &r->load_ms);
     }
     if (rc < 0) return -1;
     r->name = model ? model : arch;
+    r->size = m.img_size;
     for (int i = 0; i < m.weights.ntensors; i++) r->params += (double)vt_tensor_numel(&m.weights.tensors[i]);
     r->macs = -1;
     if (m.family->cost && m.family->cost(m.config, &r->cost) == 0) r->macs = r->cost.macs;
@@ -169,12 +178,50 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
 static void print_header(const bench_opts *o)
 {
     if (o->format == FMT_TEXT)
-        printf("%-34s %5s %3s %9s %7s %8s %9s %9s %9s %9s %8s %8s %8s %6s %8s\n", "model", "batch",
-               "thr", "params(M)", "GMACs", "load(ms)", "first(ms)", "min(ms)", "med(ms)",
+        printf("%-34s %5s %3s %4s %9s %7s %8s %9s %9s %9s %9s %8s %8s %8s %6s %8s\n", "model",
+               "batch", "thr", "size", "params(M)", "GMACs", "load(ms)", "first(ms)", "min(ms)", "med(ms)",
                "max(ms)", "ms/img", "img/s", "GFLOP/s", "peak%", "RSS(MB)");
     else if (o->format == FMT_CSV)
         printf("model,batch,threads,params,gmacs,load_ms,first_ms,min_ms,median_ms,max_ms,"
-               "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb\n");
+               "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb,size%s\n",
+               o->explain ? ",parts" : "");
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+/* A CSV field: quoted when it holds a comma, quote or line break. */
+static void print_csv_field(const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"') putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* --explain in CSV: one field "part=GMACs;part=GMACs;..." (part names hold
+ * letters, digits, spaces and '+'). */
+static void print_csv_parts(const vt_cost *c)
+{
+    putchar(',');
+    for (int i = 0; i < c->nparts; i++)
+        printf("%s%s=%.6g", i ? ";" : "", c->part[i].name, c->part[i].macs / 1e9);
 }
 
 static void print_result(const result *r, const bench_opts *o)
@@ -184,8 +231,8 @@ static void print_result(const result *r, const bench_opts *o)
     double gflops = r->macs >= 0 ? 2 * r->macs * o->batch / (r->med_ms * 1e-3) / 1e9 : NAN;
     double frac = r->peak_gflops > 0 ? gflops / r->peak_gflops : NAN;
     if (o->format == FMT_TEXT) {
-        printf("%-34s %5d %3d %9.2f %7.3f %8.1f %9.1f %9.2f %9.2f %9.2f %8.2f %8.2f %8.1f ",
-               r->name, o->batch, o->threads, r->params / 1e6, gmacs, r->load_ms, r->first_ms,
+        printf("%-34s %5d %3d %4d %9.2f %7.3f %8.1f %9.1f %9.2f %9.2f %9.2f %8.2f %8.2f %8.1f ",
+               r->name, o->batch, o->threads, r->size, r->params / 1e6, gmacs, r->load_ms, r->first_ms,
                r->min_ms, r->med_ms, r->max_ms, per_img, ips, gflops);
         if (isnan(frac)) printf("%6s", "-");
         else printf("%5.1f%%", frac * 100);
@@ -196,9 +243,12 @@ static void print_result(const result *r, const bench_opts *o)
                        100 * r->cost.part[i].macs / r->cost.macs);
         }
     } else if (o->format == FMT_CSV) {
-        printf("%s,%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f\n", r->name,
+        print_csv_field(r->name);
+        printf(",%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f,%d",
                o->batch, o->threads, r->params, gmacs, r->load_ms, r->first_ms, r->min_ms,
-               r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb);
+               r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb, r->size);
+        if (o->explain) print_csv_parts(&r->cost);
+        putchar('\n');
     } else {
         /* JSON has no NaN: unknown numbers are null. */
         char g[32], f[32], p[32], fr[32];
@@ -206,12 +256,14 @@ static void print_result(const result *r, const bench_opts *o)
         snprintf(f, sizeof f, isnan(gflops) ? "null" : "%.6g", gflops);
         snprintf(p, sizeof p, r->peak_gflops > 0 ? "%.6g" : "null", r->peak_gflops);
         snprintf(fr, sizeof fr, isnan(frac) ? "null" : "%.6g", frac);
-        printf("{\"model\":\"%s\",\"batch\":%d,\"threads\":%d,\"params\":%.0f,\"gmacs\":%s,"
+        printf("{\"model\":");
+        print_json_string(r->name);
+        printf(",\"batch\":%d,\"threads\":%d,\"params\":%.0f,\"gmacs\":%s,"
                "\"load_ms\":%.4g,\"first_ms\":%.4g,\"min_ms\":%.4g,\"median_ms\":%.4g,\"max_ms\":%.4g,"
                "\"ms_per_image\":%.4g,\"images_per_s\":%.4g,\"gflops\":%s,\"peak_gflops\":%s,"
-               "\"peak_fraction\":%s,\"peak_rss_mb\":%.1f",
-               r->name, o->batch, o->threads, r->params, g, r->load_ms, r->first_ms, r->min_ms,
-               r->med_ms, r->max_ms, per_img, ips, f, p, fr, r->rss_mb);
+               "\"peak_fraction\":%s,\"peak_rss_mb\":%.1f,\"size\":%d",
+               o->batch, o->threads, r->params, g, r->load_ms, r->first_ms, r->min_ms,
+               r->med_ms, r->max_ms, per_img, ips, f, p, fr, r->rss_mb, r->size);
         if (o->explain) {
             printf(",\"parts\":{");
             for (int i = 0; i < r->cost.nparts; i++)
@@ -267,6 +319,7 @@ static int usage_error(const char *msg)
 int main(int argc, char **argv)
 {
     enum { O_ARCH = 256, O_RANDOM, O_ALL, O_RUNS, O_WARMUP, O_PEAK, O_EXPLAIN, O_FORMAT, O_SEED };
+    /* short options: -m -b -t -s -h -V */
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"arch", required_argument, 0, O_ARCH},
         {"random", no_argument, 0, O_RANDOM}, {"all", no_argument, 0, O_ALL},
@@ -274,6 +327,7 @@ int main(int argc, char **argv)
         {"runs", required_argument, 0, O_RUNS}, {"warmup", required_argument, 0, O_WARMUP},
         {"peak", no_argument, 0, O_PEAK},     {"explain", no_argument, 0, O_EXPLAIN},
         {"format", required_argument, 0, O_FORMAT}, {"seed", required_argument, 0, O_SEED},
+        {"size", required_argument, 0, 's'},
         {"help", no_argument, 0, 'h'},        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -281,7 +335,7 @@ int main(int argc, char **argv)
     const char *model = NULL, *arch = NULL;
     int all = 0, opt;
     long v;
-    while ((opt = getopt_long(argc, argv, "m:b:t:hV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:b:t:s:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
         case O_ARCH: arch = optarg; break;
@@ -294,6 +348,10 @@ int main(int argc, char **argv)
         case 't':
             if (vt_parse_int(optarg, 1, 1024, &v) < 0) return usage_error(vt_error());
             o.threads = (int)v;
+            break;
+        case 's':
+            if (vt_parse_int(optarg, 1, 8192, &v) < 0) return usage_error(vt_error());
+            o.size = (int)v;
             break;
         case O_RUNS:
             if (vt_parse_int(optarg, 1, 1000000, &v) < 0) return usage_error(vt_error());

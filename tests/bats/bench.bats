@@ -49,3 +49,73 @@ PY
   [ "$status" -eq 1 ]
   one_error_line "missing.safetensors" "No such file"
 }
+
+@test "vt-bench --size: an arch built for another side, in every format" {
+  have_numpy || skip "no /usr/bin/python3"
+  "$BIN/vt-bench" --arch deit_tiny_patch16_224 -s 384 -t 1 --runs 1 --warmup 0 --format json > "$T/json"
+  "$BIN/vt-bench" --arch deit_tiny_patch16_224 -s 384 -t 1 --runs 1 --warmup 0 --format csv --explain > "$T/csv"
+  "$PY" - "$T/json" "$T/csv" <<'PY'
+import csv, json, sys
+r = json.loads(open(sys.argv[1]).read())
+assert r["size"] == 384, r
+# 576 patches + CLS: the GMACs grow with the tokens (1.254 at 224)
+assert abs(r["gmacs"] - 4.682) < 0.005, r["gmacs"]
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert len(rows) == 1 and rows[0]["size"] == "384", rows
+parts = dict(p.split("=") for p in rows[0]["parts"].split(";"))
+assert abs(sum(map(float, parts.values())) - float(rows[0]["gmacs"])) < 1e-3, parts
+assert "patch_embed" in parts, parts
+PY
+}
+
+@test "vt-bench --size: a model file runs at another side where the family can" {
+  "$BIN/vt-convert" --arch deit_tiny_patch16_224 --random -o "$T/vit.safetensors" 2>/dev/null
+  run "$BIN/vt-bench" -m "$T/vit.safetensors" -s 256 -t 1 --runs 1 --warmup 0 --format csv
+  [ "$status" -eq 0 ]
+  [[ "${lines[1]}" == *,256 ]]
+  "$BIN/vt-convert" --arch sgformer_s --random -o "$T/sg.safetensors" 2>/dev/null
+  run_err "$BIN/vt-bench" -m "$T/sg.safetensors" -s 448 -t 1 --runs 1
+  [ "$status" -eq 1 ]
+  one_error_line "sg.safetensors" "pos_embed is for 224 .*runs at 224 only"
+}
+
+@test "vt-bench --size: families that cannot run at that side say why" {
+  run_err "$BIN/vt-bench" --arch stvit_r_swin_t -s 448 -t 1 --runs 1
+  [ "$status" -eq 1 ]
+  one_error_line "stvit_r_swin_t" "224x224 input only"
+  run_err "$BIN/vt-bench" --arch swin_tiny_patch4_window7_224 -s 256 -t 1 --runs 1
+  [ "$status" -eq 1 ]
+  one_error_line "swin_tiny_patch4_window7_224" "not a multiple of the 7-token window"
+  run "$BIN/vt-bench" --arch deit_tiny_patch16_224 -s 0
+  [ "$status" -eq 2 ]
+}
+
+@test "vt-bench names a model file safely in json and csv, and is quiet on stderr off a terminal" {
+  have_numpy || skip "no /usr/bin/python3"
+  "$BIN/vt-convert" --arch deit_tiny_patch16_224 --random -o "$T/a \"b\",c.safetensors" 2>/dev/null
+  "$BIN/vt-bench" -m "$T/a \"b\",c.safetensors" -t 1 --runs 1 --warmup 0 --format json > "$T/json" 2> "$T/err"
+  "$BIN/vt-bench" -m "$T/a \"b\",c.safetensors" -t 1 --runs 1 --warmup 0 --format csv > "$T/csv" 2>> "$T/err"
+  [ ! -s "$T/err" ]
+  "$PY" - "$T/json" "$T/csv" <<'PY'
+import csv, json, sys
+r = json.loads(open(sys.argv[1]).read())
+assert r["model"].endswith('a "b",c.safetensors'), r["model"]
+rows = list(csv.reader(open(sys.argv[2])))
+assert len(rows[0]) == len(rows[1]) and rows[1][0] == r["model"], rows
+PY
+}
+
+@test "vt-bench sgformer: GMACs per stage with --explain" {
+  have_numpy || skip "no /usr/bin/python3"
+  "$BIN/vt-bench" --arch sgformer_s -t 1 --runs 1 --warmup 0 --format json --explain > "$T/json"
+  "$PY" - "$T/json" <<'PY'
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+assert abs(r["gmacs"] - 4.784) < 0.001, r["gmacs"]   # paper: 4.8 G
+p = r["parts"]
+assert abs(sum(p.values()) - r["gmacs"]) < 1e-3, p
+for k in ["stem", "stage1 hybrid global attn", "stage1 hybrid window attn", "stage1 realloc attn",
+          "stage3 realloc attn", "stage4 mhsa", "stage4 mlp", "head"]:
+    assert k in p, k
+PY
+}
