@@ -1,6 +1,7 @@
 /* vt-bench - speed, FLOPs, parameters and memory of a model. */
 #include "ckpt.h"
 #include "model.h"
+#include "ops.h"
 #include "util.h"
 
 #include <cblas.h>
@@ -74,6 +75,9 @@ static void fill_input(float *x, size_t n)
 /* The machine's sgemm peak with the same OpenBLAS and thread count. */
 static double sgemm_peak(int threads)
 {
+    /* with the kernels the models get: vtkit picks OpenBLAS's kernels when
+     * its first thread pool starts (lib/ops/pool.c), not before */
+    vt_pool_free(vt_pool_create(1));
     const int n = 2048;
     float *a = vt_xmalloc((size_t)n * n * sizeof *a), *b = vt_xmalloc((size_t)n * n * sizeof *b),
           *c = vt_xmalloc((size_t)n * n * sizeof *c);
