@@ -21,9 +21,8 @@ selected() {   # "family variant" [PATTERN...]: no patterns, or one matches
 
 models() {     # [PATTERN...]: "family variant" lines of bench/models
   sed 's/#.*//' bench/models | while read -r fam var _; do
-    [ -n "$fam" ] && selected "$fam $var" "$@" && echo "$fam $var"
+    if [ -n "$fam" ] && selected "$fam $var" "$@"; then echo "$fam $var"; fi
   done
-  return 0
 }
 
 need_refs() {
