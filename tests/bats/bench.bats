@@ -72,7 +72,9 @@ PY
   "$BIN/vt-convert" --arch deit_tiny_patch16_224 --random -o "$T/vit.safetensors" 2>/dev/null
   run "$BIN/vt-bench" -m "$T/vit.safetensors" -s 256 -t 1 --runs 1 --warmup 0 --format csv
   [ "$status" -eq 0 ]
-  [[ "${lines[1]}" == *,256 ]]
+  # the size column, found by its name in the header
+  [ "$(printf '%s\n' "${lines[@]}" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "size") c = i }
+                                              NR == 2 { print $c }')" = 256 ]
   "$BIN/vt-convert" --arch sgformer_s --random -o "$T/sg.safetensors" 2>/dev/null
   run_err "$BIN/vt-bench" -m "$T/sg.safetensors" -s 448 -t 1 --runs 1
   [ "$status" -eq 1 ]
