@@ -41,6 +41,8 @@ pale pale_base 7 1
 pale pale_base 7 2
 stvit swin_tiny_patch4_window7_224 7 1
 stvit swin_tiny_patch4_window7_224 7 2
+stvit swin_small_patch4_window7_224 7 1
+stvit swin_base_patch4_window7_224 7 1
 stvit stvit_r_swin_t 7 1
 stvit stvit_r_swin_t 7 2
 stvit stvit_r_swin_s 7 1

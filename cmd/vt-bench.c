@@ -5,6 +5,7 @@
 #include "model.h"
 #include "prune.h"
 #include "tokens.h"
+#include "ops.h"
 #include "util.h"
 
 #include <cblas.h>
@@ -26,6 +27,7 @@ static const char usage[] =
     "      --all            every known arch, each in its own process\n"
     "  -b, --batch B        images per forward pass (1)\n"
     "  -t, --threads T      threads (online cores)\n"
+    "  -s, --size S         input side S (the model's own), where the family allows it\n"
     "      --runs N         timed runs (10)\n"
     "      --warmup N       untimed runs first (1)\n"
     "      --peak           also measure the sgemm peak, for the peak fraction\n"
@@ -42,6 +44,7 @@ static const char usage[] =
 
 typedef struct bench_opts {
     int batch, threads, runs, warmup, peak, explain, format;
+    int size;                   /* input side; 0: the model's own */
     unsigned long seed;
     const char *image;      /* input instead of the fixed noise, or NULL */
     double keep[MAX_KEEP];  /* --keep: pruned passes to bench */
@@ -52,6 +55,7 @@ enum { FMT_TEXT, FMT_JSON, FMT_CSV };
 
 typedef struct result {
     const char *name;
+    int size;                   /* input side it ran at */
     double params, macs;        /* macs < 0: not known for this family */
     double load_ms, first_ms, min_ms, med_ms, max_ms;
     double peak_gflops;         /* 0: not measured */
@@ -95,6 +99,9 @@ static void fill_input(float *x, size_t n)
 /* The machine's sgemm peak with the same OpenBLAS and thread count. */
 static double sgemm_peak(int threads)
 {
+    /* with the kernels the models get: vtkit picks OpenBLAS's kernels when
+     * its first thread pool starts (lib/ops/pool.c), not before */
+    vt_pool_free(vt_pool_create(1));
     const int n = 2048;
     float *a = vt_xmalloc((size_t)n * n * sizeof *a), *b = vt_xmalloc((size_t)n * n * sizeof *b),
           *c = vt_xmalloc((size_t)n * n * sizeof *c);
@@ -178,7 +185,7 @@ static double peak_rss_mb(void)
 }
 
 /* A random-weight model file in $TMPDIR, unlinked once mapped. */
-static int open_random(const char *arch, unsigned long seed, const vt_run_opts *ro,
+static int open_random(const char *arch, const bench_opts *o, const vt_run_opts *ro,
                        vt_model *m, double *load_ms)
 {
     const char *dir = getenv("TMPDIR");
@@ -187,7 +194,12 @@ static int open_random(const char *arch, unsigned long seed, const vt_run_opts *
     int fd = mkstemp(path);
     if (fd < 0) return vt_seterr("cannot create a temporary file: %s", strerror(errno));
     close(fd);
-    int rc = vt_make_random_model(arch, NULL, seed, VT_F32, path);
+    /* an arch is built for --size (as the authors' constructors take
+     * img_size); a model file is run at it (vt_model_open_sized) */
+    cJSON *over = cJSON_CreateObject();
+    if (o->size) cJSON_AddNumberToObject(over, "img_size", o->size);
+    int rc = vt_make_random_model(arch, over, o->seed, VT_F32, path);
+    cJSON_Delete(over);
     double t = vt_now();
     if (rc == 0) rc = vt_model_open(path, ro, m);
     *load_ms = (vt_now() - t) * 1e3;
@@ -214,10 +226,10 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
     double load_ms = 0;
     if (model) {
         double t = vt_now();
-        rc = vt_model_open(model, &ro, &m);
+        rc = vt_model_open_sized(model, &ro, o->size, &m);
         load_ms = (vt_now() - t) * 1e3;
     } else {
-        rc = open_random(arch, o->seed, &ro, &m, &load_ms);
+        rc = open_random(arch, o, &ro, &m, &load_ms);
     }
     if (rc < 0) return -1;
     if (o->nkeep && vt_model_split_point(&m, o->after) < 0) {
@@ -230,6 +242,7 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
     for (int c = 0; c < nconf; c++) {
         r[c].name = model ? model : arch;
         r[c].params = params;
+        r[c].size = m.img_size;
         r[c].load_ms = load_ms;
         r[c].macs = -1;
         r[c].pruned = c > 0;
@@ -307,8 +320,8 @@ static int bench_model(const char *model, const char *arch, const bench_opts *o,
 static void print_header(const bench_opts *o)
 {
     if (o->format == FMT_TEXT) {
-        printf("%-34s %5s %3s %9s %7s %8s %9s %9s %9s %9s %8s %8s %8s %6s %8s", "model", "batch",
-               "thr", "params(M)", "GMACs", "load(ms)", "first(ms)", "min(ms)", "med(ms)",
+        printf("%-34s %5s %3s %4s %9s %7s %8s %9s %9s %9s %9s %8s %8s %8s %6s %8s", "model",
+               "batch", "thr", "size", "params(M)", "GMACs", "load(ms)", "first(ms)", "min(ms)", "med(ms)",
                "max(ms)", "ms/img", "img/s", "GFLOP/s", "peak%", "RSS(MB)");
         if (o->nkeep)
             printf(" %5s %5s %6s %7s %6s %6s", "keep", "after", "tokens", "speedup", "ideal",
@@ -316,10 +329,48 @@ static void print_header(const bench_opts *o)
         printf("\n");
     } else if (o->format == FMT_CSV) {
         printf("model,batch,threads,params,gmacs,load_ms,first_ms,min_ms,median_ms,max_ms,"
-               "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb,"
-               "gmacs_spent%s\n",
-               o->nkeep ? ",keep,after,tokens,speedup,ideal_speedup,realised" : "");
+               "ms_per_image,images_per_s,gflops,peak_gflops,peak_fraction,peak_rss_mb,size,"
+               "gmacs_spent%s%s\n",
+               o->nkeep ? ",keep,after,tokens,speedup,ideal_speedup,realised" : "",
+               o->explain ? ",parts" : "");
     }
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+/* A CSV field: quoted when it holds a comma, quote or line break. */
+static void print_csv_field(const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"') putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* --explain in CSV: one field "part=GMACs;part=GMACs;..." (part names hold
+ * letters, digits, spaces and '+'). */
+static void print_csv_parts(const vt_cost *c)
+{
+    putchar(',');
+    for (int i = 0; i < c->nparts; i++)
+        printf("%s%s=%.6g", i ? ";" : "", c->part[i].name, c->part[i].macs / 1e9);
 }
 
 static void print_result(const result *r, const bench_opts *o)
@@ -332,8 +383,8 @@ static void print_result(const result *r, const bench_opts *o)
     double gflops = work >= 0 ? 2 * work * o->batch / (r->med_ms * 1e-3) / 1e9 : NAN;
     double frac = r->peak_gflops > 0 ? gflops / r->peak_gflops : NAN;
     if (o->format == FMT_TEXT) {
-        printf("%-34s %5d %3d %9.2f %7.3f %8.1f %9.1f %9.2f %9.2f %9.2f %8.2f %8.2f %8.1f ",
-               r->name, o->batch, o->threads, r->params / 1e6, gmacs, r->load_ms, r->first_ms,
+        printf("%-34s %5d %3d %4d %9.2f %7.3f %8.1f %9.1f %9.2f %9.2f %9.2f %8.2f %8.2f %8.1f ",
+               r->name, o->batch, o->threads, r->size, r->params / 1e6, gmacs, r->load_ms, r->first_ms,
                r->min_ms, r->med_ms, r->max_ms, per_img, ips, gflops);
         if (isnan(frac)) printf("%6s", "-");
         else printf("%5.1f%%", frac * 100);
@@ -360,14 +411,16 @@ static void print_result(const result *r, const bench_opts *o)
                        r->spent_cost.part[i].macs / 1e9);
         }
     } else if (o->format == FMT_CSV) {
-        printf("%s,%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f,", r->name,
+        print_csv_field(r->name);
+        printf(",%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f,%d,",
                o->batch, o->threads, r->params, gmacs, r->load_ms, r->first_ms, r->min_ms,
-               r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb);
+               r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb, r->size);
         if (!isnan(spent)) printf("%.6g", spent);
         if (o->nkeep)
             printf(",%s%.4g,%d,%d,%.4g,%.4g,%.4g", r->pruned ? "" : "1", r->pruned ? r->keep : 1.0,
                    o->after, r->tokens, r->speedup, r->ideal, r->realised);
-        printf("\n");
+        if (o->explain) print_csv_parts(&r->cost);
+        putchar('\n');
     } else {
         /* JSON has no NaN: unknown numbers are null. */
         char g[32], f[32], p[32], fr[32];
@@ -375,12 +428,14 @@ static void print_result(const result *r, const bench_opts *o)
         snprintf(f, sizeof f, isnan(gflops) ? "null" : "%.6g", gflops);
         snprintf(p, sizeof p, r->peak_gflops > 0 ? "%.6g" : "null", r->peak_gflops);
         snprintf(fr, sizeof fr, isnan(frac) ? "null" : "%.6g", frac);
-        printf("{\"model\":\"%s\",\"batch\":%d,\"threads\":%d,\"params\":%.0f,\"gmacs\":%s,"
+        printf("{\"model\":");
+        print_json_string(r->name);
+        printf(",\"batch\":%d,\"threads\":%d,\"params\":%.0f,\"gmacs\":%s,"
                "\"load_ms\":%.4g,\"first_ms\":%.4g,\"min_ms\":%.4g,\"median_ms\":%.4g,\"max_ms\":%.4g,"
                "\"ms_per_image\":%.4g,\"images_per_s\":%.4g,\"gflops\":%s,\"peak_gflops\":%s,"
-               "\"peak_fraction\":%s,\"peak_rss_mb\":%.1f",
-               r->name, o->batch, o->threads, r->params, g, r->load_ms, r->first_ms, r->min_ms,
-               r->med_ms, r->max_ms, per_img, ips, f, p, fr, r->rss_mb);
+               "\"peak_fraction\":%s,\"peak_rss_mb\":%.1f,\"size\":%d",
+               o->batch, o->threads, r->params, g, r->load_ms, r->first_ms, r->min_ms,
+               r->med_ms, r->max_ms, per_img, ips, f, p, fr, r->rss_mb, r->size);
         if (!isnan(spent)) printf(",\"gmacs_spent\":%.6g", spent);
         if (o->nkeep) {
             char id[32], re[32];
@@ -448,6 +503,7 @@ int main(int argc, char **argv)
 {
     enum { O_ARCH = 256, O_RANDOM, O_ALL, O_RUNS, O_WARMUP, O_PEAK, O_EXPLAIN, O_FORMAT, O_SEED,
            O_IMAGE, O_KEEP, O_AFTER };
+    /* short options: -m -b -t -s -h -V */
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"arch", required_argument, 0, O_ARCH},
         {"random", no_argument, 0, O_RANDOM}, {"all", no_argument, 0, O_ALL},
@@ -457,6 +513,7 @@ int main(int argc, char **argv)
         {"format", required_argument, 0, O_FORMAT}, {"seed", required_argument, 0, O_SEED},
         {"image", required_argument, 0, O_IMAGE},
         {"keep", required_argument, 0, O_KEEP}, {"after", required_argument, 0, O_AFTER},
+        {"size", required_argument, 0, 's'},
         {"help", no_argument, 0, 'h'},        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -464,7 +521,7 @@ int main(int argc, char **argv)
     const char *model = NULL, *arch = NULL;
     int all = 0, opt;
     long v;
-    while ((opt = getopt_long(argc, argv, "m:b:t:hV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:b:t:s:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
         case O_ARCH: arch = optarg; break;
@@ -477,6 +534,10 @@ int main(int argc, char **argv)
         case 't':
             if (vt_parse_int(optarg, 1, 1024, &v) < 0) return usage_error(vt_error());
             o.threads = (int)v;
+            break;
+        case 's':
+            if (vt_parse_int(optarg, 1, 8192, &v) < 0) return usage_error(vt_error());
+            o.size = (int)v;
             break;
         case O_RUNS:
             if (vt_parse_int(optarg, 1, 1000000, &v) < 0) return usage_error(vt_error());

@@ -363,7 +363,22 @@ char **vt_labels_load(const char *set, int *count)
 
 /* ---- model files ---- */
 
+void vt_config_set_size(cJSON *cfg, int size)
+{
+    int own = vt_cfg_int(cfg, "img_size", 224);
+    if (size == own) return;
+    if (!cJSON_GetObjectItemCaseSensitive(cfg, "pos_embed_size"))
+        cJSON_AddNumberToObject(cfg, "pos_embed_size", own);
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "img_size");
+    cJSON_AddNumberToObject(cfg, "img_size", size);
+}
+
 int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m)
+{
+    return vt_model_open_sized(path, o, 0, m);
+}
+
+int vt_model_open_sized(const char *path, const vt_run_opts *o, int size, vt_model *m)
 {
     memset(m, 0, sizeof *m);
     m->opts = *o;
@@ -389,6 +404,7 @@ int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m)
         vt_model_close(m);
         return vt_seterr("model config is not a JSON object");
     }
+    if (size > 0) vt_config_set_size(m->config, size);
     vt_params ps = {0};
     int rc = m->family->params(m->config, &ps);
     if (rc == 0) rc = vt_check_weights(&ps, &m->weights);

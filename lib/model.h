@@ -146,6 +146,13 @@ typedef struct vt_model {
 } vt_model;
 
 int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m);
+/* vt_model_open, run at input side `size` instead of the model's own
+ * img_size (0: its own); see vt_config_set_size. */
+int vt_model_open_sized(const char *path, const vt_run_opts *o, int size, vt_model *m);
+/* Set a config's input side: img_size = size, and pos_embed_size keeps the
+ * side the position embedding was trained at. Families that can resample
+ * it (vit) do; the others refuse sizes they cannot run in params(). */
+void vt_config_set_size(cJSON *cfg, int size);
 int vt_model_forward(vt_model *m, const float *x, int batch, float *logits);
 void vt_model_close(vt_model *m);
 

@@ -25,6 +25,7 @@
  * num_classes, embed_dims, depths, num_heads, mlp_ratios, sr_ratios,
  * qkv_bias, patch_stride (4), window_size (7), norm_eps, stem_norm_eps,
  * sr_norm_eps, groupnorm_eps, pos_embed_tokens ((img_size/4)^2),
+ * pos_embed_size (img_size; another value is refused: see below),
  * crop_pct, interpolation, mean, std, checkpoint_default_key; descriptive
  * keys of meta.json (stages, init, tiny, checkpoint_layout) are ignored.
  *
@@ -229,6 +230,11 @@ static int sg_config_read(const cJSON *cfg, sg_config *c)
     if (g != c->img_size / 4)
         return vt_seterr("sgformer: img_size %d gives a %dx%d stem grid but the official "
                          "pos_embed has (%d/4)^2 tokens; use 224", c->img_size, g, g, c->img_size);
+    int trained = vt_cfg_int(cfg, "pos_embed_size", c->img_size);
+    if (trained != c->img_size)
+        return vt_seterr("sgformer: img_size %d: this model's pos_embed is for %d and the "
+                         "official code cannot resize it; it runs at %d only",
+                         c->img_size, trained, trained);
     int pos = vt_cfg_int(cfg, "pos_embed_tokens", g * g);
     if (pos != g * g)
         return vt_seterr("sgformer: pos_embed_tokens %d does not fit img_size %d (%d tokens); "
