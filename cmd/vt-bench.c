@@ -417,7 +417,7 @@ static void print_result(const result *r, const bench_opts *o)
                r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb, r->size);
         if (!isnan(spent)) printf("%.6g", spent);
         if (o->nkeep)
-            printf(",%s%.4g,%d,%d,%.4g,%.4g,%.4g", r->pruned ? "" : "1", r->pruned ? r->keep : 1.0,
+            printf(",%.4g,%d,%d,%.4g,%.4g,%.4g", r->pruned ? r->keep : 1.0,
                    o->after, r->tokens, r->speedup, r->ideal, r->realised);
         if (o->explain) print_csv_parts(&r->cost);
         putchar('\n');

@@ -137,7 +137,9 @@ static int render_labels(const vt_frame *f, const vt_tensor *lab, const vt_tenso
         for (int x = 0; x < ow; x++) {
             size_t tok = (size_t)((int64_t)y * h / oh) * w + (size_t)((int64_t)x * w / ow);
             uint8_t *px = out->rgb + ((size_t)y * ow + x) * 3;
-            vt_palette((long)vt_tensor_get(lab, tok), px);
+            /* labels come from a frame: a value no long holds draws as label 0 */
+            double label = vt_tensor_get(lab, tok);
+            vt_palette(isfinite(label) && fabs(label) < 1e15 ? (long)label : 0, px);
             if (!v) continue;
             double a = hi > lo && isfinite(v[tok]) ? ((double)v[tok] - lo) / ((double)hi - lo) : 0;
             double k = 0.25 + 0.75 * (a < 0 ? 0 : a > 1 ? 1 : a);

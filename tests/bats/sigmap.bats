@@ -825,3 +825,21 @@ hexes = re.findall(r"\b[0-9a-f]{6}\b", sys.stdin.read().split("labels 0 to 35")[
 assert [tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in hexes] == palette(), hexes
 ' <<< "$text"
 }
+
+@test "sigmap: labels no integer type holds draw as a colour, not undefined behaviour" {
+  [ -x "$PY" ] || skip "no /usr/bin/python3"
+  # a sigmap frame whose I64 labels hold 2^63-1 and -2^63 (hostile, from a pipe)
+  "$PY" - "$T/lab.frame" <<'PY'
+import json, struct, sys
+data = struct.pack("<ff", 0.5, 1.0) + struct.pack("<qq", 2**63 - 1, -2**63)
+hdr = {"__metadata__": {"kind": "sigmap"},
+       "sigmap": {"dtype": "F32", "shape": [1, 2], "data_offsets": [0, 8]},
+       "labels": {"dtype": "I64", "shape": [1, 2], "data_offsets": [8, 24]}}
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+PY
+  run "$BIN/vt-convert" --to png -o "$T/lab.png" "$T/lab.frame"
+  [ "$status" -eq 0 ]
+  [ -s "$T/lab.png" ]
+}

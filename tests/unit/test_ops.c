@@ -7,6 +7,7 @@
 
 #include "npy.h"
 #include "ops.h"
+#include "ops/grid.h"
 #include "tap.h"
 #include "util.h"
 
