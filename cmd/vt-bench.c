@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: vt-bench (-m MODEL | --arch NAME [--random] | --all) [options]\n"
+    "usage: vt-bench (-m MODEL | --arch NAME [--random])... | --all) [options]\n"
     "Measure a model: parameters, GMACs, latency, throughput and memory.\n"
-    "  -m, --model FILE     a model file\n"
+    "  -m, --model FILE     a model file (-m and --arch repeat: one row each)\n"
     "      --arch NAME      a known arch with random weights (--seed N)\n"
     "      --random         accepted for clarity: --arch always uses random weights\n"
     "      --all            every known arch, each in its own process\n"
@@ -40,6 +40,7 @@ static const char usage[] =
     "  -h, --help           this help\n"
     "  -V, --version        version\n";
 
+#define MAX_TARGETS 64    /* -m / --arch given together */
 #define MAX_KEEP 16
 
 typedef struct bench_opts {
@@ -470,27 +471,46 @@ static int run_one(const char *model, const char *arch, const bench_opts *o, dou
     return 0;
 }
 
-/* Each arch in its own process so peak RSS is that model's alone. */
+/* What to bench: a model file or an arch with random weights. */
+typedef struct bench_target {
+    const char *model, *arch;
+} bench_target;
+
+/* Each target in its own process so peak RSS is that model's alone; one
+ * target runs in this process. 1 when any failed. */
+static int run_targets(const bench_target *t, int n, const bench_opts *o, double peak)
+{
+    if (n == 1) return run_one(t[0].model, t[0].arch, o, peak);
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "vt-bench: fork: %s\n", strerror(errno));
+            return 1;
+        }
+        if (pid == 0) _exit(run_one(t[i].model, t[i].arch, o, peak));
+        int st;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failed = 1;
+    }
+    return failed;
+}
+
+/* --all: every arch of every family. */
 static int run_all(const bench_opts *o, double peak)
 {
-    int failed = 0;
+    int n = 0;
     const vt_family *const *fams = vt_families();
     for (int i = 0; fams[i]; i++)
-        for (int j = 0; fams[i]->archs[j]; j++) {
-            fflush(stdout);
-            pid_t pid = fork();
-            if (pid < 0) {
-                fprintf(stderr, "vt-bench: fork: %s\n", strerror(errno));
-                return 1;
-            }
-            if (pid == 0) {
-                _exit(run_one(NULL, fams[i]->archs[j], o, peak));
-            }
-            int st;
-            waitpid(pid, &st, 0);
-            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failed = 1;
-        }
-    return failed;
+        for (int j = 0; fams[i]->archs[j]; j++) n++;
+    bench_target *t = vt_xcalloc((size_t)n, sizeof *t);
+    n = 0;
+    for (int i = 0; fams[i]; i++)
+        for (int j = 0; fams[i]->archs[j]; j++) t[n++].arch = fams[i]->archs[j];
+    int rc = run_targets(t, n, o, peak);
+    free(t);
+    return rc;
 }
 
 static int usage_error(const char *msg)
@@ -518,13 +538,17 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     bench_opts o = {.batch = 1, .threads = vt_ncpus(), .runs = 10, .warmup = 1, .after = -1};
-    const char *model = NULL, *arch = NULL;
-    int all = 0, opt;
+    bench_target targets[MAX_TARGETS];
+    int ntargets = 0, all = 0, opt;
     long v;
     while ((opt = getopt_long(argc, argv, "m:b:t:s:hV", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model = optarg; break;
-        case O_ARCH: arch = optarg; break;
+        case 'm':
+        case O_ARCH:
+            if (ntargets == MAX_TARGETS) return usage_error("at most 64 models (-m, --arch)");
+            targets[ntargets++] = (bench_target){opt == 'm' ? optarg : NULL,
+                                                 opt == 'm' ? NULL : optarg};
+            break;
         case O_RANDOM: break;
         case O_ALL: all = 1; break;
         case 'b':
@@ -585,14 +609,16 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc) return usage_error("unexpected argument");
-    if (!!model + !!arch + all != 1) return usage_error("give one of -m MODEL, --arch NAME or --all");
+    if (!ntargets == !all) return usage_error("give -m MODEL or --arch NAME (one or more), or --all");
     if (!o.nkeep != (o.after < 0)) return usage_error("--keep and --after go together");
-    if (arch && !vt_family_find(arch)) {
-        fprintf(stderr, "vt-bench: unknown arch '%s' (see vt-convert --list-archs)\n", arch);
-        return 2;
-    }
+    for (int i = 0; i < ntargets; i++)
+        if (targets[i].arch && !vt_family_find(targets[i].arch)) {
+            fprintf(stderr, "vt-bench: unknown arch '%s' (see vt-convert --list-archs)\n",
+                    targets[i].arch);
+            return 2;
+        }
     double peak = o.peak ? sgemm_peak(o.threads) : 0;
     print_header(&o);
     if (all) return run_all(&o, peak);
-    return run_one(model, arch, &o, peak);
+    return run_targets(targets, ntargets, &o, peak);
 }

@@ -251,3 +251,21 @@ RAW
   run "$PY" "$ROOT/bench/summarize.py" startup "$T/raw"
   [[ "${lines[1]}" == m*100*900*9.0x*same ]]
 }
+
+@test "vt-bench: -m and --arch repeat, one row each in order, STViT-R beside its Swin" {
+  "$BIN/vt-convert" --arch deit_tiny_patch16_224 --random -o "$T/vit.safetensors" 2>/dev/null
+  run "$BIN/vt-bench" --arch swin_tiny_patch4_window7_224 -m "$T/vit.safetensors" \
+    --arch stvit_r_swin_t -t 1 --runs 1 --warmup 0
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 4 ]
+  [[ "${lines[1]}" == swin_tiny_patch4_window7_224\ * ]]
+  [[ "${lines[2]}" == "$T/vit.safetensors "* ]]
+  [[ "${lines[3]}" == stvit_r_swin_t\ * ]]
+  # Swin-T 4.491 GMACs, STViT-R-Swin-T 3.598: the semantic tokens' saving shows
+  [ "$(awk '{print $6}' <<< "${lines[1]}")" = 4.491 ]
+  [ "$(awk '{print $6}' <<< "${lines[3]}")" = 3.598 ]
+  # one failing model: the others still reported, exit 1
+  run_err "$BIN/vt-bench" --arch deit_tiny_patch16_224 -m "$T/missing.safetensors" -t 1 --runs 1 --warmup 0
+  [ "$status" -eq 1 ]
+  one_error_line "missing.safetensors" "No such file"
+}
