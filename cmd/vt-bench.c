@@ -270,9 +270,12 @@ static void print_result(const result *r, const bench_opts *o)
         printf("%s,%d,%d,%.0f,%.6g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.4g,%.1f", r->name,
                o->batch, o->threads, r->params, gmacs, r->load_ms, r->first_ms, r->min_ms,
                r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb);
-        if (o->nkeep)
-            printf(",%s%.4g,%d,%d,%.4g,%.4g,%.4g", r->pruned ? "" : "1", r->pruned ? r->keep : 1.0,
-                   o->after, r->tokens, r->speedup, r->ideal, r->realised);
+        if (o->nkeep) {
+            char keep[32] = "";     /* empty: the unpruned row */
+            if (r->pruned) snprintf(keep, sizeof keep, "%.4g", r->keep);
+            printf(",%s,%d,%d,%.4g,%.4g,%.4g", keep, o->after, r->tokens, r->speedup, r->ideal,
+                   r->realised);
+        }
         printf("\n");
     } else {
         /* JSON has no NaN: unknown numbers are null. */
