@@ -417,9 +417,12 @@ static void print_result(const result *r, const bench_opts *o)
                o->batch, o->threads, r->params, gmacs, r->load_ms, r->first_ms, r->min_ms,
                r->med_ms, r->max_ms, per_img, ips, gflops, r->peak_gflops, frac, r->rss_mb, r->size);
         if (!isnan(spent)) printf("%.6g", spent);
-        if (o->nkeep)
-            printf(",%.4g,%d,%d,%.4g,%.4g,%.4g", r->pruned ? r->keep : 1.0,
-                   o->after, r->tokens, r->speedup, r->ideal, r->realised);
+        if (o->nkeep) {
+            char keep[32] = "";     /* empty: the unpruned row */
+            if (r->pruned) snprintf(keep, sizeof keep, "%.4g", r->keep);
+            printf(",%s,%d,%d,%.4g,%.4g,%.4g", keep, o->after, r->tokens, r->speedup, r->ideal,
+                   r->realised);
+        }
         if (o->explain) print_csv_parts(&r->cost);
         putchar('\n');
     } else {

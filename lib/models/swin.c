@@ -30,6 +30,7 @@
 #include "models/stvit.h"
 #include "ops.h"
 #include "ops/window.h"
+#include "tokens.h"
 #include "util.h"
 
 #define SW_MAGIC 0x5357494eu    /* "SWIN" */
@@ -366,9 +367,27 @@ static void run_alloc(sw_net *n)
     n->feat = own(n, c->st[3].dim);
 }
 
-/* ---- forward --------------------------------------------------------- */
+/* ---- forward --------------------------------------------------------- *
+ * One image: embed, blocks [0, total) numbered across the stages (a stage's
+ * patch merging runs before its successor's first block), head. A split
+ * runs the same calls over [0, L+1) and [L+1, total). */
 
-static void forward_image(sw_net *n, const float *img, float *logits)
+static int total_blocks(const sw_config *c)
+{
+    int t = 0;
+    for (int i = 0; i < SW_STAGES; i++) t += c->st[i].depth;
+    return t;
+}
+
+/* Global block b -> stage *i, block *j within it. */
+static void locate(const sw_config *c, int b, int *i, int *j)
+{
+    *i = 0;
+    while (*i < SW_STAGES - 1 && b >= c->st[*i].depth) b -= c->st[(*i)++].depth;
+    *j = b;
+}
+
+static void sw_embed(sw_net *n, const float *img)
 {
     const sw_config *c = &n->c;
     int S = c->img_size, p = c->patch;
@@ -377,24 +396,45 @@ static void forward_image(sw_net *n, const float *img, float *logits)
     vt_conv2d_tokens(n->pool, n->x, img, 3, S, S, n->pew, n->peb, s0->dim, p, p, 0, n->cols);
     vt_layernorm_mt(n->pool, n->x, n->x, n->penw, n->penb, L, s0->dim, c->eps);
     memcpy(n->pe, n->x, (size_t)L * s0->dim * sizeof(float));
-    for (int i = 0; i < SW_STAGES; i++) {
+}
+
+/* Blocks [first, last) on the residual stream x. */
+static void sw_blocks(sw_net *n, int first, int last)
+{
+    const sw_config *c = &n->c;
+    for (int b = first; b < last; b++) {
+        int i, j;
+        locate(c, b, &i, &j);
+        if (j == 0 && i > 0) {   /* merge the previous stage's output */
+            const sw_stage *p = &c->st[i - 1];
+            int H = p->res, C = p->dim, L = H * H;
+            vt_patch_merge_gather(n->g, n->x, H, H, C);
+            vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], L / 4, 4 * C,
+                            c->eps);
+            vt_linear(n->pool, n->x, n->g, n->mrw[i - 1], NULL, L / 4, 4 * C, 2 * C, 0, 0);
+            memcpy(n->merged[i - 1], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
+        }
         const sw_stage *s = &c->st[i];
-        int H = s->res, C = s->dim;
-        L = H * H;
-        for (int j = 0; j < s->depth; j++)
-            vt_swin_block(n->pool, n->x, H, H, C, &n->blk[i][j], c->eps, n->scratch);
-        memcpy(n->out[i], n->x, (size_t)L * C * sizeof(float));
-        if (i == SW_STAGES - 1)
-            break;
-        vt_patch_merge_gather(n->g, n->x, H, H, C);
-        vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i], n->mnb[i], L / 4, 4 * C, c->eps);
-        vt_linear(n->pool, n->x, n->g, n->mrw[i], NULL, L / 4, 4 * C, 2 * C, 0, 0);
-        memcpy(n->merged[i], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
+        vt_swin_block(n->pool, n->x, s->res, s->res, s->dim, &n->blk[i][j], c->eps, n->scratch);
+        if (j == s->depth - 1)
+            memcpy(n->out[i], n->x, (size_t)s->res * s->res * s->dim * sizeof(float));
     }
-    int C = c->st[3].dim;
+}
+
+static void sw_head(sw_net *n, float *logits)
+{
+    const sw_config *c = &n->c;
+    int C = c->st[3].dim, L = c->st[3].res * c->st[3].res;
     vt_layernorm_mt(n->pool, n->g, n->x, n->nw, n->nb, L, C, c->eps);
     vt_mean_rows(n->feat, n->g, L, C);
     vt_linear(n->pool, logits, n->feat, n->hw, n->hb, 1, C, c->classes, 0, 0);
+}
+
+static void forward_image(sw_net *n, const float *img, float *logits)
+{
+    sw_embed(n, img);
+    sw_blocks(n, 0, total_blocks(&n->c));
+    sw_head(n, logits);
 }
 
 static int sw_forward(void *net, const float *x, int batch, float *logits)
@@ -439,6 +479,98 @@ static void *sw_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     }
     run_alloc(n);
     return n;
+}
+
+/* ---- split inference (tokens.h) -------------------------------------- *
+ * After any block the state is the stage's token grid x[res*res, C] (a
+ * stage's last block hands on its output before the patch merging). The
+ * windows read that grid, so a continuation takes only the full grid in
+ * row-major order: Swin splits exactly, it does not prune. */
+
+static int sw_split_point(const void *net, int block)
+{
+    const sw_net *n = net;
+    int total = total_blocks(&n->c);
+    if (block < 0 || block >= total)
+        return vt_seterr("the model has blocks 0 to %d, not %d", total - 1, block);
+    return 0;
+}
+
+static void sw_export(const sw_net *n, int block, vt_tokens *out)
+{
+    int i, j;
+    locate(&n->c, block, &i, &j);
+    const sw_stage *s = &n->c.st[i];
+    vt_tokens_reserve(out, s->res * s->res, s->dim, 0, 0);
+    out->grid_h = out->grid_w = s->res;
+    out->block = block;
+    memcpy(out->x, n->x, (size_t)out->n * s->dim * sizeof *out->x);
+    vt_tokens_grid_boxes(out);
+}
+
+static int sw_run_until(void *net, const float *x, int batch, int until, vt_tokens *out)
+{
+    sw_net *n = net;
+    if (sw_split_point(n, until) < 0)
+        return -1;
+    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
+    for (int b = 0; b < batch; b++) {
+        sw_embed(n, x + b * img);
+        sw_blocks(n, 0, until + 1);
+        sw_export(n, until, &out[b]);
+    }
+    n->last_batch = 0;      /* the intermediates are not a whole pass's */
+    return 0;
+}
+
+/* The tokens must be the grid the model has after their block, row-major. */
+static int sw_check_tokens(const sw_net *n, const vt_tokens *t)
+{
+    if (sw_split_point(n, t->block) < 0)
+        return -1;
+    int i, j;
+    locate(&n->c, t->block, &i, &j);
+    const sw_stage *s = &n->c.st[i];
+    if (t->dim != s->dim || t->extra != 0)
+        return vt_seterr("tokens have %d channels and %d extra; stage %d has %d and none",
+                         t->dim, t->extra, i + 1, s->dim);
+    if (t->grid_h != s->res || t->grid_w != s->res || t->n != s->res * s->res)
+        return vt_seterr("swin continues the full %dx%d grid of stage %d, not %d tokens on "
+                         "%dx%d (its windows read the grid: a pruned set cannot go on)",
+                         s->res, s->res, i + 1, t->n, t->grid_h, t->grid_w);
+    for (int k = 0; k < t->n; k++) {
+        const int32_t *b = t->box + (size_t)k * 4;
+        if (b[0] != k % s->res || b[1] != k / s->res || b[2] != b[0] + 1 || b[3] != b[1] + 1)
+            return vt_seterr("swin continues the full grid of stage %d in row-major order; "
+                             "token %d is not cell %d", i + 1, k, k);
+    }
+    return 0;
+}
+
+static int sw_run_from(void *net, const vt_tokens *in, int batch, int until,
+                       vt_tokens *out, float *logits)
+{
+    sw_net *n = net;
+    int total = total_blocks(&n->c);
+    if (until >= 0 && sw_split_point(n, until) < 0)
+        return -1;
+    for (int b = 0; b < batch; b++) {
+        if (sw_check_tokens(n, &in[b]) < 0)
+            return -1;
+        if (until >= 0 && until <= in[b].block)
+            return vt_seterr("tokens are already after block %d; cannot stop after block %d",
+                             in[b].block, until);
+    }
+    for (int b = 0; b < batch; b++) {
+        memcpy(n->x, in[b].x, (size_t)in[b].n * in[b].dim * sizeof *n->x);
+        sw_blocks(n, in[b].block + 1, until < 0 ? total : until + 1);
+        if (until >= 0)
+            sw_export(n, until, &out[b]);
+        else
+            sw_head(n, logits + (size_t)b * n->c.classes);
+    }
+    n->last_batch = 0;
+    return 0;
 }
 
 /* ---- cost ------------------------------------------------------------ */
@@ -505,4 +637,7 @@ const vt_family vt_family_swin = {
     .forward = sw_forward,
     .destroy = sw_destroy,
     .cost = sw_cost,
+    .split_point = sw_split_point,
+    .run_until = sw_run_until,
+    .run_from = sw_run_from,
 };

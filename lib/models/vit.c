@@ -509,7 +509,8 @@ static int vit_run_until(void *net, const float *x, int batch, int until, vt_tok
     vit_embed(n, x, batch);
     vit_blocks(n, batch, n->c.t, 0, until + 1);
     vit_cls_reduce(n, batch, n->c.t);
-    n->last_batch = batch;
+    /* vt_vit_cls_attention promises the last block's attention */
+    n->last_batch = until == n->c.depth - 1 ? batch : 0;
     n->last_t = n->c.t;
     for (int b = 0; b < batch; b++) {
         vit_export(n, b, n->c.t, until, &out[b]);
@@ -568,12 +569,11 @@ static int vit_run_from(void *net, const vt_tokens *in, int batch, int until,
         memcpy(x + (size_t)c->prefix * D, in[b].x, (size_t)in->n * D * sizeof *x);
     }
     vit_blocks(n, batch, t, first, last);
-    n->last_batch = 0;      /* no CLS attention when no block ran */
-    if (last > first) {
+    if (last > first)
         vit_cls_reduce(n, batch, t);
-        n->last_batch = batch;
-        n->last_t = t;
-    }
+    /* vt_vit_cls_attention promises the last block's attention */
+    n->last_batch = last > first && last == c->depth ? batch : 0;
+    n->last_t = t;
     if (until < 0) {
         vit_head(n, batch, t, logits);
         return 0;

@@ -131,7 +131,7 @@ PY
   for l in 2 3; do
     [ "$(sed -n ${l}p "$T/out" | tr ',' '\n' | wc -l)" -eq 24 ]
   done
-  sed -n 2p "$T/out" | grep -q ',1,0,196,'
+  sed -n 2p "$T/out" | grep -q ',,0,196,1,1,1$'
   sed -n 3p "$T/out" | grep -q ',0.5,0,98,'
 }
 

@@ -107,12 +107,40 @@ PY
   [[ "$err" == *"another model (deit_tiny_patch16_224"*"this is deit_tiny_distilled_patch16_224"* ]]
 }
 
+@test "split: Swin after any block, across stage ends: logits bit-identical; pruned sets refused" {
+  printf '{"embed_dim":16,"depths":[2,2,2,2],"num_heads":[1,2,4,8],"num_classes":10}' > "$T/cfg.json"
+  "$BIN/vt-convert" --arch swin_tiny_patch4_window7_224 --random --config "$T/cfg.json" -o "$T/sw.safetensors"
+  "$BIN/vt-classify" -m "$T/sw.safetensors" --logits "$SAMPLES/tench.jpg" "$SAMPLES/magpie.jpeg" \
+    > "$T/full" 2>/dev/null
+  for L in 0 1 2 3 4 5 6 7; do
+    "$BIN/vt-classify" -m "$T/sw.safetensors" --until $L "$SAMPLES/tench.jpg" "$SAMPLES/magpie.jpeg" |
+      "$BIN/vt-classify" -m "$T/sw.safetensors" --logits > "$T/split" 2>/dev/null
+    cmp "$T/full" "$T/split"
+  done
+  # stage ends: the stage's own grid and width, before the patch merging
+  "$BIN/vt-classify" -m "$T/sw.safetensors" --until 1 "$SAMPLES/tench.jpg" > "$T/s1"
+  "$BIN/vt-classify" -m "$T/sw.safetensors" --until 5 "$SAMPLES/tench.jpg" > "$T/s3"
+  run "$BIN/vt-convert" --info "$T/s1"
+  [[ "$output" == *"tokens "*"F32"*"[3136,16]"* ]]
+  grep -qx "  grid = 56,56" <<< "$output"
+  grep -qx "  extra_tokens = 0" <<< "$output"
+  run "$BIN/vt-convert" --info "$T/s3"
+  [[ "$output" == *"[196,64]"* ]]
+  grep -qx "  grid = 14,14" <<< "$output"
+  # a pruned set cannot go on through windows
+  "$BIN/vt-prune" --keep 0.5 "$T/s3" > "$T/p"
+  grep -q "topk:98/196:norm" <(sed -n 's/^  pruned = //p' <("$BIN/vt-convert" --info "$T/p"))
+  run_err "$BIN/vt-classify" -m "$T/sw.safetensors" "$T/p"
+  [ "$status" -eq 1 ]
+  [[ "$err" == *"vt-classify: tench.jpg: swin continues the full 14x14 grid of stage 3, not 98 tokens"* ]]
+}
+
 @test "split: families without split inference are refused, naming the ones with it" {
   SGF=$FIX/sgformer
   "$BIN/vt-convert" --arch sgformer_s --config "$SGF/meta.json" "$SGF/checkpoint.pth" -o "$T/sg.safetensors"
   run_err "$BIN/vt-classify" -m "$T/sg.safetensors" --until 1 "$SAMPLES/tench.jpg"
   [ "$status" -eq 2 ]
-  one_error_line "vt-classify: $T/sg.safetensors" "not available for the sgformer family \(it is for: vit"
+  one_error_line "vt-classify: $T/sg.safetensors" "not available for the sgformer family \(it is for: vit, swin\)"
 }
 
 @test "split: usage errors exit 2; a frame past --until is refused" {
