@@ -232,6 +232,8 @@ static int run_one(const char *model, const char *arch, const bench_opts *o, dou
     }
     r.peak_gflops = peak;
     print_result(&r, o);
+    if (ferror(stdout))
+        return vt_stdout_failed("vt-bench") ? VT_EXIT_PIPE : 1;
     return 0;
 }
 
@@ -253,6 +255,7 @@ static int run_all(const bench_opts *o, double peak)
             }
             int st;
             waitpid(pid, &st, 0);
+            if (WIFEXITED(st) && WEXITSTATUS(st) == VT_EXIT_PIPE) return VT_EXIT_PIPE;
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failed = 1;
         }
     return failed;
@@ -326,6 +329,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "vt-bench: unknown arch '%s' (see vt-convert --list-archs)\n", arch);
         return 2;
     }
+    vt_ignore_sigpipe();
     double peak = o.peak ? sgemm_peak(o.threads) : 0;
     print_header(&o);
     if (all) return run_all(&o, peak);
