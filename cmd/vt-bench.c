@@ -471,6 +471,8 @@ static int run_one(const char *model, const char *arch, const bench_opts *o, dou
         r[c].peak_gflops = peak;
         print_result(&r[c], o);
     }
+    if (ferror(stdout))
+        return vt_stdout_failed("vt-bench") ? VT_EXIT_PIPE : 1;
     return 0;
 }
 
@@ -495,6 +497,7 @@ static int run_targets(const bench_target *t, int n, const bench_opts *o, double
         if (pid == 0) _exit(run_one(t[i].model, t[i].arch, o, peak));
         int st;
         waitpid(pid, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == VT_EXIT_PIPE) return VT_EXIT_PIPE;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failed = 1;
     }
     return failed;
@@ -620,6 +623,7 @@ int main(int argc, char **argv)
                     targets[i].arch);
             return 2;
         }
+    vt_ignore_sigpipe();
     double peak = o.peak ? sgemm_peak(o.threads) : 0;
     print_header(&o);
     if (all) return run_all(&o, peak);

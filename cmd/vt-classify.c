@@ -32,6 +32,7 @@ static const char usage[] =
     "      --format F       text (default), tsv, json\n"
     "      --logits         write one logits frame per image to stdout instead\n"
     "      --until L        stop after block L: write one tokens frame per image\n"
+    "      --max-pixels N   refuse images larger than N pixels (178956970)\n"
     "  -h, --help           this help\n"
     "  -V, --version        version\n";
 
@@ -57,6 +58,7 @@ typedef struct job {
     int *order;             /* [num_classes] */
     vt_out out;
     int failed, done, progress, write_error;
+    int pipe_gone;          /* stdout's reader has gone: stop quietly */
     double t0;
 } job;
 
@@ -187,6 +189,12 @@ static void progress(job *j, int final)
     fflush(stderr);
 }
 
+static void write_failed(job *j)
+{
+    j->pipe_gone = vt_stdout_failed(prog);
+    j->write_error = 1;
+}
+
 /* The weights' SHA-256, computed once (it reads the whole model file). */
 static const char *model_sha(job *j)
 {
@@ -199,10 +207,8 @@ static void write_tokens(job *j, int i)
 {
     vt_frame f;
     vt_tokens_to_frame(&j->tout[i], &j->meta[i], j->names[i], &f);
-    if (vt_frame_write(j->out.fp, &f) < 0) {
-        fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
-        j->write_error = 1;
-    }
+    if (vt_frame_write(j->out.fp, &f) < 0)
+        write_failed(j);
     vt_frame_free(&f);
 }
 
@@ -221,7 +227,8 @@ static int run_part(job *j, int i0, int n)
 
 /* Run the waiting images and report them in order. A batch of tokens
  * frames that fails is rerun one frame at a time, so one unfit frame does
- * not take the others with it. */
+ * not take the others with it. Each image's lines go out in one write, so
+ * parallel runs sharing a pipe (xargs -P) do not mix their lines. */
 static int flush_batch(job *j)
 {
     if (j->n == 0)
@@ -245,18 +252,14 @@ static int flush_batch(job *j)
         if (j->until >= 0) {
             write_tokens(j, i);
         } else if (j->logits_out) {
-            if (write_logits(j, j->names[i], l) < 0) {
-                fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
-                j->write_error = 1;
-            }
+            if (write_logits(j, j->names[i], l) < 0)
+                write_failed(j);
         } else {
             print_result(j, j->names[i], l);
+            if (fflush(stdout) != 0 || ferror(stdout))
+                write_failed(j);
         }
         j->done++;
-    }
-    if (j->until < 0 && !j->logits_out && (fflush(stdout) != 0 || ferror(stdout))) {
-        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
-        j->write_error = 1;
     }
     free(ok);
     for (int i = 0; i < j->n; i++) {
@@ -406,10 +409,12 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'}, {"batch", required_argument, 0, 'b'},
         {"format", required_argument, 0, 'F'}, {"logits", no_argument, 0, 'L'},
         {"until", required_argument, 0, 'U'},
+        {"max-pixels", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
     const char *model = NULL;
     int topk = 5, threads = 0, batch = 1, format = FMT_TEXT, logits_out = 0, until = -1, opt;
+    long max_pixels = VT_DEFAULT_MAX_PIXELS;
     while ((opt = getopt_long(argc, argv, "m:k:t:b:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
@@ -435,6 +440,13 @@ int main(int argc, char **argv)
             until = (int)v;
             break;
         }
+        case 'P':
+            if (vt_parse_int(optarg, 1, 1L << 40, &max_pixels) < 0) {
+                fprintf(stderr, "%s: --max-pixels: expected a number from 1 to %ld, got '%s'\n",
+                        prog, 1L << 40, optarg);
+                return 2;
+            }
+            break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': printf("vt-classify (vtkit) %s\n", VT_VERSION); return 0;
         default:
@@ -450,6 +462,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --until writes tokens frames; it does not go with --logits\n", prog);
         return 2;
     }
+    vt_ignore_sigpipe();
 
     job *j = vt_xcalloc(1, sizeof *j);
     vt_run_opts ro = {threads > 0 ? threads : vt_ncpus(), batch};
@@ -471,6 +484,7 @@ int main(int argc, char **argv)
                 prog, model);
     vt_input_opts_default(&j->io);
     j->io.pre = j->m.pre;
+    j->io.decode.max_pixels = max_pixels;
     j->S = j->m.pre.size;
     if (j->S != j->m.img_size) {
         fprintf(stderr, "%s: %s: preprocessing crops %d but the model takes %d\n", prog, model,
@@ -518,15 +532,11 @@ int main(int argc, char **argv)
     if (!j->write_error)
         flush_batch(j);
     progress(j, 1);
-    if ((logits_out || until >= 0) && !j->write_error && vt_out_commit(&j->out) < 0) {
-        fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
-        j->write_error = 1;
-    }
-    if (!logits_out && until < 0 && fclose(stdout) != 0 && !j->write_error) {
-        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
-        j->write_error = 1;
-    }
-    status = j->failed || j->write_error ? 1 : 0;
+    if ((logits_out || until >= 0) && !j->write_error && vt_out_commit(&j->out) < 0)
+        write_failed(j);
+    if (!logits_out && until < 0 && fclose(stdout) != 0 && !j->write_error)
+        write_failed(j);
+    status = j->pipe_gone ? VT_EXIT_PIPE : j->failed || j->write_error ? 1 : 0;
 done:
     for (int i = 0; i < j->n; i++) {
         free(j->names[i]);

@@ -55,12 +55,34 @@ typedef struct conv {
     int nkeep;
     int failed;
     int write_error;        /* the output failed: stop */
+    int pipe_gone;          /* stdout's reader has gone: stop quietly */
 } conv;
 
 static void fail(conv *c, const char *what)
 {
     fprintf(stderr, "vt-convert: %s: %s\n", what, vt_error());
     c->failed = 1;
+}
+
+/* The output failed (vt_error() says how): report it under its name, or
+ * nothing when stdout's reader has gone. */
+static void output_failed(conv *c)
+{
+    c->write_error = 1;
+    if (!c->output && errno == EPIPE)
+        c->pipe_gone = 1;
+    else
+        fprintf(stderr, "vt-convert: %s: %s\n", c->output ? c->output : "stdout", vt_error());
+}
+
+/* Text on stdout goes out a frame at a time: a closed pipe stops the run
+ * at once, and parallel runs sharing a pipe do not mix their lines. */
+static int flush_text(conv *c)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+    vt_seterr("write error: %s", strerror(errno));
+    output_failed(c);
+    return -1;
 }
 
 /* ---- --info ---- */
@@ -145,10 +167,11 @@ static int on_frame(vt_frame *f, void *ctx)
     switch (c->mode) {
     case OUT_INFO:
         list_frame(f, c->frames);
+        rc = flush_text(c);
         break;
     case OUT_FRAMES:
         if (vt_frame_write(c->out.fp, f) < 0) {
-            c->write_error = 1;
+            output_failed(c);
             rc = -1;
         }
         break;
@@ -414,6 +437,7 @@ int main(int argc, char **argv)
     if (set_std) memcpy(in.pre.std, cli.std, sizeof cli.std);
     if (c.out_dir && c.mode != OUT_PNG) return usage_error("--out-dir goes with --to png");
     if (c.out_dir && c.output) return usage_error("use either -o or --out-dir");
+    vt_ignore_sigpipe();
 
     if (c.mode == OUT_FRAMES) {
         if (vt_out_open(&c.out, c.output, 1) < 0) {
@@ -439,32 +463,27 @@ int main(int argc, char **argv)
             if (vt_input_sniff(head, n) == VT_IN_CHECKPOINT) {
                 vt_ckpt_opts co = {.ema = ema, .raw = 1};
                 printf("checkpoint: %s\n", path);
-                if (vt_ckpt_info(path, &co, stdout) < 0) fail(&c, path);
+                if (vt_ckpt_info(path, &co, stdout) < 0 && !ferror(stdout)) fail(&c, path);
+                flush_text(&c);
                 continue;
             }
         }
-        if (vt_input_frames(path, &in, on_frame, &c) < 0)
-            /* A failed write is the output's fault, not the input's. */
-            fail(&c, c.write_error ? (c.output ? c.output : "stdout")
-                                   : strcmp(path, "-") == 0 ? "stdin" : path);
+        /* A failed write is the output's fault, already reported. */
+        if (vt_input_frames(path, &in, on_frame, &c) < 0 && !c.write_error)
+            fail(&c, strcmp(path, "-") == 0 ? "stdin" : path);
     }
 
-    int rc = c.failed ? 1 : 0;
-    const char *outname = c.output ? c.output : "stdout";
     if (c.mode == OUT_FRAMES) {
         if (c.write_error || (c.frames == 0 && c.failed)) vt_out_abort(&c.out);
-        else if (vt_out_commit(&c.out) < 0) {
-            fprintf(stderr, "vt-convert: %s: %s\n", outname, vt_error());
-            rc = 1;
-        }
+        else if (vt_out_commit(&c.out) < 0) output_failed(&c);
     } else if (c.mode == OUT_NPY && c.nkeep) {
-        if (write_npy(&c) < 0) { fprintf(stderr, "vt-convert: %s: %s\n", outname, vt_error()); rc = 1; }
+        if (write_npy(&c) < 0) output_failed(&c);
     } else if (c.mode == OUT_PNG && (c.nkeep || !c.failed)) {
-        if (finish_png(&c) < 0) { fprintf(stderr, "vt-convert: %s: %s\n", outname, vt_error()); rc = 1; }
-    } else if (c.mode == OUT_INFO && fflush(stdout) != 0) {
-        fprintf(stderr, "vt-convert: stdout: %s\n", strerror(errno));
-        rc = 1;
+        if (finish_png(&c) < 0) output_failed(&c);
+    } else if (c.mode == OUT_INFO && !c.write_error) {
+        flush_text(&c);
     }
+    int rc = c.pipe_gone ? VT_EXIT_PIPE : c.failed || c.write_error ? 1 : 0;
     for (int i = 0; i < c.nkeep; i++) {
         vt_frame_free(c.keep[i]);
         free(c.keep[i]);

@@ -33,6 +33,7 @@ static const char usage[] =
     "      --block N        block of the map (default: the method's)\n"
     "      --query Y,X      query token, for methods that take one (pale)\n"
     "  -t, --threads N      threads (online cores)\n"
+    "      --max-pixels N   refuse images larger than N pixels (178956970)\n"
     "      --png FILE       draw the map of the one image into FILE\n"
     "      --png-dir DIR    draw DIR/STEM.png for each image\n"
     "      --overlay        draw the map over the center crop the model saw\n"
@@ -58,6 +59,7 @@ typedef struct job {
     int random;
     vt_out out;             /* frames on stdout */
     int failed, write_error;
+    int pipe_gone;          /* stdout's reader has gone: stop quietly */
 } job;
 
 static void report(const char *what)
@@ -223,7 +225,7 @@ static int one_image(job *j, const vt_frame *f, const char *name, char **what)
             if (rc < 0) *what = path;
             else free(path);
         } else if (vt_frame_write(j->out.fp, &sf) < 0) {
-            fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
+            j->pipe_gone = vt_stdout_failed(prog);
             j->write_error = 1;
         }
         vt_frame_free(&sf);
@@ -300,7 +302,8 @@ static int usage_error(const char *msg)
     return 2;
 }
 
-enum { O_METHOD = 256, O_STAGE, O_BLOCK, O_QUERY, O_PNG, O_PNGDIR, O_OVERLAY, O_ALPHA, O_LIST };
+enum { O_METHOD = 256, O_STAGE, O_BLOCK, O_QUERY, O_PNG, O_PNGDIR, O_OVERLAY, O_ALPHA, O_LIST,
+       O_MAXPIX };
 
 int main(int argc, char **argv)
 {
@@ -311,6 +314,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'}, {"png", required_argument, 0, O_PNG},
         {"png-dir", required_argument, 0, O_PNGDIR}, {"overlay", no_argument, 0, O_OVERLAY},
         {"alpha", required_argument, 0, O_ALPHA}, {"list-methods", no_argument, 0, O_LIST},
+        {"max-pixels", required_argument, 0, O_MAXPIX},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
     const char *model = NULL, *method = NULL, *png = NULL, *png_dir = NULL;
@@ -319,6 +323,7 @@ int main(int argc, char **argv)
     int threads = 0, overlay = 0;
     int alpha_set = 0, opt;
     double alpha = 0.5;
+    long max_pixels = VT_DEFAULT_MAX_PIXELS;
     while ((opt = getopt_long(argc, argv, "m:t:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
@@ -337,6 +342,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             alpha_set = 1;
+            break;
+        case O_MAXPIX:
+            if (vt_parse_int(optarg, 1, 1L << 40, &max_pixels) < 0) {
+                fprintf(stderr, "%s: --max-pixels: expected a number from 1 to %ld, got '%s'\n",
+                        prog, 1L << 40, optarg);
+                return 2;
+            }
             break;
         case O_LIST: list_methods(); return 0;
         case 'h': fputs(usage, stdout); return 0;
@@ -368,6 +380,7 @@ int main(int argc, char **argv)
         return usage_error("sigmap frames are binary and stdout is a terminal (redirect it, "
                            "or use --png)");
 
+    vt_ignore_sigpipe();
     job *j = vt_xcalloc(1, sizeof *j);
     int status = 1;
     vt_run_opts ro = {threads > 0 ? threads : vt_ncpus(), 1};
@@ -386,6 +399,7 @@ int main(int argc, char **argv)
     j->random = rnd && strcmp(rnd, "1") == 0;
     vt_input_opts_default(&j->io);
     j->io.pre = j->m.pre;
+    j->io.decode.max_pixels = max_pixels;
     j->S = j->m.pre.size;
     if (j->S != j->m.img_size) {
         fprintf(stderr, "%s: %s: preprocessing crops %d but the model takes %d\n", prog, model,
@@ -420,10 +434,10 @@ int main(int argc, char **argv)
         j->failed = 1;
     }
     if (to_frames && !j->write_error && vt_out_commit(&j->out) < 0) {
-        fprintf(stderr, "%s: write error: %s\n", prog, vt_error());
+        j->pipe_gone = vt_stdout_failed(prog);
         j->write_error = 1;
     }
-    status = j->failed || j->write_error ? 1 : 0;
+    status = j->pipe_gone ? VT_EXIT_PIPE : j->failed || j->write_error ? 1 : 0;
 done:
     free(j->x);
     free(j->logits);

@@ -231,7 +231,8 @@ static int parse_entry(const cJSON *e, vt_frame *f, span *sp)
         shape[i] = (int64_t)v;
         if (v == 0) zero = 1;
         else if (!zero && bytes > VT_MAX_FRAME_DATA / v)
-            return vt_seterr("tensor '%s' is over the size limit", e->string);
+            return vt_seterr("tensor '%s' is over the size limit (a frame holds at most %llu GiB)", e->string,
+                             (unsigned long long)(VT_MAX_FRAME_DATA >> 30));
         else if (!zero) bytes *= v;
     }
     if (zero) bytes = 0;

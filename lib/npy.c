@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,7 +116,8 @@ int vt_npy_parse(const uint8_t *buf, size_t len, vt_tensor *t)
     size_t n = vt_dtype_size(t->dtype);
     for (int i = 0; i < t->ndim; i++)
         if (vt_mul_size(n, (size_t)t->shape[i], &n) < 0 || n > NPY_MAX_FILE)
-            return vt_seterr(".npy array is too large");
+            return vt_seterr(".npy array is too large (a .npy holds at most %zu GiB)",
+                             NPY_MAX_FILE >> 30);
     size_t off = hoff + hlen;
     if (n > len - off) return vt_seterr("truncated .npy file (%zu of %zu data bytes)", len - off, n);
     t->nbytes = n;
@@ -158,6 +160,6 @@ int vt_npy_write(FILE *f, const vt_tensor *t)
     uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(n & 0xff), (uint8_t)(n >> 8)};
     if (fwrite(pre, 1, 10, f) != 10 || fwrite(h, 1, n, f) != (size_t)n ||
         fwrite(t->data, 1, t->nbytes, f) != t->nbytes)
-        return vt_seterr("write error");
+        return vt_seterr("write error: %s", strerror(errno));
     return 0;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,12 @@ static _Thread_local char errbuf[512];
 
 int vt_seterr(const char *fmt, ...)
 {
+    int saved = errno;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(errbuf, sizeof errbuf, fmt, ap);
     va_end(ap);
+    errno = saved;
     return -1;
 }
 
@@ -192,6 +195,21 @@ void vt_out_abort(vt_out *o)
     free(o->tmp);
     free(o->path);
     memset(o, 0, sizeof *o);
+}
+
+/* ---- standard output ---- */
+
+void vt_ignore_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int vt_stdout_failed(const char *prog)
+{
+    int e = errno;
+    if (e == EPIPE) return 1;
+    fprintf(stderr, "%s: stdout: write error: %s\n", prog, e ? strerror(e) : "unknown error");
+    return 0;
 }
 
 /* ---- parsing ---- */

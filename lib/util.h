@@ -18,7 +18,8 @@
 #define VT_PRINTF(a, b)
 #endif
 
-/* Set the calling thread's error message (printf-style); returns -1. */
+/* Set the calling thread's error message (printf-style); returns -1.
+ * errno is left as it was, so a caller can still test it (EPIPE). */
 int vt_seterr(const char *fmt, ...) VT_PRINTF(1, 2);
 /* The calling thread's last error message ("" if none). */
 const char *vt_error(void);
@@ -51,6 +52,18 @@ typedef struct vt_out {
 int vt_out_open(vt_out *o, const char *path, int binary);
 int vt_out_commit(vt_out *o);   /* flush, fsync, rename; reports write errors */
 void vt_out_abort(vt_out *o);
+
+/* Standard output. A tool whose output pipe's reader has gone (EPIPE, as
+ * in `vt-classify ... | head -1`) stops at once without a message and exits
+ * with VT_EXIT_PIPE: 141, what the shell shows for a filter ended by
+ * SIGPIPE, so the status is the same however the parent left the signal. */
+#define VT_EXIT_PIPE 141
+/* Make a closed pipe an EPIPE write error (SIGPIPE ignored). */
+void vt_ignore_sigpipe(void);
+/* Call right after a write to stdout failed, errno still the write's:
+ * returns 1 for EPIPE (say nothing), else prints "prog: stdout: write
+ * error: reason" and returns 0. */
+int vt_stdout_failed(const char *prog);
 
 /* Parse numbers strictly: the whole string, in range. 0 ok, -1 error. */
 int vt_parse_int(const char *s, long min, long max, long *out);

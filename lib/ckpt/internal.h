@@ -79,6 +79,13 @@ struct vt_pv {
 #define VT_PK_MAX_DEPTH 100         /* nesting of containers and calls */
 #define VT_PK_MAX_STACK (1u << 20)  /* stack entries */
 #define VT_PK_MAX_MARKS (1u << 16)  /* open MARKs */
+/* A torch.save pickle holds structure only (tensor bytes are separate zip
+ * entries): a few values per tensor. These bound the memory a hostile
+ * pickle can make (a list of a billion memo references is 2 GB of input
+ * but would be 8 GB of items). */
+#define VT_PK_MAX_VALUES (1u << 22)   /* values made */
+#define VT_PK_MAX_ITEMS (1u << 22)    /* items in all containers together */
+#define VT_PK_MAX_BYTES ((size_t)256 << 20)   /* data.pkl */
 
 typedef struct vt_pk {
     vt_pv **all;            /* every value made, freed together */
@@ -89,6 +96,7 @@ typedef struct vt_pk {
     size_t sp, stack_cap;
     size_t *marks;
     size_t nmarks, marks_cap;
+    size_t nitems;          /* container items so far */
 } vt_pk;
 
 /* Unpickle buf into inert values; *root is valid until vt_pk_free. */

@@ -329,8 +329,19 @@ static int persistent(vt_pk *p)
 
 /* ---- containers ---- */
 
+/* Count n more container items against the bound. */
+static int take_items(vt_pk *p, size_t n)
+{
+    p->nitems += n;
+    if (p->nitems > VT_PK_MAX_ITEMS)
+        return vt_seterr("pickle holds over %u items in its lists and dicts (not a checkpoint?)",
+                         VT_PK_MAX_ITEMS);
+    return 0;
+}
+
 static int make_tuple(vt_pk *p, size_t base)
 {
+    if (take_items(p, p->sp - base) < 0) return -1;
     vt_pv *t = new_value(p, PV_TUPLE);
     for (size_t i = base; i < p->sp; i++)
         if (add_item(t, p->stack[i]) < 0) return -1;
@@ -353,6 +364,7 @@ static int fill(vt_pk *p, vt_pv *c, size_t base, int pairs)
     if (pairs && n % 2) return vt_seterr("bad pickle: odd number of dict items");
     int ok = pairs ? c->type == PV_DICT : (c->type == PV_LIST || c->type == PV_SET);
     if (ok) {
+        if (take_items(p, n) < 0) return -1;
         for (size_t i = base; i < p->sp; i++)
             if (add_item(c, p->stack[i]) < 0) return -1;
     } else if (c->type != PV_OBJECT) {
@@ -566,8 +578,13 @@ int vt_pk_parse(vt_pk *p, const uint8_t *buf, size_t len, vt_pv **root)
     *root = NULL;
     reader r = {buf, buf + len};
     size_t memo_limit = len + 64;
+    if (len > VT_PK_MAX_BYTES)
+        return vt_seterr("pickle of %zu bytes is over the limit of %zu", len, VT_PK_MAX_BYTES);
     while (r.p < r.end) {
         int op = *r.p++;
+        /* each opcode makes at most one value */
+        if (p->nall > VT_PK_MAX_VALUES)
+            return vt_seterr("pickle makes over %u values (not a checkpoint?)", VT_PK_MAX_VALUES);
         if (op == '.') {    /* STOP */
             if (p->nmarks) return vt_seterr("bad pickle: MARK left open");
             if (p->sp != 1) return vt_seterr("bad pickle: %zu values left at STOP", p->sp);

@@ -252,8 +252,8 @@ static int find_prefix(zip_ctx *c)
     return 0;
 }
 
-static int read_named(zip_ctx *c, const char *leaf, const uint8_t **data, size_t *len,
-                      uint8_t **owned)
+static int read_named(zip_ctx *c, const char *leaf, size_t max, const uint8_t **data,
+                      size_t *len, uint8_t **owned)
 {
     size_t n = strlen(c->prefix) + strlen(leaf) + 1;
     char *name = vt_xmalloc(n);
@@ -261,7 +261,7 @@ static int read_named(zip_ctx *c, const char *leaf, const uint8_t **data, size_t
     long i = vt_zip_find(&c->z, name);
     free(name);
     if (i < 0) return 1;
-    return vt_zip_read(&c->z, i, MAX_ENTRY, data, len, owned);
+    return vt_zip_read(&c->z, i, max, data, len, owned);
 }
 
 static int check_byteorder(zip_ctx *c)
@@ -269,7 +269,7 @@ static int check_byteorder(zip_ctx *c)
     const uint8_t *d;
     size_t n;
     uint8_t *owned = NULL;
-    int rc = read_named(c, "byteorder", &d, &n, &owned);
+    int rc = read_named(c, "byteorder", 64, &d, &n, &owned);
     if (rc != 0) return rc < 0 ? -1 : 0;    /* absent: torch wrote little */
     if (n >= 6 && memcmp(d, "little", 6) == 0 && (n == 6 || (n == 7 && d[6] == '\n'))) rc = 0;
     else if (n >= 3 && memcmp(d, "big", 3) == 0) rc = vt_seterr("big-endian checkpoints are not supported");
@@ -291,7 +291,8 @@ int vt_ckpt_load_zip(const uint8_t *buf, size_t len, const vt_ckpt_opts *o, vt_f
     c.len = vt_xcalloc(c.z.n + 1, sizeof *c.len);
     c.owned = vt_xcalloc(c.z.n + 1, sizeof *c.owned);
     if (find_prefix(&c) < 0 || check_byteorder(&c) < 0) goto out;
-    if (read_named(&c, "data.pkl", &pkl, &plen, &pkl_owned) != 0) goto out;
+    /* the pickle's size is checked here, before it is inflated */
+    if (read_named(&c, "data.pkl", VT_PK_MAX_BYTES, &pkl, &plen, &pkl_owned) != 0) goto out;
     rc = vt_ckpt_from_pickle(pkl, plen, zip_storage, &c, o, f);
 out:
     free(pkl_owned);

@@ -210,7 +210,12 @@ int vt_zip_read(const vt_zip *z, size_t i, size_t max, const uint8_t **data,
     const uint8_t *h = z->buf + e->lho;
     uint64_t start = e->lho + 30 + rd16(h + 26) + rd16(h + 28);
     if (!inside(z, start, e->csize)) return vt_seterr("zip entry data lies outside the file");
-    if (e->usize > max) return vt_seterr("zip entry too large");
+    /* Deflate expands at most ~1032:1; a larger claim is a lie. */
+    if (e->method == 8 && e->usize / 1032 > e->csize + 1)
+        return vt_seterr("zip entry claims an impossible size");
+    if (e->usize > max)
+        return vt_seterr("zip entry %.80s is %llu bytes, over the limit of %zu", e->name,
+                         (unsigned long long)e->usize, max);
     const uint8_t *src = z->buf + start;
     if (e->method == 0) {
         if (e->csize != e->usize) return vt_seterr("stored zip entry with mismatched sizes");
@@ -219,8 +224,6 @@ int vt_zip_read(const vt_zip *z, size_t i, size_t max, const uint8_t **data,
         return 0;
     }
     if (e->method != 8) return vt_seterr("zip compression method %u is not supported", e->method);
-    /* Deflate expands at most ~1032:1; a larger claim is a lie. */
-    if (e->usize / 1032 > e->csize + 1) return vt_seterr("zip entry claims an impossible size");
     uint8_t *buf = vt_xmalloc(e->usize ? e->usize : 1);
     if (inflate_entry(src, e->csize, buf, e->usize, e->crc) < 0) { free(buf); return -1; }
     *data = buf;

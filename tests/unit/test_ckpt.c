@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include "tap.h"
 #include "ckpt.h"
@@ -248,6 +249,54 @@ static void test_hostile(void)
     cJSON_Delete(j);
 }
 
+/* Pickles within the byte limit that try to make too much: refused when
+ * the bound is crossed, not after allocating for all of it. */
+static uint8_t *pickle_of(size_t n, const char *op, size_t oplen, int batch, size_t *len)
+{
+    /* ] (list) K 1 q 1 (memo 1 = 1), then n items in APPENDS batches */
+    size_t cap = 16 + n * (oplen + 2), k = 0;
+    uint8_t *b = vt_xmalloc(cap);
+    memcpy(b, "\x80\x02]K\x01q\x01" "0", 8);
+    k = 8;
+    for (size_t i = 0; i < n; i++) {
+        if (batch && i % batch == 0) b[k++] = '(';
+        memcpy(b + k, op, oplen);
+        k += oplen;
+        if (batch && (i % batch == (size_t)batch - 1 || i == n - 1)) b[k++] = 'e';
+    }
+    b[k++] = '.';
+    *len = k;
+    return b;
+}
+
+static void test_pickle_bounds(void)
+{
+    vt_pk p;
+    vt_pv *root;
+    size_t len;
+    /* a list of 5M references to one int: 10 MB of input, 40 MB of items */
+    uint8_t *b = pickle_of(5u << 20, "h\x01", 2, 1 << 16, &len);
+    int rc = vt_pk_parse(&p, b, len, &root);
+    ok(rc < 0 && strstr(vt_error(), "items") && p.nitems <= VT_PK_MAX_ITEMS + (1 << 16),
+       "a 5M-item list is refused at the item bound: %s", vt_error());
+    vt_pk_free(&p);
+    free(b);
+    /* 5M values made and dropped (None, POP): nothing on the stack */
+    b = pickle_of(5u << 20, "N0", 2, 0, &len);
+    rc = vt_pk_parse(&p, b, len, &root);
+    ok(rc < 0 && strstr(vt_error(), "values") && p.nall <= VT_PK_MAX_VALUES + 1,
+       "5M values are refused at the value bound: %s", vt_error());
+    vt_pk_free(&p);
+    free(b);
+    /* a pickle over the byte limit is refused before its first opcode */
+    size_t big = VT_PK_MAX_BYTES + 1;
+    void *m = mmap(NULL, big, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ok(m != MAP_FAILED && vt_pk_parse(&p, m, big, &root) < 0 && strstr(vt_error(), "over the limit"),
+       "a pickle of 256 MB + 1 is refused: %s", vt_error());
+    vt_pk_free(&p);
+    if (m != MAP_FAILED) munmap(m, big);
+}
+
 /* ---- model files ---- */
 
 static int same_models(const char *a, const char *b, int *ntensors)
@@ -413,6 +462,7 @@ int main(void)
     test_dtypes();
     test_good();
     test_hostile();
+    test_pickle_bounds();
     test_models();
     test_shared();
     return tap_done();
