@@ -39,8 +39,18 @@ vt_pool *vt_pool_create(int n);
 void vt_pool_free(vt_pool *p);
 int vt_pool_size(const vt_pool *p);           /* 1 for a NULL pool */
 /* Run ntasks tasks and wait for all of them. p may be NULL (serial). Not
- * reentrant: a task must not call vt_pool_run on the same pool. */
+ * reentrant: a task must not call vt_pool_run on the same pool. Tasks go to
+ * whichever thread is free (the caller takes its share), so a thread the
+ * machine does not run at the moment only means the others do more. */
 void vt_pool_run(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx);
+/* The same, told the job's total work in flops (about 2 per multiply-add,
+ * 1 per elementwise operation): jobs below VT_POOL_MIN_WORK run on the
+ * caller alone, since handing tasks to a worker costs about a microsecond
+ * and waking a sleeping one tens of microseconds. Same tasks either way,
+ * so results do not depend on it. */
+#define VT_POOL_MIN_WORK 100e3
+void vt_pool_run_work(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx,
+                      double work);
 
 /* ---- elementwise and normalization ------------------------------------ */
 

@@ -54,7 +54,7 @@ void vt_attend(vt_pool *p, const vt_attend_head *heads, int nheads, int ldq,
     float *part = scratch + (size_t)vt_pool_size(p) * VT_ATTEND_ROWS * nk;
     attend_job j = {heads, ldq, ldk, ldv, ldo, nq, nk, d, nchunk, scale,
                     scratch, colsum ? part : NULL};
-    vt_pool_run(p, ntask, attend_task, &j);
+    vt_pool_run_work(p, ntask, attend_task, &j, 4.0 * nheads * nq * nk * d);
     if (!colsum)
         return;
     memset(colsum, 0, (size_t)nk * sizeof *colsum);
@@ -121,5 +121,5 @@ void vt_window_attend(vt_pool *p, int heads, const float *q, int ldq,
     int wcols = w / ws, nwin = (h / ws) * wcols;
     window_job j = {q, k, v, out, scratch, colsum, ldq, ldkv, ldo, h, w, ws, d,
                     nwin, wcols, scale};
-    vt_pool_run(p, heads * nwin, window_task, &j);
+    vt_pool_run_work(p, heads * nwin, window_task, &j, 4.0 * heads * h * w * ws * ws * d);
 }

@@ -86,7 +86,7 @@ void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
         ntask = h;
     dw3_job j = {out, x, wt9, b, h, w, c, flags, (h + ntask - 1) / ntask};
     ntask = (h + j.rows - 1) / j.rows;
-    vt_pool_run(p, ntask, dw3_task, &j);
+    vt_pool_run_work(p, ntask, dw3_task, &j, 18.0 * h * w * c);
 }
 
 void vt_tokens_to_planes(float *out, const float *x, int n, int c)

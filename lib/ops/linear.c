@@ -60,7 +60,7 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
         j.ntask = 1;
     if (!j.by_cols && m < T)
         j.ntask = m;
-    vt_pool_run(p, j.ntask, linear_task, &j);
+    vt_pool_run_work(p, j.ntask, linear_task, &j, 2.0 * m * k * n);
 }
 
 /* ---- layernorm over rows --------------------------------------------- */
@@ -89,7 +89,7 @@ void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
     ln_job j = {y, x, w, b, m, n, vt_pool_size(p), eps};
     if ((size_t)m * n < 16384 || m < j.ntask)
         j.ntask = 1;
-    vt_pool_run(p, j.ntask, ln_task, &j);
+    vt_pool_run_work(p, j.ntask, ln_task, &j, 8.0 * m * n);
 }
 
 /* ---- attention -------------------------------------------------------- */
@@ -145,5 +145,5 @@ void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
         nq = t;
     attn_job j = {out, scratch, cls, qkv, batch, t, heads, dh, nq,
                   (t + nq - 1) / nq, scale};
-    vt_pool_run(p, pairs * nq, attn_task, &j);
+    vt_pool_run_work(p, pairs * nq, attn_task, &j, 4.0 * pairs * t * t * dh);
 }

@@ -88,5 +88,5 @@ void vt_pale_attend(vt_pool *p, int heads, const float *q, const float *k,
     int ngroups = vt_pale_groups(axis == VT_PALE_ROWS ? h : w, s);
     pale_job j = {q, k, v, out, scratch, ld, ldo, h, w, s, axis, d, ngroups,
                   vt_pale_max_tokens(h, w, s, axis), scale};
-    vt_pool_run(p, heads * ngroups, pale_task, &j);
+    vt_pool_run_work(p, heads * ngroups, pale_task, &j, 4.0 * heads * h * w * j.L * d);
 }

@@ -65,7 +65,7 @@ void vt_dwk_tokens(vt_pool *p, float *out, int ldo, const float *x, int ldx,
     int want = 4 * vt_pool_size(p);
     j.rows = (j.ho + want - 1) / want;
     int ntask = (j.ho + j.rows - 1) / j.rows;
-    vt_pool_run(p, ntask, dwk_task, &j);
+    vt_pool_run_work(p, ntask, dwk_task, &j, 2.0 * j.ho * j.wo * c * k * k);
 }
 
 void vt_hswish(float *x, size_t n)

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "npy.h"
 #include "ops.h"
@@ -58,6 +59,14 @@ static void count_task(void *ctx, int task, int thread)
     atomic_fetch_add(&hits[task], 1);
 }
 
+/* task 0 takes a few milliseconds: long enough for the caller to sleep */
+static void slow_task(void *ctx, int task, int thread)
+{
+    if (task == 0)
+        nanosleep(&(struct timespec){0, 3000000}, NULL);
+    count_task(ctx, task, thread);
+}
+
 static void test_pool(void)
 {
     vt_pool *p = vt_pool_create(3);
@@ -72,6 +81,25 @@ static void test_pool(void)
             good &= atomic_load(&hits[i]) == 1;
     }
     ok(good, "every task runs exactly once over 200 jobs");
+    /* slow tasks (a worker preempted mid-task) send the caller to sleep
+     * while it waits; idle gaps send the workers to sleep between jobs */
+    good = 1;
+    for (int round = 0; round < 40; round++) {
+        int n = 1 + round % 7;
+        for (int i = 0; i < n; i++)
+            atomic_store(&hits[i], 0);
+        vt_pool_run(p, n, round % 2 ? slow_task : count_task, NULL);
+        for (int i = 0; i < n; i++)
+            good &= atomic_load(&hits[i]) == 1;
+        if (round % 5 == 0)
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    ok(good, "slow tasks and sleeping workers: every task once");
+    for (int i = 0; i < 4; i++)
+        atomic_store(&hits[i], 0);
+    vt_pool_run_work(p, 4, count_task, NULL, 10);
+    ok(atomic_load(&hits[0]) + atomic_load(&hits[1]) + atomic_load(&hits[2]) +
+       atomic_load(&hits[3]) == 4, "small job inline: every task once");
     vt_pool_free(p);
     atomic_store(&hits[0], 0);
     vt_pool_run(NULL, 1, count_task, NULL);
