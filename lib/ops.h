@@ -87,8 +87,10 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
  *   qkv[batch*t, 3*d]: per token q|k|v, each heads x dh (d = heads*dh), as
  *   timm's Attention.qkv produces; out[batch*t, d] gets softmax(q k^T *
  *   scale) v with heads concatenated. scratch: vt_attention_scratch floats.
- *   cls (optional, [batch, heads, t]): attention row of token 0 per head. */
-size_t vt_attention_scratch(const vt_pool *p, int t);
+ *   cls (optional, [batch, heads, t]): attention row of token 0 per head.
+ * Fused (lib/ops/attention.c): scores are made, normalized and used block
+ * by block; the [t, t] matrix is never stored. */
+size_t vt_attention_scratch(const vt_pool *p, int t, int dh);
 void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
                   int heads, int dh, float scale, float *scratch, float *cls);
 

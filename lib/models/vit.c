@@ -325,7 +325,7 @@ static int run_alloc(vit_net *n, int batch)
     r->att = vt_xmalloc(bt * c->dim * sizeof(float));
     r->h = vt_xmalloc(bt * c->hidden * sizeof(float));
     r->cols = vt_xmalloc((size_t)batch * np * 3 * c->patch * c->patch * sizeof(float));
-    r->scratch = vt_xmalloc(vt_attention_scratch(n->pool, c->t) * sizeof(float));
+    r->scratch = vt_xmalloc(vt_attention_scratch(n->pool, c->t, c->dim / c->heads) * sizeof(float));
     r->cls_heads = vt_xmalloc(bt * c->heads * sizeof(float));
     r->cls_attn = vt_xmalloc((size_t)batch * (c->t - 1) * sizeof(float));
     r->pre = vt_xmalloc((size_t)batch * c->prefix * c->dim * sizeof(float));

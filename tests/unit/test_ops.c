@@ -8,6 +8,8 @@
 
 #include "npy.h"
 #include "ops.h"
+#include "ops/attend.h"
+#include "ops/cpu.h"
 #include "tap.h"
 #include "util.h"
 
@@ -197,16 +199,17 @@ static void test_linear(void)
 
 static void test_attention(void)
 {
-    int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}};
+    int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}, {1, 197, 3, 64}};
     vt_pool *pools[2] = {NULL, vt_pool_create(2)};
-    for (int pi = 0; pi < 2; pi++)
+    for (int pi = 0; pi < 4; pi++)
         for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            vt_cpu_cap(pi < 2 ? -1 : VT_CPU_PORTABLE);
             int B = cases[ci][0], t = cases[ci][1], H = cases[ci][2], dh = cases[ci][3];
             int d = H * dh;
             float *qkv = randv((size_t)B * t * 3 * d, 20);
             float *out = malloc(sizeof(float) * B * t * d);
             float *cls = malloc(sizeof(float) * B * H * t);
-            float *scratch = malloc(sizeof(float) * vt_attention_scratch(pools[pi], t));
+            float *scratch = malloc(sizeof(float) * vt_attention_scratch(pools[pi % 2], t, dh));
             double *want = malloc(sizeof(double) * B * t * d);
             double *wcls = malloc(sizeof(double) * B * H * t);
             double *s = malloc(sizeof(double) * t);
@@ -236,13 +239,69 @@ static void test_attention(void)
                             for (int j = 0; j < t; j++)
                                 wcls[((size_t)b * H + h) * t + j] = s[j] / sum;
                     }
-            vt_attention(pools[pi], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls);
+            vt_attention(pools[pi % 2], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls);
             ok(maxdiff(out, want, (size_t)B * t * d) < 1e-5,
-               "attention B=%d t=%d heads=%d dh=%d, %d threads", B, t, H, dh, vt_pool_size(pools[pi]));
+               "attention B=%d t=%d heads=%d dh=%d, %d threads%s", B, t, H, dh,
+               vt_pool_size(pools[pi % 2]), pi < 2 ? "" : ", portable");
             ok(maxdiff(cls, wcls, (size_t)B * H * t) < 1e-6, "attention CLS rows");
             free(qkv); free(out); free(cls); free(scratch); free(want); free(wcls); free(s);
         }
+    vt_cpu_cap(-1);
     vt_pool_free(pools[1]);
+}
+
+/* o = softmax(scale q k^T) v for one head, in double */
+static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk,
+                     const float *v, int ldv, int nq, int nk, int d, double scale)
+{
+    double *s = malloc(sizeof(double) * nk);
+    for (int i = 0; i < nq; i++) {
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < nk; j++) {
+            double a = 0;
+            for (int c = 0; c < d; c++)
+                a += (double)q[(size_t)i * ldq + c] * k[(size_t)j * ldk + c];
+            s[j] = a * scale;
+            mx = fmax(mx, s[j]);
+        }
+        for (int j = 0; j < nk; j++)
+            sum += s[j] = exp(s[j] - mx);
+        for (int c = 0; c < d; c++) {
+            double a = 0;
+            for (int j = 0; j < nk; j++)
+                a += s[j] * v[(size_t)j * ldv + c];
+            o[(size_t)i * d + c] = a / sum;
+        }
+    }
+    free(s);
+}
+
+/* the fused head on both kernel levels, with several key blocks (online
+ * softmax), channel counts off the vector width, and strided rows */
+static void test_attn_head(void)
+{
+    int cases[][3] = {{40, 600, 64}, {7, 1030, 33}, {100, 50, 80}, {1, 1, 1},
+                      {33, 513, 16}, {65, 197, 64}, {3, 20, 130}};
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            int nq = cases[ci][0], nk = cases[ci][1], d = cases[ci][2], ld = d + 3;
+            float *q = randv((size_t)nq * ld, 40), *k = randv((size_t)nk * ld, 41);
+            float *v = randv((size_t)nk * ld, 42), *o = malloc(sizeof(float) * nq * ld);
+            float *sc = malloc(sizeof(float) * vt_attn_head_scratch(nk, d));
+            double *want = malloc(sizeof(double) * nq * d), err = 0;
+            double scale = 4 / sqrt(d);     /* sharp enough to need the max */
+            ref_attn(want, q, ld, k, ld, v, ld, nq, nk, d, scale);
+            vt_attn_head(o, ld, q, ld, k, ld, v, ld, nq, nk, d, (float)scale, sc);
+            for (int i = 0; i < nq; i++)
+                for (int c = 0; c < d; c++)
+                    err = fmax(err, fabs(o[(size_t)i * ld + c] - want[(size_t)i * d + c]));
+            ok(err < 2e-6, "fused attention nq=%d nk=%d d=%d, %s (err %.2g)", nq, nk, d,
+               level ? "best kernels" : "portable", err);
+            free(q); free(k); free(v); free(o); free(sc); free(want);
+        }
+    }
+    vt_cpu_cap(-1);
 }
 
 static void test_conv(void)
@@ -366,6 +425,7 @@ int main(void)
     test_attention();
     test_conv();
     test_pooling();
+    test_attn_head();
     test_interp();
     return tap_done();
 }
