@@ -83,6 +83,24 @@ void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
 void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
                const float *b, int m, int k, int n, float beta, int gelu);
 
+/* A linear layer's weight W[n,k] ([out,in]) packed once, at load, for
+ * vt_linear_packed: on AVX-512 CPUs into panels of 32 output features
+ * (lib/ops/gemm.c), elsewhere kept as given (raw, used through vt_linear).
+ * raw must outlive the pack either way. */
+typedef struct vt_wpack {
+    int n, k;
+    const float *raw;   /* the weights as given */
+    float *data;        /* the panels, or NULL */
+} vt_wpack;
+int vt_wpack_init(vt_wpack *w, const float *raw, int n, int k);  /* 0 or -1 */
+void vt_wpack_free(vt_wpack *w);
+/* vt_linear with a packed weight: y[m,n] = beta*y + act(x[m,k] W^T + b),
+ * act GELU when gelu != 0; the bias, GELU and residual are applied to
+ * each register tile before it is stored. Note the order with beta = 1:
+ * y + act(xW^T + b), as PyTorch's x = x + layer(x). */
+void vt_linear_packed(vt_pool *p, float *y, const float *x, const vt_wpack *w,
+                      const float *b, int m, float beta, int gelu);
+
 /* Multi-head self-attention core for `batch` sequences of t tokens.
  *   qkv[batch*t, 3*d]: per token q|k|v, each heads x dh (d = heads*dh), as
  *   timm's Attention.qkv produces; out[batch*t, d] gets softmax(q k^T *

@@ -23,9 +23,7 @@
 #include "ops/attend.h"
 #include "ops/cpu.h"
 
-#ifdef VT_HAVE_X86_KERNELS
-#include <immintrin.h>
-#endif
+#include "ops/vecmath.h"
 
 #define QB 32           /* queries per block */
 #define KB_MAX 512      /* keys per block */
@@ -95,26 +93,6 @@ static float softmax_step(float *x, int n, float *m, float *l)
 /* ---- AVX-512 kernels ---------------------------------------------------- */
 
 #ifdef VT_HAVE_X86_KERNELS
-
-/* e^x for a vector (the polynomial of basic.c's vt_expf: relative error
- * ~2e-7; inputs below -87 give ~1e-38, and -inf gives 0) */
-VT_AVX512 static inline __m512 exp512(__m512 x)
-{
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
 
 /* kt[c][jj] = k[j0 + jj][c] for 32-key chunks of kb keys (zero past kb) */
 VT_AVX512 static void pack_kt(float *kt, const float *k, int ldk, int kb, int d)
@@ -288,12 +266,12 @@ VT_AVX512 static float softmax_step_avx512(float *x, int n, float *m, float *l)
     float mx = _mm512_reduce_max_ps(vm);
     __m512 vmx = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
     for (j = 0; j + 16 <= n; j += 16) {
-        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), vmx));
+        __m512 e = vt_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), vmx));
         _mm512_storeu_ps(x + j, e);
         sum = _mm512_add_ps(sum, e);
     }
     if (n > j) {
-        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + j), vmx));
+        __m512 e = vt_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + j), vmx));
         _mm512_mask_storeu_ps(x + j, tail, e);
         sum = _mm512_mask_add_ps(sum, tail, sum, e);
     }

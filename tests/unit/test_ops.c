@@ -197,6 +197,45 @@ static void test_linear(void)
     vt_pool_free(pools[1]);
 }
 
+/* packed linear layers on both kernel levels: tails in every dimension,
+ * bias or not, GELU, accumulate */
+static void test_linear_packed(void)
+{
+    int shapes[][3] = {{197, 64, 192}, {3, 48, 1000}, {300, 40, 10}, {1, 7, 5},
+                       {33, 17, 129}, {25, 384, 48}, {13, 1, 33}};
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    for (int level = 0; level < 2; level++)
+        for (int pi = 0; pi < 2; pi++)
+            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+                vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+                int m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
+                float *x = randv((size_t)m * k, 14), *w = randv((size_t)n * k, 15);
+                float *b = randv(n, 16), *y0 = randv((size_t)m * n, 17);
+                float *y = malloc(sizeof(float) * m * n);
+                double *want = malloc(sizeof(double) * m * n), err[3] = {0};
+                vt_wpack pk;
+                ok(vt_wpack_init(&pk, w, n, k) == 0, "pack %dx%d", n, k);
+                for (int mode = 0; mode < 3; mode++) {
+                    /* 0: bias, 1: bias + GELU, 2: no bias, accumulate */
+                    ref_linear(want, x, w, mode < 2 ? b : NULL, m, k, n);
+                    memcpy(y, y0, sizeof(float) * m * n);
+                    for (size_t i = 0; i < (size_t)m * n; i++)
+                        want[i] = mode == 1 ? ref_gelu(want[i]) : mode == 2 ? want[i] + y0[i] : want[i];
+                    vt_linear_packed(pools[pi], y, x, &pk, mode < 2 ? b : NULL, m,
+                                     mode == 2 ? 1.0f : 0.0f, mode == 1);
+                    err[mode] = maxdiff(y, want, (size_t)m * n);
+                }
+                ok(err[0] < 1e-4 && err[1] < 1e-4 && err[2] < 1e-4,
+                   "packed linear %dx%dx%d, %d threads, %s (err %.2g %.2g %.2g)", m, k, n,
+                   vt_pool_size(pools[pi]), level ? "best kernels" : "portable", err[0], err[1],
+                   err[2]);
+                vt_wpack_free(&pk);
+                free(x); free(w); free(b); free(y0); free(y); free(want);
+            }
+    vt_cpu_cap(-1);
+    vt_pool_free(pools[1]);
+}
+
 static void test_attention(void)
 {
     int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}, {1, 197, 3, 64}};
@@ -426,6 +465,7 @@ int main(void)
     test_conv();
     test_pooling();
     test_attn_head();
+    test_linear_packed();
     test_interp();
     return tap_done();
 }
