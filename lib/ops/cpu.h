@@ -15,6 +15,15 @@
     __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16,tune=skylake-avx512")))
 #endif
 
+/* Plain C loops the compiler vectorizes, compiled for AVX-512 and AVX2 as
+ * well as the build's target and picked at load time (ifunc). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define VT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define VT_CLONES
+#endif
+
 enum {
     VT_CPU_PORTABLE = 0,    /* plain C (and OpenBLAS) */
     VT_CPU_AVX512 = 1,      /* AVX-512 F, BW, DQ, VL */
