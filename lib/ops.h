@@ -39,8 +39,18 @@ vt_pool *vt_pool_create(int n);
 void vt_pool_free(vt_pool *p);
 int vt_pool_size(const vt_pool *p);           /* 1 for a NULL pool */
 /* Run ntasks tasks and wait for all of them. p may be NULL (serial). Not
- * reentrant: a task must not call vt_pool_run on the same pool. */
+ * reentrant: a task must not call vt_pool_run on the same pool. Tasks go to
+ * whichever thread is free (the caller takes its share), so a thread the
+ * machine does not run at the moment only means the others do more. */
 void vt_pool_run(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx);
+/* The same, told the job's total work in flops (about 2 per multiply-add,
+ * 1 per elementwise operation): jobs below VT_POOL_MIN_WORK run on the
+ * caller alone, since handing tasks to a worker costs about a microsecond
+ * and waking a sleeping one tens of microseconds. Same tasks either way,
+ * so results do not depend on it. */
+#define VT_POOL_MIN_WORK 100e3
+void vt_pool_run_work(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx,
+                      double work);
 
 /* ---- elementwise and normalization ------------------------------------ */
 
@@ -73,14 +83,34 @@ void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
 void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
                const float *b, int m, int k, int n, float beta, int gelu);
 
+/* A linear layer's weight W[n,k] ([out,in]) packed once, at load, for
+ * vt_linear_packed: on AVX-512 CPUs into panels of 32 output features
+ * (lib/ops/gemm.c), elsewhere kept as given (raw, used through vt_linear).
+ * raw must outlive the pack either way. */
+typedef struct vt_wpack {
+    int n, k;
+    const float *raw;   /* the weights as given */
+    float *data;        /* the panels, or NULL */
+} vt_wpack;
+int vt_wpack_init(vt_wpack *w, const float *raw, int n, int k);  /* 0 or -1 */
+void vt_wpack_free(vt_wpack *w);
+/* vt_linear with a packed weight: y[m,n] = beta*y + act(x[m,k] W^T + b),
+ * act GELU when gelu != 0; the bias, GELU and residual are applied to
+ * each register tile before it is stored. Note the order with beta = 1:
+ * y + act(xW^T + b), as PyTorch's x = x + layer(x). */
+void vt_linear_packed(vt_pool *p, float *y, const float *x, const vt_wpack *w,
+                      const float *b, int m, float beta, int gelu);
+
 /* Multi-head self-attention core for `batch` sequences of t tokens.
  *   qkv[batch*t, 3*d]: per token q|k|v, each heads x dh (d = heads*dh), as
  *   timm's Attention.qkv produces; out[batch*t, d] gets softmax(q k^T *
  *   scale) v with heads concatenated. scratch: vt_attention_scratch floats.
  *   What it keeps of the softmax (both optional, for significance maps):
  *   cls [batch, heads, t]: attention row of token 0 per head;
- *   maps [batch, heads, t, t]: every head's whole attention matrix. */
-size_t vt_attention_scratch(const vt_pool *p, int t);
+ *   maps [batch, heads, t, t]: every head's whole attention matrix.
+ * Fused (lib/ops/attention.c): scores are made, normalized and used block
+ * by block; the [t, t] matrix is never stored unless maps asks for it. */
+size_t vt_attention_scratch(const vt_pool *p, int t, int dh);
 void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
                   int heads, int dh, float scale, float *scratch, float *cls,
                   float *maps);

@@ -774,7 +774,7 @@ static int run_alloc(dge_net *n, int batch)
         aux = zmax(aux, N * 3 * hp);
         pooled = zmax(pooled, (size_t)s->regions * C);
         if (c->kind != K_DPVT)
-            scr = zmax(scr, vt_attend_scratch(n->pool, s->heads, s->n, s->nkv));
+            scr = zmax(scr, vt_attend_scratch(n->pool, s->heads, s->n, s->nkv, s->dim / s->heads));
     }
     r->x = zalloc(nc, sizeof(float));
     r->xn = zalloc(nc, sizeof(float));

@@ -642,19 +642,19 @@ static int run_alloc(sg_net *n, int batch)
             npm = zmax(npm, (size_t)c->st[i - 1].n * C);
         r->stage[i] = falloc(N * C);
         if (s->sr == 1) {
-            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->n));
+            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->n, d));
             continue;
         }
         nred = zmax(nred, (size_t)s->nk * C);
         nk = zmax(nk, (size_t)s->nk);
-        att = zmax(att, vt_attend_scratch(n->pool, s->heads / 2, s->n, s->nk));
+        att = zmax(att, vt_attend_scratch(n->pool, s->heads / 2, s->n, s->nk, d));
         win = zmax(win, vt_window_scratch(n->pool, SG_WINDOW, d));
         lsum = zmax(lsum, (size_t)s->heads / 2 * N);
         /* sr patches go to h1: nk * C r^2 <= N * C <= N * F */
         nf = zmax(nf, (size_t)s->nk * C * s->sr * s->sr);
         if (s->has_realloc) {
             nz = zmax(nz, (size_t)s->nmerged * C);
-            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->nmerged));
+            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->nmerged, d));
         }
     }
     size_t C1 = c->st[0].dim, n0 = (size_t)c->stem_grid * c->stem_grid;

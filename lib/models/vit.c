@@ -58,6 +58,7 @@ typedef struct vit_block {
     const float *n2w, *n2b;         /* [D] */
     const float *fc1w, *fc1b;       /* [hidden, D], [hidden] */
     const float *fc2w, *fc2b;       /* [D, hidden], [D] */
+    vt_wpack qkv, proj, fc1, fc2;   /* the four weights packed (ops.h) */
 } vit_block;
 
 typedef struct vit_weights {
@@ -65,6 +66,7 @@ typedef struct vit_weights {
     const float *dist;              /* [D] or NULL */
     const float *pos;               /* [t, D], resampled to the grid */
     const float *pew, *peb;         /* [D, 3, P, P], [D] */
+    vt_wpack pe;                    /* pew packed as [D, 3PP] */
     vit_block *blocks;              /* [depth] */
     const float *normw, *normb;     /* [D] */
     const float *headw, *headb;     /* [C, D], [C] */
@@ -301,6 +303,17 @@ static int vit_bind(vit_net *n, const vt_frame *w)
         GET(W->hdb, "head_dist.bias", C);
     }
 #undef GET
+    /* the matrix products' weights packed once for vt_linear_packed */
+    if (vt_wpack_init(&W->pe, W->pew, (int)D, (int)(3 * P * P)) < 0)
+        return -1;
+    for (int i = 0; i < c->depth; i++) {
+        vit_block *B = &W->blocks[i];
+        if (vt_wpack_init(&B->qkv, B->qkvw, (int)(3 * D), (int)D) < 0 ||
+            vt_wpack_init(&B->proj, B->projw, (int)D, (int)D) < 0 ||
+            vt_wpack_init(&B->fc1, B->fc1w, (int)H, (int)D) < 0 ||
+            vt_wpack_init(&B->fc2, B->fc2w, (int)D, (int)H) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -330,7 +343,7 @@ static int run_alloc(vit_net *n, int batch)
     r->att = vt_xmalloc(bt * c->dim * sizeof(float));
     r->h = vt_xmalloc(bt * c->hidden * sizeof(float));
     r->cols = vt_xmalloc((size_t)batch * np * 3 * c->patch * c->patch * sizeof(float));
-    r->scratch = vt_xmalloc(vt_attention_scratch(n->pool, c->t) * sizeof(float));
+    r->scratch = vt_xmalloc(vt_attention_scratch(n->pool, c->t, c->dim / c->heads) * sizeof(float));
     r->cls_heads = vt_xmalloc(bt * c->heads * sizeof(float));
     r->cls_attn = vt_xmalloc((size_t)batch * (c->t - 1) * sizeof(float));
     r->pre = vt_xmalloc((size_t)batch * c->prefix * c->dim * sizeof(float));
@@ -356,7 +369,7 @@ static void vit_embed(vit_net *n, const float *img, int batch)
         vt_im2col(r->cols + (size_t)b * np * kk, img + (size_t)b * 3 * S * S,
                   3, S, S, P, P, 0);
     /* patches: att[B*np, D] = cols[B*np, 3PP] @ pew[D, 3PP]^T + peb */
-    vt_linear(n->pool, r->att, r->cols, W->pew, W->peb, batch * np, (int)kk, D, 0, 0);
+    vt_linear_packed(n->pool, r->att, r->cols, &W->pe, W->peb, batch * np, 0, 0);
     for (int b = 0; b < batch; b++) {
         float *x = r->x + (size_t)b * c->t * D;
         memcpy(x, W->cls, (size_t)D * sizeof *x);
@@ -397,17 +410,17 @@ static void vit_blocks(vit_net *n, int batch, int t, int first, int last)
     for (int l = first; l < last; l++) {
         const vit_block *B = &n->w.blocks[l];
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, m, D, c->eps);
-        vt_linear(n->pool, r->qkv, r->xn, B->qkvw, B->qkvb, m, D, 3 * D, 0, 0);
+        vt_linear_packed(n->pool, r->qkv, r->xn, &B->qkv, B->qkvb, m, 0, 0);
         int keep = l < n->keep && t == c->t;
         vt_attention(n->pool, r->att, r->qkv, batch, t, c->heads, dh, scale,
                      r->scratch, l == last - 1 ? r->cls_heads : NULL,
                      keep ? r->heads_map : NULL);
         if (keep)
             vit_keep_mean(n, batch, l);
-        vt_linear(n->pool, r->x, r->att, B->projw, B->projb, m, D, D, 1, 0);
+        vt_linear_packed(n->pool, r->x, r->att, &B->proj, B->projb, m, 1, 0);
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, m, D, c->eps);
-        vt_linear(n->pool, r->h, r->xn, B->fc1w, B->fc1b, m, D, c->hidden, 0, 1);
-        vt_linear(n->pool, r->x, r->h, B->fc2w, B->fc2b, m, c->hidden, D, 1, 0);
+        vt_linear_packed(n->pool, r->h, r->xn, &B->fc1, B->fc1b, m, 0, 1);
+        vt_linear_packed(n->pool, r->x, r->h, &B->fc2, B->fc2b, m, 1, 0);
     }
 }
 
@@ -595,6 +608,14 @@ static void vit_destroy(void *net)
     run_free(&n->r);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
+    vt_wpack_free(&n->w.pe);
+    for (int i = 0; n->w.blocks && i < n->c.depth; i++) {
+        vit_block *B = &n->w.blocks[i];
+        vt_wpack_free(&B->qkv);
+        vt_wpack_free(&B->proj);
+        vt_wpack_free(&B->fc1);
+        vt_wpack_free(&B->fc2);
+    }
     free(n->w.blocks);
     free(n);
 }

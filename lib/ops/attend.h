@@ -15,6 +15,16 @@
 
 #define VT_ATTEND_ROWS 128  /* queries per task */
 
+/* One head, fused (softmax made block by block in cache, never the whole
+ * [nq, nk] matrix): o[nq, d] = softmax(scale * q k^T) v, with q[nq, d],
+ * k and v [nk, d], o[nq, d] at row strides ldq, ldk, ldv, ldo. Serial; a
+ * task of a pool job calls it with its thread's scratch of
+ * vt_attn_head_scratch(nk, d) floats. */
+size_t vt_attn_head_scratch(int nk, int d);
+void vt_attn_head(float *o, int ldo, const float *q, int ldq, const float *k, int ldk,
+                  const float *v, int ldv, int nq, int nk, int d, float scale,
+                  float *scratch);
+
 /* One head: q[nq, d] (row stride ldq), k and v [nk, d] (strides ldk, ldv),
  * out[nq, d] (stride ldo). Pointers are to the head's first channel. */
 typedef struct vt_attend_head {
@@ -22,14 +32,16 @@ typedef struct vt_attend_head {
     float *o;
 } vt_attend_head;
 
-/* Floats of scratch vt_attend needs: one [VT_ATTEND_ROWS, nk] score block
- * per pool thread, then the per-task column sums for up to `heads` heads
- * and nq queries. */
-size_t vt_attend_scratch(const vt_pool *p, int heads, int nq, int nk);
+/* Floats of scratch vt_attend needs for d channels per head: one
+ * [VT_ATTEND_ROWS, nk] score block (or the fused head's scratch) per pool
+ * thread, then the per-task column sums for up to `heads` heads and nq
+ * queries. */
+size_t vt_attend_scratch(const vt_pool *p, int heads, int nq, int nk, int d);
 
 /* For every head: out = softmax(q k^T * scale) v, softmax over the nk
  * keys. colsum (optional, [nk]): the attention each key received, summed
- * over all heads and queries (divide by heads*nq for the mean). */
+ * over all heads and queries (divide by heads*nq for the mean); without
+ * it the heads run fused (vt_attn_head). */
 void vt_attend(vt_pool *p, const vt_attend_head *heads, int nheads, int ldq,
                int ldk, int ldv, int ldo, int nq, int nk, int d, float scale,
                float *scratch, float *colsum);
@@ -44,7 +56,7 @@ size_t vt_window_scratch(const vt_pool *p, int ws, int d);
  *   q[h*w, .] (row stride ldq), k and v (stride ldkv), out (stride ldo).
  * colsum (optional, [heads, (h/ws)*(w/ws), ws*ws]): per head and window,
  * the attention each key position received, summed over the window's
- * ws*ws queries. */
+ * ws*ws queries; without it each window runs fused (vt_attn_head). */
 void vt_window_attend(vt_pool *p, int heads, const float *q, int ldq,
                       const float *k, const float *v, int ldkv, float *out,
                       int ldo, int h, int w, int ws, int d, float scale,

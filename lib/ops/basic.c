@@ -10,13 +10,8 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops/cpu.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define VT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define VT_CLONES
-#endif
 
 #define LANES 16
 

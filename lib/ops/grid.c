@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ops/cpu.h"
 #include "ops/grid.h"
 
 void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
@@ -41,36 +42,54 @@ typedef struct dw3_job {
     int h, w, c, flags, rows;
 } dw3_job;
 
+#define LANES 16
+
+/* One output row range. Per output pixel the channels go in blocks of 16
+ * with the sum in registers over the taps inside the grid (vectorized by
+ * the clones); the sum order per value is the same as ever: the center
+ * (residual) or 0, the bias, then the taps row-major. */
+VT_CLONES
 static void dw3_task(void *ctx, int task, int thread)
 {
     (void)thread;
     const dw3_job *j = ctx;
-    int h = j->h, w = j->w, c = j->c;
+    int h = j->h, w = j->w, c = j->c, res = j->flags & VT_DW3_RESIDUAL;
+    const float *restrict b = j->b;
     int y0 = task * j->rows, y1 = y0 + j->rows < h ? y0 + j->rows : h;
     for (int oy = y0; oy < y1; oy++)
         for (int ox = 0; ox < w; ox++) {
             float *restrict o = j->out + ((size_t)oy * w + ox) * c;
-            const float *xc = j->x + ((size_t)oy * w + ox) * c;
-            if (j->flags & VT_DW3_RESIDUAL)
-                memcpy(o, xc, (size_t)c * sizeof *o);
-            else
-                memset(o, 0, (size_t)c * sizeof *o);
-            if (j->b)
-                for (int ch = 0; ch < c; ch++)
-                    o[ch] += j->b[ch];
-            for (int ky = 0; ky < 3; ky++) {
-                int iy = oy - 1 + ky;
-                if (iy < 0 || iy >= h)
-                    continue;
-                for (int kx = 0; kx < 3; kx++) {
-                    int ix = ox - 1 + kx;
-                    if (ix < 0 || ix >= w)
-                        continue;
-                    const float *restrict xi = j->x + ((size_t)iy * w + ix) * c;
-                    const float *restrict wk = j->wt9 + (size_t)(ky * 3 + kx) * c;
-                    for (int ch = 0; ch < c; ch++)
-                        o[ch] += xi[ch] * wk[ch];
-                }
+            const float *restrict xc = j->x + ((size_t)oy * w + ox) * c;
+            int ky0 = oy > 0 ? 0 : 1, ky1 = oy < h - 1 ? 3 : 2;
+            int kx0 = ox > 0 ? 0 : 1, kx1 = ox < w - 1 ? 3 : 2;
+            int ch = 0;
+            for (; ch + LANES <= c; ch += LANES) {
+                float acc[LANES];
+                for (int l = 0; l < LANES; l++)
+                    acc[l] = res ? xc[ch + l] : 0.0f;
+                if (b)
+                    for (int l = 0; l < LANES; l++)
+                        acc[l] += b[ch + l];
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float *restrict xi =
+                            j->x + ((size_t)(oy - 1 + ky) * w + ox - 1 + kx) * c + ch;
+                        const float *restrict wk = j->wt9 + (size_t)(ky * 3 + kx) * c + ch;
+                        for (int l = 0; l < LANES; l++)
+                            acc[l] += xi[l] * wk[l];
+                    }
+                for (int l = 0; l < LANES; l++)
+                    o[ch + l] = acc[l];
+            }
+            for (; ch < c; ch++) {
+                float acc = res ? xc[ch] : 0.0f;
+                if (b)
+                    acc += b[ch];
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++)
+                        acc += j->x[((size_t)(oy - 1 + ky) * w + ox - 1 + kx) * c + ch] *
+                               j->wt9[(size_t)(ky * 3 + kx) * c + ch];
+                o[ch] = acc;
             }
             if (j->flags & VT_DW3_GELU)
                 vt_gelu(o, (size_t)c);
@@ -86,7 +105,7 @@ void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
         ntask = h;
     dw3_job j = {out, x, wt9, b, h, w, c, flags, (h + ntask - 1) / ntask};
     ntask = (h + j.rows - 1) / j.rows;
-    vt_pool_run(p, ntask, dw3_task, &j);
+    vt_pool_run_work(p, ntask, dw3_task, &j, 18.0 * h * w * c);
 }
 
 void vt_tokens_to_planes(float *out, const float *x, int n, int c)

@@ -1,5 +1,5 @@
 /* linear.c - matrix products on OpenBLAS (1 thread per pool thread):
- * linear layers and multi-head attention. */
+ * linear layers, and LayerNorm split over rows. */
 #include <cblas.h>
 #include <string.h>
 
@@ -60,7 +60,7 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
         j.ntask = 1;
     if (!j.by_cols && m < T)
         j.ntask = m;
-    vt_pool_run(p, j.ntask, linear_task, &j);
+    vt_pool_run_work(p, j.ntask, linear_task, &j, 2.0 * m * k * n);
 }
 
 /* ---- layernorm over rows --------------------------------------------- */
@@ -89,65 +89,5 @@ void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
     ln_job j = {y, x, w, b, m, n, vt_pool_size(p), eps};
     if ((size_t)m * n < 16384 || m < j.ntask)
         j.ntask = 1;
-    vt_pool_run(p, j.ntask, ln_task, &j);
-}
-
-/* ---- attention -------------------------------------------------------- */
-
-typedef struct attn_job {
-    float *out, *scratch, *cls, *maps;
-    const float *qkv;
-    int batch, t, heads, dh, nq, rows;
-    float scale;
-} attn_job;
-
-size_t vt_attention_scratch(const vt_pool *p, int t)
-{
-    return (size_t)vt_pool_size(p) * (size_t)t * (size_t)t;
-}
-
-/* One (image, head, query chunk): S = scale q k^T, softmax, out = S v. */
-static void attn_task(void *ctx, int task, int thread)
-{
-    const attn_job *j = ctx;
-    int t = j->t, d = j->heads * j->dh, ld = 3 * d;
-    int qc = task % j->nq, h = (task / j->nq) % j->heads;
-    int b = task / (j->nq * j->heads);
-    int r0 = qc * j->rows, r1 = r0 + j->rows < t ? r0 + j->rows : t;
-    if (r0 >= r1)
-        return;
-    int rows = r1 - r0;
-    const float *base = j->qkv + (size_t)b * t * ld;
-    const float *q = base + (size_t)r0 * ld + h * j->dh;
-    const float *k = base + d + h * j->dh;
-    const float *v = base + 2 * d + h * j->dh;
-    float *s = j->scratch + (size_t)thread * t * t;     /* [rows, t] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t, j->dh,
-                j->scale, q, ld, k, ld, 0.0f, s, t);
-    vt_softmax(s, rows, t);
-    if (j->cls && r0 == 0)
-        memcpy(j->cls + ((size_t)b * j->heads + h) * t, s, (size_t)t * sizeof *s);
-    if (j->maps)
-        memcpy(j->maps + (((size_t)b * j->heads + h) * t + r0) * t, s,
-               (size_t)rows * t * sizeof *s);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, j->dh, t,
-                1.0f, s, t, v, ld, 0.0f,
-                j->out + ((size_t)b * t + r0) * d + h * j->dh, d);
-}
-
-void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
-                  int heads, int dh, float scale, float *scratch, float *cls,
-                  float *maps)
-{
-    int T = vt_pool_size(p), pairs = batch * heads;
-    /* Whole (image, head) products when they spread evenly over the
-     * threads; otherwise split the queries too so no thread idles. */
-    int nq = 1;
-    if (T > 1 && (pairs < 4 * T && pairs % T != 0))
-        nq = (4 * T + pairs - 1) / pairs;
-    if (nq > t)
-        nq = t;
-    attn_job j = {out, scratch, cls, maps, qkv, batch, t, heads, dh, nq,
-                  (t + nq - 1) / nq, scale};
-    vt_pool_run(p, pairs * nq, attn_task, &j);
+    vt_pool_run_work(p, j.ntask, ln_task, &j, 8.0 * m * n);
 }

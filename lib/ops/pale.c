@@ -1,7 +1,7 @@
 /* pale.c - attention inside interlaced row / column groups. See pale.h. */
-#include <cblas.h>
 #include <string.h>
 
+#include "ops/attend.h"
 #include "ops/pale.h"
 
 int vt_pale_groups(int n, int s) { return (n + s - 1) / s; }
@@ -44,8 +44,9 @@ typedef struct pale_job {
 
 static size_t per_thread(int L, int d)
 {
-    /* q, k, v, o [L, d], scores [L, L], token indices [L] (as floats' room) */
-    return 4 * (size_t)L * d + (size_t)L * L + (size_t)L;
+    /* q, k, v, o [L, d], the fused head's scratch, token indices [L] (as
+     * floats' room) */
+    return 4 * (size_t)L * d + vt_attn_head_scratch(L, d) + (size_t)L;
 }
 
 size_t vt_pale_scratch(const vt_pool *p, int h, int w, int s, int axis, int d)
@@ -61,7 +62,7 @@ static void pale_task(void *ctx, int task, int thread)
     float *q = j->scratch + (size_t)thread * per_thread(j->L, d);
     float *k = q + (size_t)j->L * d, *v = k + (size_t)j->L * d, *o = v + (size_t)j->L * d;
     float *sc = o + (size_t)j->L * d;
-    int *idx = (int *)(sc + (size_t)j->L * j->L);
+    int *idx = (int *)(sc + vt_attn_head_scratch(j->L, d));
     int t = vt_pale_group_tokens(idx, j->h, j->w, j->s, j->axis, g);
     size_t hc = (size_t)head * d;
     for (int i = 0; i < t; i++) {
@@ -71,11 +72,7 @@ static void pale_task(void *ctx, int task, int thread)
         memcpy(k + (size_t)i * d, j->k + n * j->ld + hc, (size_t)d * sizeof *k);
         memcpy(v + (size_t)i * d, j->v + n * j->ld + hc, (size_t)d * sizeof *v);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, d, 1.0f, q, d, k, d,
-                0.0f, sc, t);
-    vt_softmax(sc, t, t);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d, t, 1.0f, sc, t, v, d,
-                0.0f, o, d);
+    vt_attn_head(o, d, q, d, k, d, v, d, t, t, d, 1.0f, sc);
     for (int i = 0; i < t; i++)
         memcpy(j->out + (size_t)idx[i] * j->ldo + hc, o + (size_t)i * d,
                (size_t)d * sizeof *o);
@@ -88,5 +85,5 @@ void vt_pale_attend(vt_pool *p, int heads, const float *q, const float *k,
     int ngroups = vt_pale_groups(axis == VT_PALE_ROWS ? h : w, s);
     pale_job j = {q, k, v, out, scratch, ld, ldo, h, w, s, axis, d, ngroups,
                   vt_pale_max_tokens(h, w, s, axis), scale};
-    vt_pool_run(p, heads * ngroups, pale_task, &j);
+    vt_pool_run_work(p, heads * ngroups, pale_task, &j, 4.0 * heads * h * w * j.L * d);
 }

@@ -1,9 +1,35 @@
 /* pool.c - the thread pool every op runs on (see ops.h for the threading
- * model). The caller is thread 0 and works too; n-1 workers spin briefly
- * between jobs (a forward pass issues a few hundred short jobs) and then
- * sleep on a condition variable so idle pools cost nothing. */
+ * model).
+ *
+ * A job is ntasks tasks taken one at a time from a shared counter. The
+ * caller is thread 0 and takes tasks too; workers *join* a job, and the
+ * caller waits only for workers that joined. That is what keeps 2 threads
+ * from being slower than 1 on a loaded machine: a worker that the kernel
+ * has not scheduled yet (another process owns the other core) simply
+ * misses the job and the caller runs every task itself, instead of
+ * sleeping until the worker gets a time slice to say it has nothing to do
+ * (which made small models 10-30x slower at 2 threads than at 1 under
+ * load). Joining and closing are one atomic word, so a worker can never
+ * join a job the caller has already finished:
+ *
+ *   state = gen << 32 | CLOSED | joined      (joined: workers inside)
+ *
+ * The caller publishes a job by storing a new gen (closed = 0, joined = 0),
+ * takes tasks until none are left, sets CLOSED, and waits for joined to
+ * drop to 0; a worker joins by CAS-incrementing joined of the current gen
+ * while CLOSED is clear.
+ *
+ * Idle workers spin for a short time (a forward pass issues a few hundred
+ * jobs back to back, microseconds apart), yielding the core now and then
+ * so a spinning worker does not starve the caller when both share one core,
+ * and then sleep on a condition variable, so idle pools cost nothing. A
+ * caller waiting for a joined worker spins briefly, then sleeps too: the
+ * worker may have been preempted mid-task, and a sleeping caller gives it
+ * the core back. Jobs whose work is below VT_POOL_MIN_WORK run inline on
+ * the caller (vt_pool_run_work): waking a worker costs more than they do. */
 #include <cblas.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +37,11 @@
 #include "ops.h"
 #include "util.h"
 
-#define SPIN_ROUNDS 20000
+#define CLOSED (1ull << 31)
+#define JOINED_MASK (CLOSED - 1)
+#define GEN(s) ((s) >> 32)
+#define SPIN_IDLE_S 100e-6      /* a worker between jobs, before sleeping */
+#define SPIN_WAIT_S 20e-6       /* the caller waiting for joined workers */
 
 /* OpenBLAS's runtime kernel choice (DYNAMIC_ARCH builds, like Debian's)
  * falls back to its generic "Prescott" SSE3 kernels on CPUs newer than the
@@ -60,14 +90,16 @@ struct vt_pool {
     int n;                      /* threads in all, caller included */
     pthread_t *th;              /* [n-1] workers */
     pthread_mutex_t mu;
-    pthread_cond_t work, done;
-    atomic_uint gen;            /* job generation, bumped per vt_pool_run */
+    pthread_cond_t work, done;  /* new job for sleepers; last joined worker left */
+    _Atomic uint64_t state;     /* gen << 32 | CLOSED | joined (see above) */
     atomic_int next;            /* next task index to take */
-    atomic_int busy;            /* workers still inside the current job */
-    int stop;
+    atomic_int sleepers;        /* workers blocked on `work` */
+    atomic_int stop;
+    /* the current job: written before its gen is published */
     vt_task_fn fn;
     void *ctx;
     int ntasks;
+    double spin_idle, spin_wait;
 };
 
 typedef struct worker_arg { vt_pool *p; int id; } worker_arg;
@@ -86,34 +118,70 @@ static void take_tasks(vt_pool *p, int id)
         p->fn(p->ctx, t, id);
 }
 
+/* Spin until gen != seen or `budget` seconds pass; yields the core every
+ * few microseconds so an oversubscribed machine still runs the caller. */
+static uint64_t spin_for_job(vt_pool *p, uint64_t seen, double budget)
+{
+    uint64_t s = atomic_load(&p->state);
+    if (GEN(s) != seen || budget <= 0)
+        return s;
+    double t0 = vt_now();
+    for (unsigned i = 1;; i++) {
+        cpu_relax();
+        s = atomic_load(&p->state);
+        if (GEN(s) != seen || atomic_load(&p->stop))
+            return s;
+        if (i % 64 == 0) {
+            double t = vt_now() - t0;
+            if (t > budget)
+                return s;
+            if (i % 1024 == 0)
+                sched_yield();
+        }
+    }
+}
+
 static void *worker(void *arg)
 {
     worker_arg a = *(worker_arg *)arg;
     vt_pool *p = a.p;
     free(arg);
-    unsigned seen = 0;
+    uint64_t seen = 0;
     for (;;) {
-        int spins = 0;
-        while (atomic_load(&p->gen) == seen && spins < SPIN_ROUNDS) {
-            cpu_relax();
-            spins++;
-        }
-        if (atomic_load(&p->gen) == seen) {
+        uint64_t s = spin_for_job(p, seen, p->spin_idle);
+        if (GEN(s) == seen && !atomic_load(&p->stop)) {
             pthread_mutex_lock(&p->mu);
-            while (atomic_load(&p->gen) == seen && !p->stop)
+            atomic_fetch_add(&p->sleepers, 1);
+            while (GEN(atomic_load(&p->state)) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->work, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
         }
-        seen = atomic_load(&p->gen);
-        if (p->stop)
+        if (atomic_load(&p->stop))
             return NULL;
+        s = atomic_load(&p->state);
+        seen = GEN(s);
+        /* join the job unless the caller has closed it */
+        while (!(s & CLOSED) && GEN(s) == seen &&
+               !atomic_compare_exchange_weak(&p->state, &s, s + 1))
+            ;
+        if ((s & CLOSED) || GEN(s) != seen)
+            continue;
         take_tasks(p, a.id);
-        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+        s = atomic_fetch_sub(&p->state, 1);
+        if ((s & CLOSED) && (s & JOINED_MASK) == 1) {
+            /* the caller may be asleep waiting for us */
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
         }
     }
+}
+
+static double env_seconds(const char *name, double dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? atof(v) * 1e-6 : dflt;
 }
 
 vt_pool *vt_pool_create(int n)
@@ -127,12 +195,15 @@ vt_pool *vt_pool_create(int n)
         n = 1024;
     vt_pool *p = vt_xcalloc(1, sizeof *p);
     p->n = n;
+    p->spin_idle = env_seconds("VT_POOL_SPIN_US", SPIN_IDLE_S);
+    p->spin_wait = env_seconds("VT_POOL_WAIT_US", SPIN_WAIT_S);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
-    atomic_init(&p->gen, 0);
+    atomic_init(&p->state, 0);
     atomic_init(&p->next, 0);
-    atomic_init(&p->busy, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->stop, 0);
     p->th = n > 1 ? vt_xcalloc((size_t)n - 1, sizeof *p->th) : NULL;
     for (int i = 1; i < n; i++) {
         worker_arg *a = vt_xmalloc(sizeof *a);
@@ -154,8 +225,7 @@ void vt_pool_free(vt_pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    atomic_fetch_add(&p->gen, 1);
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++)
@@ -185,21 +255,39 @@ void vt_pool_run(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx)
     p->ctx = ctx;
     p->ntasks = ntasks;
     atomic_store(&p->next, 0);
-    atomic_store(&p->busy, p->n - 1);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->gen, 1);
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->mu);
-    take_tasks(p, 0);
-    int spins = 0;
-    while (atomic_load(&p->busy) > 0 && spins < SPIN_ROUNDS) {
-        cpu_relax();
-        spins++;
-    }
-    if (atomic_load(&p->busy) > 0) {
+    /* previous job: closed with nobody inside, so this is the only writer */
+    uint64_t gen = GEN(atomic_load(&p->state)) + 1;
+    atomic_store(&p->state, (gen & 0xffffffffu) << 32);
+    /* seq_cst store above, load here: either we see a sleeper or it sees
+     * the new gen before it waits */
+    if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->busy) > 0)
-            pthread_cond_wait(&p->done, &p->mu);
+        if (ntasks - 1 >= p->n - 1)
+            pthread_cond_broadcast(&p->work);
+        else
+            for (int i = 0; i < ntasks - 1; i++)
+                pthread_cond_signal(&p->work);
         pthread_mutex_unlock(&p->mu);
     }
+    take_tasks(p, 0);
+    uint64_t s = atomic_fetch_or(&p->state, CLOSED);
+    if (!(s & JOINED_MASK))
+        return;
+    /* joined workers are finishing their last task */
+    double t0 = vt_now();
+    for (unsigned i = 1; atomic_load(&p->state) & JOINED_MASK; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && vt_now() - t0 > p->spin_wait) {
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->state) & JOINED_MASK)
+                pthread_cond_wait(&p->done, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+    }
+}
+
+void vt_pool_run_work(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx, double work)
+{
+    vt_pool_run(work < VT_POOL_MIN_WORK ? NULL : p, ntasks, fn, ctx);
 }

@@ -142,7 +142,7 @@ void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int N, int h
                   float scale, const float *bias, const float *mask, float *scratch)
 {
     swin_job j = {out, qkv, bias, mask, N, heads, d, scale, scratch};
-    vt_pool_run(p, nW, swin_task, &j);
+    vt_pool_run_work(p, nW, swin_task, &j, 4.0 * nW * N * N * heads * d);
 }
 
 /* ---- one Swin block ---------------------------------------------------- */

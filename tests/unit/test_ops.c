@@ -4,10 +4,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "npy.h"
 #include "ops.h"
 #include "ops/grid.h"
+#include "ops/attend.h"
+#include "ops/cpu.h"
 #include "tap.h"
 #include "util.h"
 
@@ -59,6 +62,14 @@ static void count_task(void *ctx, int task, int thread)
     atomic_fetch_add(&hits[task], 1);
 }
 
+/* task 0 takes a few milliseconds: long enough for the caller to sleep */
+static void slow_task(void *ctx, int task, int thread)
+{
+    if (task == 0)
+        nanosleep(&(struct timespec){0, 3000000}, NULL);
+    count_task(ctx, task, thread);
+}
+
 static void test_pool(void)
 {
     vt_pool *p = vt_pool_create(3);
@@ -73,6 +84,25 @@ static void test_pool(void)
             good &= atomic_load(&hits[i]) == 1;
     }
     ok(good, "every task runs exactly once over 200 jobs");
+    /* slow tasks (a worker preempted mid-task) send the caller to sleep
+     * while it waits; idle gaps send the workers to sleep between jobs */
+    good = 1;
+    for (int round = 0; round < 40; round++) {
+        int n = 1 + round % 7;
+        for (int i = 0; i < n; i++)
+            atomic_store(&hits[i], 0);
+        vt_pool_run(p, n, round % 2 ? slow_task : count_task, NULL);
+        for (int i = 0; i < n; i++)
+            good &= atomic_load(&hits[i]) == 1;
+        if (round % 5 == 0)
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    ok(good, "slow tasks and sleeping workers: every task once");
+    for (int i = 0; i < 4; i++)
+        atomic_store(&hits[i], 0);
+    vt_pool_run_work(p, 4, count_task, NULL, 10);
+    ok(atomic_load(&hits[0]) + atomic_load(&hits[1]) + atomic_load(&hits[2]) +
+       atomic_load(&hits[3]) == 4, "small job inline: every task once");
     vt_pool_free(p);
     atomic_store(&hits[0], 0);
     vt_pool_run(NULL, 1, count_task, NULL);
@@ -168,18 +198,58 @@ static void test_linear(void)
     vt_pool_free(pools[1]);
 }
 
+/* packed linear layers on both kernel levels: tails in every dimension,
+ * bias or not, GELU, accumulate */
+static void test_linear_packed(void)
+{
+    int shapes[][3] = {{197, 64, 192}, {3, 48, 1000}, {300, 40, 10}, {1, 7, 5},
+                       {33, 17, 129}, {25, 384, 48}, {13, 1, 33}};
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    for (int level = 0; level < 2; level++)
+        for (int pi = 0; pi < 2; pi++)
+            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+                vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+                int m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
+                float *x = randv((size_t)m * k, 14), *w = randv((size_t)n * k, 15);
+                float *b = randv(n, 16), *y0 = randv((size_t)m * n, 17);
+                float *y = malloc(sizeof(float) * m * n);
+                double *want = malloc(sizeof(double) * m * n), err[3] = {0};
+                vt_wpack pk;
+                ok(vt_wpack_init(&pk, w, n, k) == 0, "pack %dx%d", n, k);
+                for (int mode = 0; mode < 3; mode++) {
+                    /* 0: bias, 1: bias + GELU, 2: no bias, accumulate */
+                    ref_linear(want, x, w, mode < 2 ? b : NULL, m, k, n);
+                    memcpy(y, y0, sizeof(float) * m * n);
+                    for (size_t i = 0; i < (size_t)m * n; i++)
+                        want[i] = mode == 1 ? ref_gelu(want[i]) : mode == 2 ? want[i] + y0[i] : want[i];
+                    vt_linear_packed(pools[pi], y, x, &pk, mode < 2 ? b : NULL, m,
+                                     mode == 2 ? 1.0f : 0.0f, mode == 1);
+                    err[mode] = maxdiff(y, want, (size_t)m * n);
+                }
+                ok(err[0] < 1e-4 && err[1] < 1e-4 && err[2] < 1e-4,
+                   "packed linear %dx%dx%d, %d threads, %s (err %.2g %.2g %.2g)", m, k, n,
+                   vt_pool_size(pools[pi]), level ? "best kernels" : "portable", err[0], err[1],
+                   err[2]);
+                vt_wpack_free(&pk);
+                free(x); free(w); free(b); free(y0); free(y); free(want);
+            }
+    vt_cpu_cap(-1);
+    vt_pool_free(pools[1]);
+}
+
 static void test_attention(void)
 {
-    int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}};
+    int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}, {1, 197, 3, 64}};
     vt_pool *pools[2] = {NULL, vt_pool_create(2)};
-    for (int pi = 0; pi < 2; pi++)
+    for (int pi = 0; pi < 4; pi++)
         for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            vt_cpu_cap(pi < 2 ? -1 : VT_CPU_PORTABLE);
             int B = cases[ci][0], t = cases[ci][1], H = cases[ci][2], dh = cases[ci][3];
             int d = H * dh;
             float *qkv = randv((size_t)B * t * 3 * d, 20);
             float *out = malloc(sizeof(float) * B * t * d);
             float *cls = malloc(sizeof(float) * B * H * t);
-            float *scratch = malloc(sizeof(float) * vt_attention_scratch(pools[pi], t));
+            float *scratch = malloc(sizeof(float) * vt_attention_scratch(pools[pi % 2], t, dh));
             double *want = malloc(sizeof(double) * B * t * d);
             double *wcls = malloc(sizeof(double) * B * H * t);
             float *maps = malloc(sizeof(float) * B * H * t * t);
@@ -213,19 +283,75 @@ static void test_attention(void)
                         for (int j = 0; j < t; j++)
                             wmaps[(((size_t)b * H + h) * t + i) * t + j] = s[j] / sum;
                     }
-            vt_attention(pools[pi], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls, NULL);
+            vt_attention(pools[pi % 2], out, qkv, B, t, H, dh, (float)scale * 8, scratch, cls, NULL);
             ok(maxdiff(out, want, (size_t)B * t * d) < 1e-5,
-               "attention B=%d t=%d heads=%d dh=%d, %d threads", B, t, H, dh, vt_pool_size(pools[pi]));
+               "attention B=%d t=%d heads=%d dh=%d, %d threads%s", B, t, H, dh,
+               vt_pool_size(pools[pi % 2]), pi < 2 ? "" : ", portable");
             ok(maxdiff(cls, wcls, (size_t)B * H * t) < 1e-6, "attention CLS rows");
             /* again keeping every head's whole matrix: same output, bitwise */
             float *out2 = malloc(sizeof(float) * B * t * d);
-            vt_attention(pools[pi], out2, qkv, B, t, H, dh, (float)scale * 8, scratch, NULL, maps);
+            vt_attention(pools[pi % 2], out2, qkv, B, t, H, dh, (float)scale * 8, scratch, NULL, maps);
             ok(memcmp(out, out2, sizeof(float) * B * t * d) == 0 &&
                maxdiff(maps, wmaps, (size_t)B * H * t * t) < 1e-6, "attention whole maps");
             free(out2); free(maps); free(wmaps);
             free(qkv); free(out); free(cls); free(scratch); free(want); free(wcls); free(s);
         }
+    vt_cpu_cap(-1);
     vt_pool_free(pools[1]);
+}
+
+/* o = softmax(scale q k^T) v for one head, in double */
+static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk,
+                     const float *v, int ldv, int nq, int nk, int d, double scale)
+{
+    double *s = malloc(sizeof(double) * nk);
+    for (int i = 0; i < nq; i++) {
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < nk; j++) {
+            double a = 0;
+            for (int c = 0; c < d; c++)
+                a += (double)q[(size_t)i * ldq + c] * k[(size_t)j * ldk + c];
+            s[j] = a * scale;
+            mx = fmax(mx, s[j]);
+        }
+        for (int j = 0; j < nk; j++)
+            sum += s[j] = exp(s[j] - mx);
+        for (int c = 0; c < d; c++) {
+            double a = 0;
+            for (int j = 0; j < nk; j++)
+                a += s[j] * v[(size_t)j * ldv + c];
+            o[(size_t)i * d + c] = a / sum;
+        }
+    }
+    free(s);
+}
+
+/* the fused head on both kernel levels, with several key blocks (online
+ * softmax), channel counts off the vector width, and strided rows */
+static void test_attn_head(void)
+{
+    int cases[][3] = {{40, 600, 64}, {7, 1030, 33}, {100, 50, 80}, {1, 1, 1},
+                      {33, 513, 16}, {65, 197, 64}, {3, 20, 130}};
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            int nq = cases[ci][0], nk = cases[ci][1], d = cases[ci][2], ld = d + 3;
+            float *q = randv((size_t)nq * ld, 40), *k = randv((size_t)nk * ld, 41);
+            float *v = randv((size_t)nk * ld, 42), *o = malloc(sizeof(float) * nq * ld);
+            float *sc = malloc(sizeof(float) * vt_attn_head_scratch(nk, d));
+            double *want = malloc(sizeof(double) * nq * d), err = 0;
+            double scale = 4 / sqrt(d);     /* sharp enough to need the max */
+            ref_attn(want, q, ld, k, ld, v, ld, nq, nk, d, scale);
+            vt_attn_head(o, ld, q, ld, k, ld, v, ld, nq, nk, d, (float)scale, sc);
+            for (int i = 0; i < nq; i++)
+                for (int c = 0; c < d; c++)
+                    err = fmax(err, fabs(o[(size_t)i * ld + c] - want[(size_t)i * d + c]));
+            ok(err < 2e-6, "fused attention nq=%d nk=%d d=%d, %s (err %.2g)", nq, nk, d,
+               level ? "best kernels" : "portable", err);
+            free(q); free(k); free(v); free(o); free(sc); free(want);
+        }
+    }
+    vt_cpu_cap(-1);
 }
 
 static void test_conv(void)
@@ -398,6 +524,8 @@ int main(void)
     test_attention();
     test_conv();
     test_pooling();
+    test_attn_head();
+    test_linear_packed();
     test_interp();
     return tap_done();
 }
