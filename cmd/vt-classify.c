@@ -9,7 +9,6 @@
 #include "model.h"
 #include "util.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
