@@ -1,8 +1,10 @@
 # vtkit - efficient vision transformers on the CPU as Unix tools.
 #   make                 portable build: lib/libvt.a and bin/vt-*
 #   make NATIVE=1        tuned for this CPU (-march=native)
-#   make SANITIZE=1      address + undefined behaviour sanitizers
+#   make SANITIZE=1      address + undefined behaviour sanitizers, built apart
+#                        in build/rel-san/ (bin/, libvt.a, tests/ there)
 #   make test            every test; ends with "N passed, N failed"
+#   make SANITIZE=1 test every test against the sanitizer build (leaks too)
 #   make fuzz            every libFuzzer harness FUZZ_SECONDS each (clang)
 #   make install PREFIX=/usr/local
 PREFIX ?= /usr/local
@@ -30,19 +32,32 @@ LDLIBS += -lopenblas -lcjson -ljpeg -lpng -lz -lm
 
 LIB_SRC := $(sort $(wildcard lib/*.c lib/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
-BINS := $(CMDS:%=bin/%)
+# The sanitizer build keeps its library, programs and test binaries in its
+# own directory, so `make test && make SANITIZE=1 test` rebuilds neither.
+ifdef SANITIZE
+OUT := $(OBJ)/
+LIBVT := $(OBJ)/libvt.a
+STAMP := build/.mode-san
+else
+OUT :=
+LIBVT := lib/libvt.a
+STAMP := build/.mode
+endif
+BINDIR := $(OUT)bin
+TESTDIR := $(if $(OUT),$(OUT)tests,build/tests)
+BINS := $(CMDS:%=$(BINDIR)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
-UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(TESTDIR)/%)
 
 all: deps-check $(BINS)
 
-# A mode switch (NATIVE, SANITIZE) relinks everything from that mode's objects.
-$(shell mkdir -p build; echo $(MODE) | cmp -s - build/.mode || echo $(MODE) > build/.mode)
+# A mode switch (NATIVE) relinks everything from that mode's objects.
+$(shell mkdir -p build; echo $(MODE) | cmp -s - $(STAMP) || echo $(MODE) > $(STAMP))
 
 deps-check:
 	@./tests/deps-check.sh
 
-lib/libvt.a: $(LIB_OBJ) build/.mode
+$(LIBVT): $(LIB_OBJ) $(STAMP)
 	@rm -f $@
 	$(AR) rcs $@ $(LIB_OBJ)
 
@@ -50,16 +65,20 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-bin/%: $(OBJ)/cmd/%.o lib/libvt.a
-	@mkdir -p bin
-	$(CC) $(LDFLAGS) $< lib/libvt.a $(LDLIBS) -o $@
+$(BINDIR)/%: $(OBJ)/cmd/%.o $(LIBVT)
+	@mkdir -p $(BINDIR)
+	$(CC) $(LDFLAGS) $< $(LIBVT) $(LDLIBS) -o $@
 
-build/tests/%: $(OBJ)/tests/unit/%.o lib/libvt.a
-	@mkdir -p build/tests
-	$(CC) $(LDFLAGS) $< lib/libvt.a $(LDLIBS) -o $@
+$(TESTDIR)/%: $(OBJ)/tests/unit/%.o $(LIBVT)
+	@mkdir -p $(TESTDIR)
+	$(CC) $(LDFLAGS) $< $(LIBVT) $(LDLIBS) -o $@
 
+# Under the sanitizers every finding is fatal, leaks included (LeakSanitizer
+# makes a leaking program exit 23), and VT_SANITIZE tells the tests.
+SAN_ENV := VT_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=exitcode=23 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 test: all $(UNIT_BINS)
-	@./tests/run.sh $(UNIT_BINS)
+	@$(if $(SANITIZE),$(SAN_ENV)) VT_BIN=$(abspath $(BINDIR)) ./tests/run.sh $(UNIT_BINS)
 
 # Fuzzing: clang, libFuzzer, ASan + UBSan, objects of their own in build/fuzz.
 FUZZ_SECONDS ?= 60

@@ -14,7 +14,6 @@
 #include "tokens.h"
 #include "util.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>

@@ -82,7 +82,9 @@ static void out_size(const vt_frame *f, int h, int w, int *oh, int *ow)
     long size = 0;
     const char *s = vt_frame_meta(f, "size");
     *oh = h, *ow = w;
-    if (s && vt_parse_int(s, 1, 16384, &size) == 0) *oh = *ow = (int)size;
+    /* at most the largest crop vt-convert makes (--size 8192): a 100-byte
+     * frame must not ask for a gigabyte picture */
+    if (s && vt_parse_int(s, 1, 8192, &size) == 0) *oh = *ow = (int)size;
 }
 
 static int render_map(const vt_frame *f, const vt_tensor *t, vt_image *out)

@@ -13,7 +13,8 @@
  *  - a 2-D map [H,W] (or [1,H,W]): values scaled to [0,1] by the frame's
  *    "range" metadata ("lo,hi") or the map's min and max, upsampled
  *    bilinearly (half-pixel centres) to the frame's "size" metadata when
- *    present, then coloured with vt_colormap (viridis);
+ *    present (at most 8192; a larger size is ignored), then coloured with
+ *    vt_colormap (viridis);
  *  - a label map (an integer [H,W] tensor called "labels"): each label in
  *    its vt_palette colour, tokens upsampled nearest to the "size"
  *    metadata. When tensor is NULL and the frame's main tensor is a 2-D

@@ -4,7 +4,9 @@
 # "N passed, N failed, N skipped". Exit 1 on any failure.
 cd "$(dirname "$0")/.." || exit 2
 root=$PWD
-export VT_ROOT=$root VT_BIN=$root/bin VT_SHARE=$root/share
+# VT_BIN: the programs under test (make SANITIZE=1 test points it at the
+# sanitizer build).
+export VT_ROOT=$root VT_BIN=${VT_BIN:-$root/bin} VT_SHARE=$root/share
 if [ -z "${VT_SHARED:-}" ] && [ -d "$root/../shared/conformance" ]; then
   VT_SHARED=$(cd "$root/../shared" && pwd)
 fi

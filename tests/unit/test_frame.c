@@ -324,9 +324,31 @@ static void test_render_nan(void)
     vt_frame_free(&f);
 }
 
+/* A map's "size" metadata sets the drawn side, up to 8192 (the largest
+ * crop); a hostile frame claiming more is drawn at the map's own size. */
+static void test_render_size(void)
+{
+    vt_frame f;
+    vt_frame_init(&f);
+    int64_t shape[2] = {2, 2};
+    vt_frame_add(&f, "map", VT_F32, 2, shape);
+    vt_frame_stamp(&f, "map", "m");
+    vt_image img;
+    vt_frame_set_meta(&f, "size", "64");
+    int rc = vt_render(&f, NULL, &img);
+    ok(rc == 0 && img.w == 64 && img.h == 64, "size 64 draws 64x64");
+    if (rc == 0) vt_image_free(&img);
+    vt_frame_set_meta(&f, "size", "16384");
+    rc = vt_render(&f, NULL, &img);
+    ok(rc == 0 && img.w == 2 && img.h == 2, "size 16384 is ignored: drawn 2x2");
+    if (rc == 0) vt_image_free(&img);
+    vt_frame_free(&f);
+}
+
 int main(void)
 {
     test_render_nan();
+    test_render_size();
     test_roundtrip_dtypes();
     test_stream();
     test_corrupt();
