@@ -359,9 +359,11 @@ static void test_attention(void)
     vt_pool_free(pools[1]);
 }
 
-/* o = softmax(scale q k^T) v for one head, in double */
-static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk,
-                     const float *v, int ldv, int nq, int nk, int d, double scale)
+/* o = softmax(scale q k^T + bias + mask) v for one head, in double; bias
+ * and mask [nq, nk] may be NULL */
+static void ref_attn_biased(double *o, const float *q, int ldq, const float *k, int ldk,
+                            const float *v, int ldv, int nq, int nk, int d, double scale,
+                            const float *bias, const float *mask)
 {
     double *s = malloc(sizeof(double) * nk);
     for (int i = 0; i < nq; i++) {
@@ -370,7 +372,8 @@ static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk
             double a = 0;
             for (int c = 0; c < d; c++)
                 a += (double)q[(size_t)i * ldq + c] * k[(size_t)j * ldk + c];
-            s[j] = a * scale;
+            s[j] = a * scale + (bias ? bias[(size_t)i * nk + j] : 0) +
+                   (mask ? mask[(size_t)i * nk + j] : 0);
             mx = fmax(mx, s[j]);
         }
         for (int j = 0; j < nk; j++)
@@ -383,6 +386,12 @@ static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk
         }
     }
     free(s);
+}
+
+static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk,
+                     const float *v, int ldv, int nq, int nk, int d, double scale)
+{
+    ref_attn_biased(o, q, ldq, k, ldk, v, ldv, nq, nk, d, scale, NULL, NULL);
 }
 
 /* the fused head on both kernel levels, with several key blocks (online
@@ -407,6 +416,19 @@ static void test_attn_head(void)
                     err = fmax(err, fabs(o[(size_t)i * ld + c] - want[(size_t)i * d + c]));
             ok(err < 2e-6, "fused attention nq=%d nk=%d d=%d, %s (err %.2g)", nq, nk, d,
                level ? "best kernels" : "portable", err);
+            /* with Swin's additions: a bias and a -100 / 0 mask */
+            float *bias = randv((size_t)nq * nk, 43), *mask = randv((size_t)nq * nk, 44);
+            for (size_t i = 0; i < (size_t)nq * nk; i++)
+                mask[i] = mask[i] > 0.5f ? -100.0f : 0.0f;
+            ref_attn_biased(want, q, ld, k, ld, v, ld, nq, nk, d, scale, bias, mask);
+            vt_attn_head_biased(o, ld, q, ld, k, ld, v, ld, nq, nk, d, (float)scale, bias, mask, sc);
+            err = 0;
+            for (int i = 0; i < nq; i++)
+                for (int c = 0; c < d; c++)
+                    err = fmax(err, fabs(o[(size_t)i * ld + c] - want[(size_t)i * d + c]));
+            ok(err < 2e-6, "fused attention + bias + mask nq=%d nk=%d d=%d, %s (err %.2g)", nq, nk,
+               d, level ? "best kernels" : "portable", err);
+            free(bias); free(mask);
             free(q); free(k); free(v); free(o); free(sc); free(want);
         }
     }
