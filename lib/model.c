@@ -111,12 +111,26 @@ const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
     const vt_tensor *t = vt_frame_get(w, name);
     if (!t)
         return vt_seterr("%s: missing tensor %s", family, name), NULL;
-    if (t->dtype != VT_F32)
-        return vt_seterr("%s: tensor %s is %s; only F32 weights are supported "
+    if (t->dtype != VT_F32 && t->dtype != VT_BF16 && t->dtype != VT_F16)
+        return vt_seterr("%s: tensor %s is %s; only F32, F16 and BF16 weights are supported "
                          "(convert with vt-convert)", family, name, vt_dtype_name(t->dtype)), NULL;
-    if ((size_t)vt_tensor_numel(t) != count || t->nbytes != count * sizeof(float))
+    if ((size_t)vt_tensor_numel(t) != count)
         return vt_seterr("%s: tensor %s has %lld elements, expected %zu", family, name,
                          (long long)vt_tensor_numel(t), count), NULL;
+    if (t->dtype != VT_F32) {
+        /* half precision widened once (exact); the family computes in F32 */
+        float *wide = vt_store_alloc(s, count);
+        const uint8_t *src = t->data;
+        for (size_t i = 0; i < count; i++) {
+            if (t->dtype == VT_BF16) {
+                uint32_t u = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
+                memcpy(&wide[i], &u, sizeof u);
+            } else {
+                wide[i] = (float)vt_tensor_get(t, i);
+            }
+        }
+        return wide;
+    }
     if ((uintptr_t)t->data % sizeof(float) == 0)
         return t->data;
     /* A frame only aligns its data block to 8 bytes; a tensor after an odd

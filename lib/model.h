@@ -50,9 +50,10 @@ typedef struct vt_store {
 float *vt_store_alloc(vt_store *s, size_t count);   /* zeroed, freed with s */
 void vt_store_free(vt_store *s);
 
-/* The F32 tensor `name` of exactly count elements: used in place from the
- * mapping when it is aligned, else copied into s. NULL after
- * vt_seterr("<family>: ...") when it is missing, not F32 or mis-sized. */
+/* The tensor `name` of exactly count elements as F32: used in place from
+ * the mapping when it is F32 and aligned, else copied into s (F16 and BF16
+ * widened). NULL after vt_seterr("<family>: ...") when it is missing, of
+ * another dtype or mis-sized. */
 const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
                            const char *name, size_t count);
 

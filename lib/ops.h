@@ -84,15 +84,19 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
                const float *b, int m, int k, int n, float beta, int gelu);
 
 /* A linear layer's weight W[n,k] ([out,in]) packed once, at load, for
- * vt_linear_packed: on AVX-512 CPUs into panels of 32 output features
- * (lib/ops/gemm.c), elsewhere kept as given (raw, used through vt_linear).
- * raw must outlive the pack either way. */
+ * vt_linear_packed (lib/ops/gemm.c). F32 weights: on AVX-512 CPUs into
+ * panels of 32 output features, elsewhere kept as given (raw, used through
+ * vt_linear; raw must then outlive the pack). BF16 weights (the raw bits,
+ * as a model file stores them): always panels, multiplied in f32 with
+ * AVX512-BF16, AVX-512 or portable kernels chosen at run time. */
 typedef struct vt_wpack {
     int n, k;
-    const float *raw;   /* the weights as given */
-    float *data;        /* the panels, or NULL */
+    int bf16;           /* panels hold bf16 */
+    const float *raw;   /* F32 weights as given, or NULL */
+    void *data;         /* the panels, or NULL */
 } vt_wpack;
 int vt_wpack_init(vt_wpack *w, const float *raw, int n, int k);  /* 0 or -1 */
+int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *raw, int n, int k);
 void vt_wpack_free(vt_wpack *w);
 /* vt_linear with a packed weight: y[m,n] = beta*y + act(x[m,k] W^T + b),
  * act GELU when gelu != 0; the bias, GELU and residual are applied to

@@ -770,8 +770,11 @@ static void st_destroy(void *net)
         return;
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
-    for (int i = 0; i < ST_STAGES; i++)
+    for (int i = 0; i < ST_STAGES; i++) {
+        for (int j = 0; n->blk[i] && j < n->c.st[i].depth; j++)
+            vt_swin_block_unpack(&n->blk[i][j]);
         free(n->blk[i]);
+    }
     free(n->sem);
     free(n->maps);
     n->magic = 0;
@@ -791,6 +794,13 @@ static void *st_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
         st_destroy(n);
         return NULL;
     }
+    /* the Swin blocks' weights packed once (vt_linear_packed) */
+    for (int i = 0; i < ST_STAGES; i++)
+        for (int j = 0; j < n->c.st[i].depth; j++)
+            if (is_swin(i, j) && vt_swin_block_pack(&n->blk[i][j], n->c.st[i].dim) < 0) {
+                st_destroy(n);
+                return NULL;
+            }
     run_alloc(n);
     return n;
 }

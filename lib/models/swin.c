@@ -226,6 +226,7 @@ typedef struct sw_net {
     const float *pew, *peb, *penw, *penb;           /* [C,3,p,p], [C], LN [C] */
     vt_swin_block_w *blk[SW_STAGES];                /* [depth] */
     const float *mrw[SW_STAGES], *mnw[SW_STAGES], *mnb[SW_STAGES];  /* [2C,4C], LN [4C] */
+    vt_wpack mr[SW_STAGES];                         /* mrw packed */
     const float *nw, *nb, *hw, *hb;                 /* LN [C4], head [K,C4], [K] */
     vt_store store;
     /* run state (one image at a time) */
@@ -345,6 +346,20 @@ static int sw_bind(sw_net *n, const vt_frame *w)
     return 0;
 }
 
+/* The matrix products' weights packed once (vt_linear_packed). */
+static int sw_pack(sw_net *n)
+{
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &n->c.st[i];
+        for (int j = 0; j < s->depth; j++)
+            if (vt_swin_block_pack(&n->blk[i][j], s->dim) < 0)
+                return -1;
+        if (i < SW_STAGES - 1 && vt_wpack_init(&n->mr[i], n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static void run_alloc(sw_net *n)
@@ -411,7 +426,7 @@ static void sw_blocks(sw_net *n, int first, int last)
             vt_patch_merge_gather(n->g, n->x, H, H, C);
             vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], L / 4, 4 * C,
                             c->eps);
-            vt_linear(n->pool, n->x, n->g, n->mrw[i - 1], NULL, L / 4, 4 * C, 2 * C, 0, 0);
+            vt_linear_packed(n->pool, n->x, n->g, &n->mr[i - 1], NULL, L / 4, 0, 0);
             memcpy(n->merged[i - 1], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
         }
         const sw_stage *s = &c->st[i];
@@ -458,8 +473,12 @@ static void sw_destroy(void *net)
         return;
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
-    for (int i = 0; i < SW_STAGES; i++)
+    for (int i = 0; i < SW_STAGES; i++) {
+        for (int j = 0; n->blk[i] && j < n->c.st[i].depth; j++)
+            vt_swin_block_unpack(&n->blk[i][j]);
+        vt_wpack_free(&n->mr[i]);
         free(n->blk[i]);
+    }
     n->magic = 0;
     free(n);
 }
@@ -473,7 +492,7 @@ static void *sw_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
         return NULL;
     }
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
-    if (!n->pool) {
+    if (!n->pool || sw_pack(n) < 0) {
         sw_destroy(n);
         return NULL;
     }

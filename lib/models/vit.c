@@ -237,6 +237,27 @@ static const float *weight(vit_net *n, const vt_frame *w, const char *name, size
     return vt_weight_f32(&n->store, w, "vit", name, count);
 }
 
+/* The file holds tensor `name` as BF16 (2-byte aligned, as a frame lays
+ * out whole elements). */
+static int is_bf16(const vt_frame *w, const char *name)
+{
+    const vt_tensor *t = vt_frame_get(w, name);
+    return t && t->dtype == VT_BF16 && (uintptr_t)t->data % 2 == 0;
+}
+
+/* A weight [nout, nin] packed for vt_linear_packed: from the file's BF16
+ * as it is (the products then run in bf16 x f32; the shape was checked
+ * against the parameter table when the model was opened), else from its
+ * F32 form f32 (widened already when the file holds F16). */
+static int pack(vit_net *n, const vt_frame *w, const char *name, const float *f32,
+                vt_wpack *out, int nout, int nin)
+{
+    (void)n;
+    if (is_bf16(w, name))
+        return vt_wpack_init_bf16(out, vt_frame_get(w, name)->data, nout, nin);
+    return vt_wpack_init(out, f32, nout, nin);
+}
+
 /* pos_embed [1, prefix + pg*pg, D] -> [prefix + g*g, D] (timm's
  * resample_abs_pos_embed: bicubic, antialias, prefix tokens kept). */
 static float *resample_pos(vit_net *n, const float *pos)
@@ -272,7 +293,8 @@ static int vit_bind(vit_net *n, const vt_frame *w)
         GET(W->dist, "dist_token", D);
     GET(pos, "pos_embed", (size_t)(c->prefix + c->pos_grid * c->pos_grid) * D);
     W->pos = c->pos_grid == c->grid ? pos : resample_pos(n, pos);
-    GET(W->pew, "patch_embed.proj.weight", D * 3 * P * P);
+    if (!is_bf16(w, "patch_embed.proj.weight"))
+        GET(W->pew, "patch_embed.proj.weight", D * 3 * P * P);
     GET(W->peb, "patch_embed.proj.bias", D);
     W->blocks = vt_xcalloc((size_t)c->depth, sizeof *W->blocks);
     for (int i = 0; i < c->depth; i++) {
@@ -281,18 +303,24 @@ static int vit_bind(vit_net *n, const vt_frame *w)
     do { snprintf(name, sizeof name, "blocks.%d.%s", i, suffix); GET(dst, name, cnt); } while (0)
         BGET(B->n1w, "norm1.weight", D);
         BGET(B->n1b, "norm1.bias", D);
-        BGET(B->qkvw, "attn.qkv.weight", 3 * D * D);
+        /* linear weights a BF16 file holds are packed from the file as they
+         * are (see pack()): no F32 copy */
+#define LGET(dst, suffix, cnt) \
+    do { snprintf(name, sizeof name, "blocks.%d.%s", i, suffix); \
+         if (!is_bf16(w, name)) GET(dst, name, cnt); } while (0)
+        LGET(B->qkvw, "attn.qkv.weight", 3 * D * D);
         if (c->qkv_bias)
             BGET(B->qkvb, "attn.qkv.bias", 3 * D);
-        BGET(B->projw, "attn.proj.weight", D * D);
+        LGET(B->projw, "attn.proj.weight", D * D);
         BGET(B->projb, "attn.proj.bias", D);
         BGET(B->n2w, "norm2.weight", D);
         BGET(B->n2b, "norm2.bias", D);
-        BGET(B->fc1w, "mlp.fc1.weight", H * D);
+        LGET(B->fc1w, "mlp.fc1.weight", H * D);
         BGET(B->fc1b, "mlp.fc1.bias", H);
-        BGET(B->fc2w, "mlp.fc2.weight", D * H);
+        LGET(B->fc2w, "mlp.fc2.weight", D * H);
         BGET(B->fc2b, "mlp.fc2.bias", D);
 #undef BGET
+#undef LGET
     }
     GET(W->normw, "norm.weight", D);
     GET(W->normb, "norm.bias", D);
@@ -304,15 +332,17 @@ static int vit_bind(vit_net *n, const vt_frame *w)
     }
 #undef GET
     /* the matrix products' weights packed once for vt_linear_packed */
-    if (vt_wpack_init(&W->pe, W->pew, (int)D, (int)(3 * P * P)) < 0)
+    if (pack(n, w, "patch_embed.proj.weight", W->pew, &W->pe, (int)D, (int)(3 * P * P)) < 0)
         return -1;
     for (int i = 0; i < c->depth; i++) {
         vit_block *B = &W->blocks[i];
-        if (vt_wpack_init(&B->qkv, B->qkvw, (int)(3 * D), (int)D) < 0 ||
-            vt_wpack_init(&B->proj, B->projw, (int)D, (int)D) < 0 ||
-            vt_wpack_init(&B->fc1, B->fc1w, (int)H, (int)D) < 0 ||
-            vt_wpack_init(&B->fc2, B->fc2w, (int)D, (int)H) < 0)
+#define PACK(f, suffix, nout, nin) \
+    (snprintf(name, sizeof name, "blocks.%d.%s", i, suffix), \
+     pack(n, w, name, B->f##w, &B->f, (int)(nout), (int)(nin)))
+        if (PACK(qkv, "attn.qkv.weight", 3 * D, D) < 0 || PACK(proj, "attn.proj.weight", D, D) < 0 ||
+            PACK(fc1, "mlp.fc1.weight", H, D) < 0 || PACK(fc2, "mlp.fc2.weight", D, H) < 0)
             return -1;
+#undef PACK
     }
     return 0;
 }

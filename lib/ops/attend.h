@@ -24,6 +24,12 @@ size_t vt_attn_head_scratch(int nk, int d);
 void vt_attn_head(float *o, int ldo, const float *q, int ldq, const float *k, int ldk,
                   const float *v, int ldv, int nq, int nk, int d, float scale,
                   float *scratch);
+/* The same with additions to the scores before the softmax, as Swin's
+ * relative position bias and shift mask: softmax(scale q k^T + bias + mask),
+ * bias and mask [nq, nk] row-major, either may be NULL. */
+void vt_attn_head_biased(float *o, int ldo, const float *q, int ldq, const float *k, int ldk,
+                         const float *v, int ldv, int nq, int nk, int d, float scale,
+                         const float *bias, const float *mask, float *scratch);
 
 /* One head: q[nq, d] (row stride ldq), k and v [nk, d] (strides ldk, ldv),
  * out[nq, d] (stride ldo). Pointers are to the head's first channel. */

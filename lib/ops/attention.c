@@ -58,7 +58,15 @@ typedef struct attn_args {
     float *pall;        /* optional: probabilities of every query, rows ldp
                            apart (kb == nk) */
     int ldp;
+    const float *bias, *mask;   /* optional [nq, nk] additions to the scores */
 } attn_args;
+
+/* s[r, 0..kb) += add[r, 0..kb) (row stride lda) for rows r < rows */
+static void add_rows(float *s, int lds, const float *add, size_t lda, int rows, int kb)
+{
+    for (int r = 0; r < rows; r++)
+        vt_add(s + (size_t)r * lds, add + r * lda, (size_t)kb);
+}
 
 /* ---- portable kernels ------------------------------------------------- */
 
@@ -331,6 +339,10 @@ static void block_step(const attn_args *a, int simd, const blocks *b, int q0, in
 #ifdef VT_HAVE_X86_KERNELS
     if (simd) {
         scores_avx512(a, b->s, lds, q, rows, b->kt, kb);
+        if (a->bias)
+            add_rows(b->s, lds, a->bias + (size_t)q0 * a->nk + k0, (size_t)a->nk, rows, kb);
+        if (a->mask)
+            add_rows(b->s, lds, a->mask + (size_t)q0 * a->nk + k0, (size_t)a->nk, rows, kb);
         for (int r = 0; r < rows; r++) {
             float alpha = softmax_step_avx512(b->s + (size_t)r * lds, kb, b->m + r, b->l + r);
             if (!first && alpha != 1.0f)
@@ -352,6 +364,10 @@ static void block_step(const attn_args *a, int simd, const blocks *b, int q0, in
     }
 #endif
     scores_blas(a, b->s, lds, q, rows, a->k + (size_t)k0 * a->ldk, kb);
+    if (a->bias)
+        add_rows(b->s, lds, a->bias + (size_t)q0 * a->nk + k0, (size_t)a->nk, rows, kb);
+    if (a->mask)
+        add_rows(b->s, lds, a->mask + (size_t)q0 * a->nk + k0, (size_t)a->nk, rows, kb);
     if (first)
         memset(b->o, 0, (size_t)rows * d * sizeof *b->o);
     for (int r = 0; r < rows; r++) {
@@ -402,7 +418,19 @@ void vt_attn_head(float *o, int ldo, const float *q, int ldq, const float *k, in
 {
     if (nq < 1 || nk < 1 || d < 1)
         return;
-    attn_args a = {o, q, k, v, ldo, ldq, ldk, ldv, nq, nk, d, key_block(nk), scale, NULL, NULL, 0};
+    attn_args a = {o, q, k, v, ldo, ldq, ldk, ldv, nq, nk, d, key_block(nk), scale, NULL,
+                   NULL, 0, NULL, NULL};
+    attn_head(&a, scratch);
+}
+
+void vt_attn_head_biased(float *o, int ldo, const float *q, int ldq, const float *k, int ldk,
+                         const float *v, int ldv, int nq, int nk, int d, float scale,
+                         const float *bias, const float *mask, float *scratch)
+{
+    if (nq < 1 || nk < 1 || d < 1)
+        return;
+    attn_args a = {o, q, k, v, ldo, ldq, ldk, ldv, nq, nk, d, key_block(nk), scale, NULL,
+                   NULL, 0, bias, mask};
     attn_head(&a, scratch);
 }
 
@@ -437,7 +465,8 @@ static void attn_task(void *ctx, int task, int thread)
                    base + (size_t)r0 * ld, base + d, base + 2 * d,
                    d, ld, ld, ld, r1 - r0, t, j->dh, t, j->scale,
                    j->cls && r0 == 0 ? j->cls + ((size_t)b * j->heads + h) * t : NULL,
-                   j->maps ? j->maps + (((size_t)b * j->heads + h) * t + r0) * t : NULL, t};
+                   j->maps ? j->maps + (((size_t)b * j->heads + h) * t + r0) * t : NULL, t,
+                   NULL, NULL};
     attn_head(&a, j->scratch + (size_t)thread * j->per_thread);
 }
 

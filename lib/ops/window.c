@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ops/attend.h"
 #include "ops/window.h"
 
 static int wrap(int v, int n) { return ((v % n) + n) % n; }
@@ -118,31 +119,34 @@ typedef struct swin_job {
     const float *qkv, *bias, *mask;
     int N, heads, d;
     float scale;
-    float *scratch;     /* [threads, heads*N*N] */
+    float *scratch;     /* [threads, vt_attn_head_scratch(N, d)] */
 } swin_job;
 
-static void swin_task(void *ctx, int w, int thread)
+/* One (window, head), fused: nobody keeps Swin's probabilities. */
+static void swin_task(void *ctx, int task, int thread)
 {
     const swin_job *j = ctx;
-    int C = j->heads * j->d;
+    int C = j->heads * j->d, w = task / j->heads, h = task % j->heads;
     size_t N = j->N;
-    const float *q = j->qkv + (size_t)w * N * 3 * C;
-    vt_mha_probs(j->out + (size_t)w * N * C, C, q, 3 * C, q + C, 3 * C, q + 2 * C, 3 * C,
-                 j->N, j->N, j->heads, j->d, j->scale, j->bias,
-                 j->mask ? j->mask + (size_t)w * N * N : NULL,
-                 j->scratch + (size_t)thread * j->heads * N * N);
+    const float *q = j->qkv + (size_t)w * N * 3 * C + (size_t)h * j->d;
+    vt_attn_head_biased(j->out + (size_t)w * N * C + (size_t)h * j->d, C, q, 3 * C, q + C,
+                        3 * C, q + 2 * C, 3 * C, j->N, j->N, j->d, j->scale,
+                        j->bias ? j->bias + (size_t)h * N * N : NULL,
+                        j->mask ? j->mask + (size_t)w * N * N : NULL,
+                        j->scratch + (size_t)thread * vt_attn_head_scratch(j->N, j->d));
 }
 
-size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N)
+size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N, int d)
 {
-    return (size_t)vt_pool_size(p) * heads * N * N;
+    (void)heads;
+    return (size_t)vt_pool_size(p) * vt_attn_head_scratch(N, d);
 }
 
 void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int N, int heads, int d,
                   float scale, const float *bias, const float *mask, float *scratch)
 {
     swin_job j = {out, qkv, bias, mask, N, heads, d, scale, scratch};
-    vt_pool_run_work(p, nW, swin_task, &j, 4.0 * nW * N * N * heads * d);
+    vt_pool_run_work(p, nW * heads, swin_task, &j, 4.0 * nW * N * N * heads * d);
 }
 
 /* ---- one Swin block ---------------------------------------------------- */
@@ -151,7 +155,8 @@ size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int H, 
 {
     size_t L = (size_t)H * W;
     /* xn [L,C], xw [L,C], qkv [L,3C], aw [L,C], hidden [L,F], attention */
-    return L * C * 6 + L * b->hidden + vt_swin_attn_scratch(p, b->heads, b->ws * b->ws);
+    return L * C * 6 + L * b->hidden + vt_swin_attn_scratch(p, b->heads, b->ws * b->ws,
+                                                            C / b->heads);
 }
 
 void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_block_w *b,
@@ -160,13 +165,49 @@ void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_bloc
     int L = H * W, N = b->ws * b->ws, nW = L / N, d = C / b->heads, F = b->hidden;
     float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
     float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
+    int packed = b->qkv.raw || b->qkv.data;
     vt_layernorm_mt(p, xn, x, b->n1w, b->n1b, L, C, eps);
     vt_window_partition(xw, xn, H, W, C, b->ws, b->shift);
-    vt_linear(p, qkv, xw, b->qkvw, b->qkvb, L, C, 3 * C, 0, 0);
+    if (packed)
+        vt_linear_packed(p, qkv, xw, &b->qkv, b->qkvb, L, 0, 0);
+    else
+        vt_linear(p, qkv, xw, b->qkvw, b->qkvb, L, C, 3 * C, 0, 0);
     vt_swin_attn(p, aw, qkv, nW, N, b->heads, d, 1.0f / sqrtf((float)d), b->bias, b->mask, att);
-    vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
+    if (packed)
+        vt_linear_packed(p, xw, aw, &b->proj, b->projb, L, 0, 0);
+    else
+        vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
     vt_window_reverse(x, xw, H, W, C, b->ws, b->shift, 1);
     vt_layernorm_mt(p, xn, x, b->n2w, b->n2b, L, C, eps);
-    vt_linear(p, hid, xn, b->fc1w, b->fc1b, L, C, F, 0, 1);
-    vt_linear(p, x, hid, b->fc2w, b->fc2b, L, F, C, 1, 0);
+    if (packed) {
+        vt_linear_packed(p, hid, xn, &b->fc1, b->fc1b, L, 0, 1);
+        vt_linear_packed(p, x, hid, &b->fc2, b->fc2b, L, 1, 0);
+    } else {
+        vt_linear(p, hid, xn, b->fc1w, b->fc1b, L, C, F, 0, 1);
+        vt_linear(p, x, hid, b->fc2w, b->fc2b, L, F, C, 1, 0);
+    }
+}
+
+int vt_swin_block_pack(vt_swin_block_w *b, int C)
+{
+    int F = b->hidden;
+    if (vt_wpack_init(&b->qkv, b->qkvw, 3 * C, C) < 0 ||
+        vt_wpack_init(&b->proj, b->projw, C, C) < 0 ||
+        vt_wpack_init(&b->fc1, b->fc1w, F, C) < 0 || vt_wpack_init(&b->fc2, b->fc2w, C, F) < 0) {
+        vt_swin_block_unpack(b);
+        return -1;
+    }
+    return 0;
+}
+
+void vt_swin_block_unpack(vt_swin_block_w *b)
+{
+    vt_wpack_free(&b->qkv);
+    vt_wpack_free(&b->proj);
+    vt_wpack_free(&b->fc1);
+    vt_wpack_free(&b->fc2);
+    memset(&b->qkv, 0, sizeof b->qkv);
+    memset(&b->proj, 0, sizeof b->proj);
+    memset(&b->fc1, 0, sizeof b->fc1);
+    memset(&b->fc2, 0, sizeof b->fc2);
 }

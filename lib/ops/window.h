@@ -64,9 +64,10 @@ void vt_mha_probs(float *out, int ldo, const float *q, int ldq, const float *k,
 /* Swin window attention over nW windows of N tokens each:
  *   qkv[nW*N, 3C] (q | k | v, heads inside each), out[nW*N, C] (heads
  *   concatenated), bias [heads, N, N] (may be NULL), mask [nW, N, N] (may
- *   be NULL). Windows are split over the pool; scratch has
- *   vt_swin_attn_scratch floats. */
-size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N);
+ *   be NULL). (Window, head) pairs are split over the pool and run fused
+ *   (vt_attn_head_biased, no probabilities kept); scratch has
+ *   vt_swin_attn_scratch floats for d = C / heads channels per head. */
+size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N, int d);
 void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int N,
                   int heads, int d, float scale, const float *bias,
                   const float *mask, float *scratch);
@@ -85,7 +86,15 @@ typedef struct vt_swin_block_w {
     const float *fc1w, *fc1b;   /* mlp.fc1 [F, C], [F] */
     const float *fc2w, *fc2b;   /* mlp.fc2 [C, F], [C] */
     int heads, ws, shift, hidden;
+    /* the four weights packed (vt_swin_block_pack), else zeros */
+    vt_wpack qkv, proj, fc1, fc2;
 } vt_swin_block_w;
+
+/* Pack the block's four linear weights (C channels) for vt_linear_packed,
+ * once after binding; vt_swin_block uses them from then on. 0 or -1.
+ * vt_swin_block_unpack frees them. */
+int vt_swin_block_pack(vt_swin_block_w *b, int C);
+void vt_swin_block_unpack(vt_swin_block_w *b);
 
 /* Floats of scratch vt_swin_block needs for an H x W map of C channels. */
 size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int H, int W, int C);

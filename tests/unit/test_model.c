@@ -1,6 +1,7 @@
-/* test_model.c - binding weights: in place, copied when misaligned, and
- * refused with the family's name when missing, not F32 or mis-sized;
- * config arrays of the wrong length refused without writing past a buffer. */
+/* test_model.c - binding weights: in place, copied when misaligned,
+ * widened from F16/BF16, and refused with the family's name when missing,
+ * of another dtype or mis-sized; config arrays of the wrong length refused
+ * without writing past a buffer. */
 #include "model.h"
 #include "util.h"
 #include "tap.h"
@@ -56,7 +57,11 @@ int main(void)
     vt_frame_init(&f);
     vt_frame_add_ref(&f, "a", VT_F32, 1, shape, aligned);
     vt_frame_add_ref(&f, "m", VT_F32, 1, shape, raw + 2);
-    vt_frame_add(&f, "h", VT_F16, 1, shape);
+    /* 1.5 and -2 in each half format, then zeros (filled before the next
+     * add, which may move the tensor table) */
+    memcpy(vt_frame_add(&f, "h", VT_F16, 1, shape)->data, (uint16_t[6]){0x3e00, 0xc000}, 12);
+    memcpy(vt_frame_add(&f, "bh", VT_BF16, 1, shape)->data, (uint16_t[6]){0x3fc0, 0xc000}, 12);
+    vt_frame_add(&f, "i", VT_I32, 1, shape);
     vt_store s = {0};
 
     const float *a = vt_weight_f32(&s, &f, "fam", "a", 6);
@@ -66,12 +71,15 @@ int main(void)
        "a misaligned tensor is copied into the store");
     ok(!vt_weight_f32(&s, &f, "fam", "x", 6) && strcmp(vt_error(), "fam: missing tensor x") == 0,
        "missing: %s", vt_error());
-    ok(!vt_weight_f32(&s, &f, "fam", "h", 6) && strstr(vt_error(), "fam: tensor h is F16"),
-       "not F32: %s", vt_error());
+    const float *wh = vt_weight_f32(&s, &f, "fam", "h", 6), *wb = vt_weight_f32(&s, &f, "fam", "bh", 6);
+    ok(wh && wh[0] == 1.5f && wh[1] == -2.0f && wh[5] == 0 && wb && wb[0] == 1.5f &&
+       wb[1] == -2.0f && wb[5] == 0 && s.n == 3, "F16 and BF16 are widened into the store");
+    ok(!vt_weight_f32(&s, &f, "fam", "i", 6) && strstr(vt_error(), "fam: tensor i is I32"),
+       "not a float: %s", vt_error());
     ok(!vt_weight_f32(&s, &f, "fam", "a", 5) && strstr(vt_error(), "has 6 elements, expected 5"),
        "mis-sized: %s", vt_error());
     float *z = vt_store_alloc(&s, 4);
-    ok(z[0] == 0 && z[3] == 0 && s.n == 2, "store buffers are zeroed");
+    ok(z[0] == 0 && z[3] == 0 && s.n == 4, "store buffers are zeroed");
     vt_store_free(&s);
     ok(s.n == 0 && s.buf == NULL, "store freed");
     vt_frame_free(&f);

@@ -2,6 +2,7 @@
  * references (and torch's F.interpolate outputs for resampling). */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "ops/grid.h"
 #include "ops/attend.h"
 #include "ops/cpu.h"
+#include "ops/gemm.h"
 #include "tap.h"
 #include "util.h"
 
@@ -237,6 +239,74 @@ static void test_linear_packed(void)
     vt_pool_free(pools[1]);
 }
 
+/* f32 to bf16 bits, round to nearest even (as vt-convert and vdpbf16ps) */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+static float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* BF16-packed linear layers, each kernel against a scalar reference over
+ * the same bf16 weights (and, for vdpbf16ps, bf16-rounded inputs) */
+static void test_linear_bf16(void)
+{
+    int shapes[][3] = {{197, 64, 192}, {3, 48, 1000}, {30, 41, 10}, {1, 7, 5},
+                       {33, 17, 129}, {25, 384, 48}, {13, 1, 33}, {14, 600, 40}};
+    static const char *const names[] = {"portable", "fma", "dpbf16"};
+    vt_pool *pool = vt_pool_create(2);
+    int have = vt_cpu() >= VT_CPU_AVX512BF16 ? 3 : vt_cpu() >= VT_CPU_AVX512 ? 2 : 1;
+    for (int kern = 0; kern < 3; kern++) {
+        if (kern >= have) {
+            skip(names[kern], "this CPU lacks the instructions");
+            continue;
+        }
+        vt_gemm_bf16_force(kern);
+        ok(vt_gemm_bf16_kernel() == kern, "bf16 kernel %s chosen", names[kern]);
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            int m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
+            float *x = randv((size_t)m * k, 24), *wf = randv((size_t)n * k, 25);
+            float *b = randv(n, 26), *y0 = randv((size_t)m * n, 27);
+            float *y = malloc(sizeof(float) * m * n), *xr = malloc(sizeof(float) * m * k);
+            uint16_t *w16 = malloc(sizeof(uint16_t) * n * k);
+            double *want = malloc(sizeof(double) * m * n), err[3] = {0};
+            for (size_t i = 0; i < (size_t)n * k; i++) {
+                w16[i] = to_bf16(wf[i]);
+                wf[i] = from_bf16(w16[i]);
+            }
+            for (size_t i = 0; i < (size_t)m * k; i++)
+                xr[i] = kern == 2 ? from_bf16(to_bf16(x[i])) : x[i];
+            vt_wpack pk;
+            ok(vt_wpack_init_bf16(&pk, w16, n, k) == 0 && pk.bf16, "pack bf16 %dx%d", n, k);
+            for (int mode = 0; mode < 3; mode++) {
+                ref_linear(want, xr, wf, mode < 2 ? b : NULL, m, k, n);
+                memcpy(y, y0, sizeof(float) * m * n);
+                for (size_t i = 0; i < (size_t)m * n; i++)
+                    want[i] = mode == 1 ? ref_gelu(want[i]) : mode == 2 ? want[i] + y0[i] : want[i];
+                vt_linear_packed(si % 2 ? pool : NULL, y, x, &pk, mode < 2 ? b : NULL, m,
+                                 mode == 2 ? 1.0f : 0.0f, mode == 1);
+                err[mode] = maxdiff(y, want, (size_t)m * n);
+            }
+            ok(err[0] < 1e-4 && err[1] < 1e-4 && err[2] < 1e-4,
+               "bf16 linear %dx%dx%d, %s kernel (err %.2g %.2g %.2g)", m, k, n, names[kern],
+               err[0], err[1], err[2]);
+            vt_wpack_free(&pk);
+            free(x); free(wf); free(b); free(y0); free(y); free(xr); free(w16); free(want);
+        }
+    }
+    vt_gemm_bf16_force(-1);
+    vt_pool_free(pool);
+}
+
 static void test_attention(void)
 {
     int cases[][4] = {{1, 197, 6, 8}, {2, 10, 3, 5}, {3, 17, 2, 12}, {1, 5, 1, 4}, {1, 197, 3, 64}};
@@ -300,9 +370,11 @@ static void test_attention(void)
     vt_pool_free(pools[1]);
 }
 
-/* o = softmax(scale q k^T) v for one head, in double */
-static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk,
-                     const float *v, int ldv, int nq, int nk, int d, double scale)
+/* o = softmax(scale q k^T + bias + mask) v for one head, in double; bias
+ * and mask [nq, nk] may be NULL */
+static void ref_attn_biased(double *o, const float *q, int ldq, const float *k, int ldk,
+                            const float *v, int ldv, int nq, int nk, int d, double scale,
+                            const float *bias, const float *mask)
 {
     double *s = malloc(sizeof(double) * nk);
     for (int i = 0; i < nq; i++) {
@@ -311,7 +383,8 @@ static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk
             double a = 0;
             for (int c = 0; c < d; c++)
                 a += (double)q[(size_t)i * ldq + c] * k[(size_t)j * ldk + c];
-            s[j] = a * scale;
+            s[j] = a * scale + (bias ? bias[(size_t)i * nk + j] : 0) +
+                   (mask ? mask[(size_t)i * nk + j] : 0);
             mx = fmax(mx, s[j]);
         }
         for (int j = 0; j < nk; j++)
@@ -324,6 +397,12 @@ static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk
         }
     }
     free(s);
+}
+
+static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk,
+                     const float *v, int ldv, int nq, int nk, int d, double scale)
+{
+    ref_attn_biased(o, q, ldq, k, ldk, v, ldv, nq, nk, d, scale, NULL, NULL);
 }
 
 /* the fused head on both kernel levels, with several key blocks (online
@@ -348,6 +427,19 @@ static void test_attn_head(void)
                     err = fmax(err, fabs(o[(size_t)i * ld + c] - want[(size_t)i * d + c]));
             ok(err < 2e-6, "fused attention nq=%d nk=%d d=%d, %s (err %.2g)", nq, nk, d,
                level ? "best kernels" : "portable", err);
+            /* with Swin's additions: a bias and a -100 / 0 mask */
+            float *bias = randv((size_t)nq * nk, 43), *mask = randv((size_t)nq * nk, 44);
+            for (size_t i = 0; i < (size_t)nq * nk; i++)
+                mask[i] = mask[i] > 0.5f ? -100.0f : 0.0f;
+            ref_attn_biased(want, q, ld, k, ld, v, ld, nq, nk, d, scale, bias, mask);
+            vt_attn_head_biased(o, ld, q, ld, k, ld, v, ld, nq, nk, d, (float)scale, bias, mask, sc);
+            err = 0;
+            for (int i = 0; i < nq; i++)
+                for (int c = 0; c < d; c++)
+                    err = fmax(err, fabs(o[(size_t)i * ld + c] - want[(size_t)i * d + c]));
+            ok(err < 2e-6, "fused attention + bias + mask nq=%d nk=%d d=%d, %s (err %.2g)", nq, nk,
+               d, level ? "best kernels" : "portable", err);
+            free(bias); free(mask);
             free(q); free(k); free(v); free(o); free(sc); free(want);
         }
     }
@@ -526,6 +618,7 @@ int main(void)
     test_pooling();
     test_attn_head();
     test_linear_packed();
+    test_linear_bf16();
     test_interp();
     return tap_done();
 }

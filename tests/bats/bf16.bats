@@ -1,0 +1,70 @@
+#!/usr/bin/env bats
+# BF16 model files (vt-convert --dtype bf16) of the vit family against the
+# same model in F32: logits within 2% (max |bf16 - f32| <= 0.02 max |f32|)
+# and the same top-1 class, on every kernel the CPU has (VT_BF16 forces
+# one; a kernel the CPU lacks falls back to the next). The project's vit
+# fixtures always; ../shared's vit fixtures when they are there.
+load helper
+
+# The config a model file's metadata holds, as JSON on stdout.
+model_config() {
+  "$PY" - "$1" <<'EOF'
+import json, struct, sys
+f = open(sys.argv[1], "rb")
+n = struct.unpack("<Q", f.read(8))[0]
+print(json.loads(f.read(n))["__metadata__"]["config"])
+EOF
+}
+
+# $1 = got.npy $2 = f32.npy: the 2% bound and equal top-1 per row
+close2() {
+  "$PY" - "$1" "$2" <<'EOF'
+import sys
+import numpy as np
+got, want = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
+got, want = got.reshape(-1, want.shape[-1]), want.reshape(-1, want.shape[-1])
+err, bound = np.abs(got - want).max(), 0.02 * np.abs(want).max()
+same = (got.argmax(1) == want.argmax(1)).all()
+print(f"max abs err {err:.3g} bound {bound:.3g} top-1 {'same' if same else 'differs'}")
+sys.exit(0 if err <= bound and same and np.isfinite(got).all() else 1)
+EOF
+}
+
+# $1 = model (F32), $2 = model (BF16), $3 = input.npy: every kernel
+check_pair() {
+  "$BIN/vt-convert" "$3" | "$BIN/vt-classify" -m "$1" --logits 2>/dev/null |
+    "$BIN/vt-convert" --to npy -o "$T/f32.npy" -
+  for k in portable fma dpbf16; do
+    "$BIN/vt-convert" "$3" | VT_BF16=$k "$BIN/vt-classify" -m "$2" --logits 2>/dev/null |
+      "$BIN/vt-convert" --to npy -o "$T/bf16.npy" -
+    out=$(close2 "$T/bf16.npy" "$T/f32.npy") || { echo "# $2 ($k): $out" >&3; return 1; }
+  done
+}
+
+@test "bf16: the project's vit fixtures within 2% of f32, same top-1, every kernel" {
+  have_numpy || skip "no /usr/bin/python3 with numpy"
+  for m in tiny dist; do
+    model_config "$FIX/vit/$m.safetensors" > "$T/cfg.json"
+    arch=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["arch"])' "$T/cfg.json")
+    "$BIN/vt-convert" --arch "$arch" --config "$T/cfg.json" "$FIX/vit/$m.safetensors" \
+      --dtype bf16 -o "$T/$m-bf16.safetensors"
+    "$BIN/vt-convert" --info "$T/$m-bf16.safetensors" | grep -q 'blocks.0.mlp.fc1.weight *BF16'
+    check_pair "$FIX/vit/$m.safetensors" "$T/$m-bf16.safetensors" "$FIX/vit/$m-input.npy"
+  done
+}
+
+@test "bf16: ../shared vit fixtures within 2% of f32, same top-1, every kernel" {
+  have_shared || skip "../shared is not present"
+  have_numpy || skip "no /usr/bin/python3 with numpy"
+  n=0
+  for fx in "$VT_SHARED"/conformance/fixtures/vit-*/; do
+    [ -f "$fx/meta.json" ] || continue
+    variant=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["variant"])' "$fx/meta.json")
+    "$BIN/vt-convert" --arch "$variant" --config "$fx/meta.json" "$fx/checkpoint.pth" -o "$T/f32.safetensors"
+    "$BIN/vt-convert" --arch "$variant" --config "$fx/meta.json" "$fx/checkpoint.pth" \
+      --dtype bf16 -o "$T/bf16.safetensors"
+    check_pair "$T/f32.safetensors" "$T/bf16.safetensors" "$fx/input.npy"
+    n=$((n + 1))
+  done
+  [ "$n" -ge 1 ]
+}
