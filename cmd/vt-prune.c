@@ -111,7 +111,8 @@ static void keep_map(job *j, vt_frame *f, const char *name)
     j->nmaps++;
 }
 
-/* Read --sigmap frames until one pairs with name (or the stream ends). */
+/* Read --sigmap frames until one is named exactly name (or the stream
+ * ends); maps of other names, stem matches included, wait in the table. */
 static int read_ahead(job *j, const char *name)
 {
     while (j->sig_in) {
@@ -135,11 +136,7 @@ static int read_ahead(job *j, const char *name)
             continue;
         }
         keep_map(j, &f, n);
-        char *a = pair_key(n), *b = pair_key(name);
-        int hit = strcmp(n, name) == 0 || strcmp(a, b) == 0;
-        free(a);
-        free(b);
-        if (hit) return 0;
+        if (strcmp(n, name) == 0) return 0;
     }
     return 0;
 }
@@ -149,13 +146,13 @@ static int read_ahead(job *j, const char *name)
  * own scores are used); -1 when one was expected and is missing. */
 static int take_map(job *j, const char *name, vt_frame *out)
 {
+    /* exact name first, read ahead for it; only then the stem */
     int i = find_map(j, name, 0);
-    if (i < 0) i = find_map(j, name, 1);
     if (i < 0 && j->sig_in) {
         read_ahead(j, name);
         i = find_map(j, name, 0);
-        if (i < 0) i = find_map(j, name, 1);
     }
+    if (i < 0) i = find_map(j, name, 1);
     if (i < 0) {
         if (j->sig_path)
             return vt_seterr("no sigmap frame named %s in %s", name,

@@ -214,6 +214,25 @@ PY
   [[ "$output" == "tench.jpg"$'\t'"1"$'\t'* ]]
 }
 
+@test "prune: an exact name later in --sigmap wins over a stem match read before it" {
+  # maps of x.jpg then x.png; tokens of x.png then x.jpg: each by its own map
+  cp "$SAMPLES/tench.jpg" "$T/x.jpg"
+  cp "$SAMPLES/cheetah.jpg" "$T/x.png"
+  m=$VIT/tiny.safetensors
+  "$BIN/vt-sigmap" -m "$m" "$T/x.jpg" "$T/x.png" > "$T/maps"
+  "$BIN/vt-classify" -m "$m" --until 0 "$T/x.png" "$T/x.jpg" > "$T/t"
+  "$BIN/vt-prune" --keep 0.5 --sigmap "$T/maps" "$T/t" > "$T/a"
+  : > "$T/want"
+  for x in x.png x.jpg; do
+    "$BIN/vt-sigmap" -m "$m" "$T/$x" > "$T/m1"
+    "$BIN/vt-classify" -m "$m" --until 0 "$T/$x" | "$BIN/vt-prune" --keep 0.5 --sigmap "$T/m1" >> "$T/want"
+  done
+  cmp "$T/a" "$T/want"
+  # the maps differ enough that a swap shows
+  "$BIN/vt-prune" --keep 0.5 "$T/t" > "$T/cls"
+  ! cmp -s "$T/a" "$T/cls"
+}
+
 @test "prune: a missing or misfit sigmap is reported per frame; the others are still written" {
   "$BIN/vt-sigmap" -m "$(S)" "$SAMPLES/tench.jpg" > "$T/maps"
   status=0
