@@ -305,8 +305,13 @@ PY
   out=$(MANWIDTH=80 man -l "$ROOT/man/vt-prune.1" 2>&1 >/dev/null)
   [ -z "$out" ]
   text=$(MANWIDTH=80 man -l "$ROOT/man/vt-prune.1" 2>/dev/null | col -b)
-  for w in --keep --tokens --method --sigmap topk fuse reallocate cluster EViT SG-Former STViT \
-           DynamicViT "CLS attention" norm; do
+  # every option --help lists, short and long
+  opts=$("$BIN/vt-prune" --help | grep -E '^ +-' | grep -oE -- '(^|[ ,])--?[A-Za-z][-A-Za-z]*' | sed 's/^[ ,]//' | sort -u)
+  [ "$(wc -l <<< "$opts")" -ge 6 ]   # the extraction found them
+  for w in $opts; do
+    grep -qE -- "(^|[^-A-Za-z])$w([^-A-Za-z]|\$)" <<< "$text" || { echo "man page lacks $w"; false; }
+  done
+  for w in topk fuse reallocate cluster EViT SG-Former STViT DynamicViT "CLS attention" norm; do
     grep -q -- "$w" <<< "$text"
   done
 }
