@@ -169,7 +169,7 @@ static int take_map(job *j, const char *name, vt_frame *out)
 
 /* ---- one tokens frame --------------------------------------------------- */
 
-static int score_tokens(job *j, const char *name, vt_score_source *src)
+static int score_tokens(job *j, const vt_frame *f, const char *name, vt_score_source *src)
 {
     if (j->in.n > j->score_cap) {
         free(j->score);
@@ -184,11 +184,16 @@ static int score_tokens(job *j, const char *name, vt_score_source *src)
         return 0;
     }
     const vt_tensor *t = vt_frame_get(&sm, "sigmap");
+    const char *ms = vt_frame_meta(&sm, "weights_sha256"), *ts = vt_frame_meta(f, "weights_sha256");
     int rc;
     if (!t || t->dtype != VT_F32 || t->ndim != 2)
         rc = vt_seterr("its sigmap frame has no F32 [h,w] 'sigmap' tensor");
     else
         rc = vt_score_sigmap(&j->in, t->data, (int)t->shape[0], (int)t->shape[1], j->score);
+    /* a map on the tokens' grid can still be another model's */
+    if (rc == 0 && ms && ts && strcmp(ms, ts) != 0)
+        rc = vt_seterr("its sigmap is from another model (weights %.12s...; the tokens' are "
+                       "%.12s...)", ms, ts);
     vt_frame_free(&sm);
     *src = VT_SCORE_SIGMAP;
     return rc;
@@ -198,7 +203,7 @@ static int prune_frame(job *j, const vt_frame *f, const char *name)
 {
     if (vt_tokens_from_frame(f, &j->in) < 0) return -1;
     vt_score_source src;
-    if (score_tokens(j, name, &src) < 0) return -1;
+    if (score_tokens(j, f, name, &src) < 0) return -1;
     int budget = vt_budget_tokens(j->keep, j->tokens, j->in.n);
     if (vt_prune(j->work, &j->in, j->score, budget, j->method, &j->out) < 0) return -1;
 

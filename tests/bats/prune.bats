@@ -264,6 +264,34 @@ PY
   one_error_line "vt-prune: tench.jpg" "a 'image' frame; vt-prune takes tokens and sigmap frames"
 }
 
+@test "prune: a sigmap of other weights is refused for its frame; the others are still written" {
+  d=$BATS_FILE_TMPDIR
+  [ -f "$d/ti.safetensors" ] || "$BIN/vt-convert" --arch deit_tiny_patch16_224 --random -o "$d/ti.safetensors"
+  [ -f "$d/tid.safetensors" ] ||
+    "$BIN/vt-convert" --arch deit_tiny_distilled_patch16_224 --random -o "$d/tid.safetensors"
+  "$BIN/vt-classify" -m "$d/ti.safetensors" --until 3 "$SAMPLES/tench.jpg" "$SAMPLES/cheetah.jpg" > "$T/t"
+  # the same 14x14 grid: only the weights tell the maps apart
+  "$BIN/vt-sigmap" -m "$d/tid.safetensors" "$SAMPLES/tench.jpg" > "$T/maps"
+  "$BIN/vt-sigmap" -m "$d/ti.safetensors" "$SAMPLES/cheetah.jpg" >> "$T/maps"
+  [ "$(meta arch "$T/maps")" = deit_tiny_distilled_patch16_224 ]
+  [ "$(meta model "$T/maps")" = deit_tiny_distilled_patch16_224 ]
+  [ "$(meta weights_sha256 "$T/maps")" != "$(meta weights_sha256 "$T/t")" ]
+  status=0
+  "$BIN/vt-prune" --keep 0.5 --sigmap "$T/maps" "$T/t" > "$T/p" 2> "$T/err" || status=$?
+  [ "$status" -eq 1 ]
+  err=$(cat "$T/err")
+  one_error_line "vt-prune: tench.jpg" "its sigmap is from another model"
+  [ "$(meta name "$T/p")" = cheetah.jpg ]
+  [ "$(meta pruned "$T/p")" = "topk:98/196:sigmap" ]
+  [ "$("$BIN/vt-convert" --info "$T/p" | grep -c '^frame ')" -eq 1 ]
+  # its own model's map, with the same weights_sha256 as the tokens
+  "$BIN/vt-sigmap" -m "$d/ti.safetensors" "$SAMPLES/tench.jpg" > "$T/own"
+  [ "$(meta weights_sha256 "$T/own")" = "$(meta weights_sha256 "$T/t")" ]
+  "$BIN/vt-classify" -m "$d/ti.safetensors" --until 3 "$SAMPLES/tench.jpg" |
+    "$BIN/vt-prune" --keep 0.5 --sigmap "$T/own" > "$T/q"
+  [ "$(meta pruned "$T/q")" = "topk:98/196:sigmap" ]
+}
+
 @test "prune: without cls_attn tokens are scored by their norm" {
   have_numpy || skip "needs /usr/bin/python3 with numpy"
   # strip cls_attn from the first frame
