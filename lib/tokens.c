@@ -152,6 +152,22 @@ static int meta_int(const vt_frame *f, const char *key, long min, long max, long
     return 0;
 }
 
+/* grid "H,W": two whole numbers from 1 to 2^15 and nothing else. */
+static int grid_meta(const vt_frame *f, long *gh, long *gw)
+{
+    const char *s = vt_frame_meta(f, "grid");
+    const char *comma = s ? strchr(s, ',') : NULL;
+    char h[32];
+    if (comma && (size_t)(comma - s) < sizeof h) {
+        memcpy(h, s, (size_t)(comma - s));
+        h[comma - s] = 0;
+        if (vt_parse_int(h, 1, 1L << 15, gh) == 0 && vt_parse_int(comma + 1, 1, 1L << 15, gw) == 0)
+            return 0;
+    }
+    return vt_seterr("tokens frame: grid '%s' is not H,W (each from 1 to %ld)",
+                     s ? s : "(missing)", 1L << 15);
+}
+
 int vt_tokens_from_frame(const vt_frame *f, vt_tokens *t)
 {
     const char *kind = vt_frame_meta(f, "kind");
@@ -174,12 +190,8 @@ int vt_tokens_from_frame(const vt_frame *f, vt_tokens *t)
         return vt_seterr("tokens frame: cls_attn has %lld entries for %lld tokens",
                          (long long)cl->shape[0], (long long)n);
     long block, gh, gw;
-    const char *grid = vt_frame_meta(f, "grid");
-    if (meta_int(f, "block", 0, 1000000, &block) < 0)
+    if (meta_int(f, "block", 0, 1000000, &block) < 0 || grid_meta(f, &gh, &gw) < 0)
         return -1;
-    if (!grid || sscanf(grid, "%ld,%ld", &gh, &gw) != 2 || gh < 1 || gw < 1 || gh > 1 << 15 ||
-        gw > 1 << 15)
-        return vt_seterr("tokens frame: grid '%s' is not H,W", grid ? grid : "(missing)");
     const int32_t *b = bx->data;
     for (int64_t i = 0; i < n; i++, b += 4)
         if (b[0] < 0 || b[1] < 0 || b[2] <= b[0] || b[3] <= b[1] || b[2] > gw || b[3] > gh)

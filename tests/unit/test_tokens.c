@@ -114,9 +114,17 @@ static void frames(void)
     ok(vt_tokens_from_frame(&f, &u) < 0 && strstr(vt_error(), "boxes"), "F32 boxes: %s",
        vt_error());
     f.tensors[1].dtype = VT_I32;
-    vt_frame_set_meta(&f, "grid", "3x4");
-    ok(vt_tokens_from_frame(&f, &u) < 0 && strstr(vt_error(), "grid"), "bad grid: %s",
-       vt_error());
+    static const char *const bad_grids[] = {
+        "3x4", "3,4junk", "3junk,4", "3,4,5", "3,", ",4", "3", "", "0,4", "3,-4",
+        "99999999999999999999,4", "3,99999999999999999999", "32769,1",
+    };
+    for (size_t i = 0; i < sizeof bad_grids / sizeof *bad_grids; i++) {
+        vt_frame_set_meta(&f, "grid", bad_grids[i]);
+        ok(vt_tokens_from_frame(&f, &u) < 0 && strstr(vt_error(), "grid"), "bad grid '%s': %s",
+           bad_grids[i], vt_error());
+    }
+    vt_frame_set_meta(&f, "grid", "3,4");
+    ok(vt_tokens_from_frame(&f, &u) == 0 && u.grid_h == 3 && u.grid_w == 4, "grid 3,4 reads");
     vt_frame_free(&f);
     vt_tokens_free(&t);
     vt_tokens_free(&u);
