@@ -73,20 +73,31 @@ void vt_tokens_grid_boxes(vt_tokens *t)
     }
 }
 
-int vt_tokens_is_full_grid(const vt_tokens *t)
+int vt_tokens_grid_cells(const vt_tokens *t, int *cell)
 {
     size_t cells = (size_t)t->grid_h * t->grid_w;
     if ((size_t)t->n != cells)
         return 0;
-    uint8_t *seen = vt_xcalloc(cells ? cells : 1, 1);
-    int full = 1;
-    for (int i = 0; i < t->n && full; i++) {
+    for (size_t c = 0; c < cells; c++)
+        cell[c] = -1;
+    for (int i = 0; i < t->n; i++) {
         const int32_t *b = t->box + (size_t)i * 4;
-        size_t cell = (size_t)b[1] * t->grid_w + b[0];
-        full = b[2] == b[0] + 1 && b[3] == b[1] + 1 && !seen[cell];
-        seen[cell] = 1;
+        if (b[0] < 0 || b[1] < 0 || b[0] >= t->grid_w || b[1] >= t->grid_h ||
+            b[2] != b[0] + 1 || b[3] != b[1] + 1)
+            return 0;
+        size_t c = (size_t)b[1] * t->grid_w + b[0];
+        if (cell[c] >= 0)
+            return 0;
+        cell[c] = i;
     }
-    free(seen);
+    return 1;
+}
+
+int vt_tokens_is_full_grid(const vt_tokens *t)
+{
+    int *cell = vt_xmalloc((t->n > 0 ? (size_t)t->n : 1) * sizeof *cell);
+    int full = vt_tokens_grid_cells(t, cell);
+    free(cell);
     return full;
 }
 

@@ -98,6 +98,20 @@ static void frames(void)
     make_tokens(&t);
     memcpy(t.box + 4, t.box, 4 * sizeof *t.box);
     ok(!vt_tokens_is_full_grid(&t), "a repeated cell is not the full grid");
+    int cell[12];
+    ok(!vt_tokens_grid_cells(&t, cell), "grid_cells: a repeated cell is not the full grid");
+    /* the cells in reverse order: each cell maps to its token */
+    make_tokens(&t);
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 4; k++) {
+            int32_t a = t.box[i * 4 + k];
+            t.box[i * 4 + k] = t.box[(11 - i) * 4 + k];
+            t.box[(11 - i) * 4 + k] = a;
+        }
+    int mapped = vt_tokens_grid_cells(&t, cell);
+    for (int c = 0; c < 12 && mapped; c++)
+        mapped = cell[c] == 11 - c;
+    ok(mapped, "grid_cells maps each cell to its token, in any order");
 
     /* frames that are not tokens frames, or lack parts */
     vt_frame f;
