@@ -111,7 +111,8 @@ static void keep_map(job *j, vt_frame *f, const char *name)
     j->nmaps++;
 }
 
-/* Read --sigmap frames until one pairs with name (or the stream ends). */
+/* Read --sigmap frames until one is named exactly name (or the stream
+ * ends); maps of other names, stem matches included, wait in the table. */
 static int read_ahead(job *j, const char *name)
 {
     while (j->sig_in) {
@@ -135,11 +136,7 @@ static int read_ahead(job *j, const char *name)
             continue;
         }
         keep_map(j, &f, n);
-        char *a = pair_key(n), *b = pair_key(name);
-        int hit = strcmp(n, name) == 0 || strcmp(a, b) == 0;
-        free(a);
-        free(b);
-        if (hit) return 0;
+        if (strcmp(n, name) == 0) return 0;
     }
     return 0;
 }
@@ -149,13 +146,13 @@ static int read_ahead(job *j, const char *name)
  * own scores are used); -1 when one was expected and is missing. */
 static int take_map(job *j, const char *name, vt_frame *out)
 {
+    /* exact name first, read ahead for it; only then the stem */
     int i = find_map(j, name, 0);
-    if (i < 0) i = find_map(j, name, 1);
     if (i < 0 && j->sig_in) {
         read_ahead(j, name);
         i = find_map(j, name, 0);
-        if (i < 0) i = find_map(j, name, 1);
     }
+    if (i < 0) i = find_map(j, name, 1);
     if (i < 0) {
         if (j->sig_path)
             return vt_seterr("no sigmap frame named %s in %s", name,
@@ -172,7 +169,7 @@ static int take_map(job *j, const char *name, vt_frame *out)
 
 /* ---- one tokens frame --------------------------------------------------- */
 
-static int score_tokens(job *j, const char *name, vt_score_source *src)
+static int score_tokens(job *j, const vt_frame *f, const char *name, vt_score_source *src)
 {
     if (j->in.n > j->score_cap) {
         free(j->score);
@@ -187,11 +184,16 @@ static int score_tokens(job *j, const char *name, vt_score_source *src)
         return 0;
     }
     const vt_tensor *t = vt_frame_get(&sm, "sigmap");
+    const char *ms = vt_frame_meta(&sm, "weights_sha256"), *ts = vt_frame_meta(f, "weights_sha256");
     int rc;
     if (!t || t->dtype != VT_F32 || t->ndim != 2)
         rc = vt_seterr("its sigmap frame has no F32 [h,w] 'sigmap' tensor");
     else
         rc = vt_score_sigmap(&j->in, t->data, (int)t->shape[0], (int)t->shape[1], j->score);
+    /* a map on the tokens' grid can still be another model's */
+    if (rc == 0 && ms && ts && strcmp(ms, ts) != 0)
+        rc = vt_seterr("its sigmap is from another model (weights %.12s...; the tokens' are "
+                       "%.12s...)", ms, ts);
     vt_frame_free(&sm);
     *src = VT_SCORE_SIGMAP;
     return rc;
@@ -201,7 +203,7 @@ static int prune_frame(job *j, const vt_frame *f, const char *name)
 {
     if (vt_tokens_from_frame(f, &j->in) < 0) return -1;
     vt_score_source src;
-    if (score_tokens(j, name, &src) < 0) return -1;
+    if (score_tokens(j, f, name, &src) < 0) return -1;
     int budget = vt_budget_tokens(j->keep, j->tokens, j->in.n);
     if (vt_prune(j->work, &j->in, j->score, budget, j->method, &j->out) < 0) return -1;
 

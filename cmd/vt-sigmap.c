@@ -9,6 +9,7 @@
 #include "frame.h"
 #include "input.h"
 #include "model.h"
+#include "tokens.h"
 #include "render.h"
 #include "sigmap.h"
 #include "util.h"
@@ -57,6 +58,7 @@ typedef struct job {
     double alpha;
     int pngs;               /* pictures drawn (--png takes one) */
     int random;
+    char sha[65];           /* weights_sha256, computed at the first frame */
     vt_out out;             /* frames on stdout */
     int failed, write_error;
     int pipe_gone;          /* stdout's reader has gone: stop quietly */
@@ -121,7 +123,8 @@ static char *png_path(const char *dir, const char *name)
 }
 
 /* The sigmap frame for map[h*w] and labels[h*w] (borrowed; labels NULL
- * for methods without) of image frame f. */
+ * for methods without) of image frame f. The model is named twice: `model`
+ * (as before) and `arch` with `weights_sha256` (as tokens frames). */
 static void make_frame(const job *j, const vt_frame *f, const char *name, float *map,
                        int32_t *labels, vt_frame *out)
 {
@@ -133,7 +136,10 @@ static void make_frame(const job *j, const vt_frame *f, const char *name, float 
         vt_frame_add_ref(out, "labels", VT_I32, 2, shape, labels);
     vt_frame_stamp(out, "sigmap", name);
     vt_frame_set_meta(out, "model", j->m.arch);
+    vt_frame_set_meta(out, "arch", j->m.arch);
     vt_frame_set_meta(out, "family", j->m.family->name);
+    if (j->sha[0])
+        vt_frame_set_meta(out, "weights_sha256", j->sha);
     if (j->m.sha256 && *j->m.sha256)
         vt_frame_set_meta(out, "model_sha256", j->m.sha256);
     if (j->random)
@@ -208,6 +214,9 @@ static int one_image(job *j, const vt_frame *f, const char *name, char **what)
     if (take_frame(j, f, &img) < 0) return -1;
     if (j->png && j->pngs > 0)
         return vt_seterr("--png FILE draws one image; use --png-dir DIR for more");
+    /* for frames, once per process: it reads the whole model file */
+    if (!j->png && !j->png_dir && !j->sha[0] && vt_weights_sha256(&j->m, j->sha) < 0)
+        return -1;
     if (vt_model_forward(&j->m, j->x, 1, j->logits) < 0) return -1;
     size_t n = (size_t)j->where.h * j->where.w;
     float *map = vt_xmalloc(n * sizeof *map);

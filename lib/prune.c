@@ -208,9 +208,13 @@ static void emit_groups(vt_prune_work *w, const vt_tokens *in, int ngroups, int 
         if (s[2] > b[2]) b[2] = s[2];
         if (s[3] > b[3]) b[3] = s[3];
         if (out->cls) out->cls[i] += in->cls[j];
-        const float *src = w->count[g] == 1 ? in->x + (size_t)j * C : w->centre + (size_t)g * C;
-        memcpy(out->x + (size_t)i * C, src, (size_t)C * sizeof *src);
+        if (w->count[g] == 1)
+            memcpy(out->x + (size_t)i * C, in->x + (size_t)j * C, (size_t)C * sizeof *out->x);
     }
+    for (int g = 0; g < ngroups; g++)     /* a merged group's mean, once */
+        if (w->count[g] > 1)
+            memcpy(out->x + (size_t)row[g] * C, w->centre + (size_t)g * C,
+                   (size_t)C * sizeof *out->x);
 }
 
 /* ---- ranking ------------------------------------------------------------ */
@@ -301,11 +305,9 @@ static int reallocate(vt_prune_work *w, const vt_tokens *in, const float *score,
                       vt_tokens *out)
 {
     int gh = in->grid_h, gw = in->grid_w;
-    if (!vt_tokens_is_full_grid(in))
+    if (!vt_tokens_grid_cells(in, w->cell))     /* the work's own scratch */
         return vt_seterr("reallocate re-tiles a full token grid (%dx%d, one token per cell); "
                          "these %d tokens are not one", gh, gw, in->n);
-    for (int j = 0; j < in->n; j++)
-        w->cell[(size_t)in->box[j * 4 + 1] * gw + in->box[j * 4]] = j;
     int nreg = 0, alive = 0;
     for (int y = 0; y < gh; y += 4)
         for (int x = 0; x < gw; x += 4) {

@@ -73,20 +73,31 @@ void vt_tokens_grid_boxes(vt_tokens *t)
     }
 }
 
-int vt_tokens_is_full_grid(const vt_tokens *t)
+int vt_tokens_grid_cells(const vt_tokens *t, int *cell)
 {
     size_t cells = (size_t)t->grid_h * t->grid_w;
     if ((size_t)t->n != cells)
         return 0;
-    uint8_t *seen = vt_xcalloc(cells ? cells : 1, 1);
-    int full = 1;
-    for (int i = 0; i < t->n && full; i++) {
+    for (size_t c = 0; c < cells; c++)
+        cell[c] = -1;
+    for (int i = 0; i < t->n; i++) {
         const int32_t *b = t->box + (size_t)i * 4;
-        size_t cell = (size_t)b[1] * t->grid_w + b[0];
-        full = b[2] == b[0] + 1 && b[3] == b[1] + 1 && !seen[cell];
-        seen[cell] = 1;
+        if (b[0] < 0 || b[1] < 0 || b[0] >= t->grid_w || b[1] >= t->grid_h ||
+            b[2] != b[0] + 1 || b[3] != b[1] + 1)
+            return 0;
+        size_t c = (size_t)b[1] * t->grid_w + b[0];
+        if (cell[c] >= 0)
+            return 0;
+        cell[c] = i;
     }
-    free(seen);
+    return 1;
+}
+
+int vt_tokens_is_full_grid(const vt_tokens *t)
+{
+    int *cell = vt_xmalloc((t->n > 0 ? (size_t)t->n : 1) * sizeof *cell);
+    int full = vt_tokens_grid_cells(t, cell);
+    free(cell);
     return full;
 }
 
@@ -152,6 +163,22 @@ static int meta_int(const vt_frame *f, const char *key, long min, long max, long
     return 0;
 }
 
+/* grid "H,W": two whole numbers from 1 to 2^15 and nothing else. */
+static int grid_meta(const vt_frame *f, long *gh, long *gw)
+{
+    const char *s = vt_frame_meta(f, "grid");
+    const char *comma = s ? strchr(s, ',') : NULL;
+    char h[32];
+    if (comma && (size_t)(comma - s) < sizeof h) {
+        memcpy(h, s, (size_t)(comma - s));
+        h[comma - s] = 0;
+        if (vt_parse_int(h, 1, 1L << 15, gh) == 0 && vt_parse_int(comma + 1, 1, 1L << 15, gw) == 0)
+            return 0;
+    }
+    return vt_seterr("tokens frame: grid '%s' is not H,W (each from 1 to %ld)",
+                     s ? s : "(missing)", 1L << 15);
+}
+
 int vt_tokens_from_frame(const vt_frame *f, vt_tokens *t)
 {
     const char *kind = vt_frame_meta(f, "kind");
@@ -174,12 +201,8 @@ int vt_tokens_from_frame(const vt_frame *f, vt_tokens *t)
         return vt_seterr("tokens frame: cls_attn has %lld entries for %lld tokens",
                          (long long)cl->shape[0], (long long)n);
     long block, gh, gw;
-    const char *grid = vt_frame_meta(f, "grid");
-    if (meta_int(f, "block", 0, 1000000, &block) < 0)
+    if (meta_int(f, "block", 0, 1000000, &block) < 0 || grid_meta(f, &gh, &gw) < 0)
         return -1;
-    if (!grid || sscanf(grid, "%ld,%ld", &gh, &gw) != 2 || gh < 1 || gw < 1 || gh > 1 << 15 ||
-        gw > 1 << 15)
-        return vt_seterr("tokens frame: grid '%s' is not H,W", grid ? grid : "(missing)");
     const int32_t *b = bx->data;
     for (int64_t i = 0; i < n; i++, b += 4)
         if (b[0] < 0 || b[1] < 0 || b[2] <= b[0] || b[3] <= b[1] || b[2] > gw || b[3] > gh)

@@ -45,6 +45,9 @@ void vt_tokens_copy(vt_tokens *dst, const vt_tokens *src);
 void vt_tokens_grid_boxes(vt_tokens *t);
 /* 1 when the tokens are the grid's cells each exactly once (any order). */
 int vt_tokens_is_full_grid(const vt_tokens *t);
+/* The same test, allocating nothing: 1 with cell[c] = the token of grid
+ * cell c, for the caller's cell[t->n]; 0 (cell then clobbered) otherwise. */
+int vt_tokens_grid_cells(const vt_tokens *t, int *cell);
 
 /* ---- frames ------------------------------------------------------------
  * Tensors: tokens F32 [N, C], boxes I32 [N, 4], extra F32 [E, C] (when

@@ -214,6 +214,25 @@ PY
   [[ "$output" == "tench.jpg"$'\t'"1"$'\t'* ]]
 }
 
+@test "prune: an exact name later in --sigmap wins over a stem match read before it" {
+  # maps of x.jpg then x.png; tokens of x.png then x.jpg: each by its own map
+  cp "$SAMPLES/tench.jpg" "$T/x.jpg"
+  cp "$SAMPLES/cheetah.jpg" "$T/x.png"
+  m=$VIT/tiny.safetensors
+  "$BIN/vt-sigmap" -m "$m" "$T/x.jpg" "$T/x.png" > "$T/maps"
+  "$BIN/vt-classify" -m "$m" --until 0 "$T/x.png" "$T/x.jpg" > "$T/t"
+  "$BIN/vt-prune" --keep 0.5 --sigmap "$T/maps" "$T/t" > "$T/a"
+  : > "$T/want"
+  for x in x.png x.jpg; do
+    "$BIN/vt-sigmap" -m "$m" "$T/$x" > "$T/m1"
+    "$BIN/vt-classify" -m "$m" --until 0 "$T/$x" | "$BIN/vt-prune" --keep 0.5 --sigmap "$T/m1" >> "$T/want"
+  done
+  cmp "$T/a" "$T/want"
+  # the maps differ enough that a swap shows
+  "$BIN/vt-prune" --keep 0.5 "$T/t" > "$T/cls"
+  ! cmp -s "$T/a" "$T/cls"
+}
+
 @test "prune: a missing or misfit sigmap is reported per frame; the others are still written" {
   "$BIN/vt-sigmap" -m "$(S)" "$SAMPLES/tench.jpg" > "$T/maps"
   status=0
@@ -243,6 +262,34 @@ PY
   run_err "$BIN/vt-prune" --keep 0.5 "$T/img"
   [ "$status" -eq 1 ]
   one_error_line "vt-prune: tench.jpg" "a 'image' frame; vt-prune takes tokens and sigmap frames"
+}
+
+@test "prune: a sigmap of other weights is refused for its frame; the others are still written" {
+  d=$BATS_FILE_TMPDIR
+  [ -f "$d/ti.safetensors" ] || "$BIN/vt-convert" --arch deit_tiny_patch16_224 --random -o "$d/ti.safetensors"
+  [ -f "$d/tid.safetensors" ] ||
+    "$BIN/vt-convert" --arch deit_tiny_distilled_patch16_224 --random -o "$d/tid.safetensors"
+  "$BIN/vt-classify" -m "$d/ti.safetensors" --until 3 "$SAMPLES/tench.jpg" "$SAMPLES/cheetah.jpg" > "$T/t"
+  # the same 14x14 grid: only the weights tell the maps apart
+  "$BIN/vt-sigmap" -m "$d/tid.safetensors" "$SAMPLES/tench.jpg" > "$T/maps"
+  "$BIN/vt-sigmap" -m "$d/ti.safetensors" "$SAMPLES/cheetah.jpg" >> "$T/maps"
+  [ "$(meta arch "$T/maps")" = deit_tiny_distilled_patch16_224 ]
+  [ "$(meta model "$T/maps")" = deit_tiny_distilled_patch16_224 ]
+  [ "$(meta weights_sha256 "$T/maps")" != "$(meta weights_sha256 "$T/t")" ]
+  status=0
+  "$BIN/vt-prune" --keep 0.5 --sigmap "$T/maps" "$T/t" > "$T/p" 2> "$T/err" || status=$?
+  [ "$status" -eq 1 ]
+  err=$(cat "$T/err")
+  one_error_line "vt-prune: tench.jpg" "its sigmap is from another model"
+  [ "$(meta name "$T/p")" = cheetah.jpg ]
+  [ "$(meta pruned "$T/p")" = "topk:98/196:sigmap" ]
+  [ "$("$BIN/vt-convert" --info "$T/p" | grep -c '^frame ')" -eq 1 ]
+  # its own model's map, with the same weights_sha256 as the tokens
+  "$BIN/vt-sigmap" -m "$d/ti.safetensors" "$SAMPLES/tench.jpg" > "$T/own"
+  [ "$(meta weights_sha256 "$T/own")" = "$(meta weights_sha256 "$T/t")" ]
+  "$BIN/vt-classify" -m "$d/ti.safetensors" --until 3 "$SAMPLES/tench.jpg" |
+    "$BIN/vt-prune" --keep 0.5 --sigmap "$T/own" > "$T/q"
+  [ "$(meta pruned "$T/q")" = "topk:98/196:sigmap" ]
 }
 
 @test "prune: without cls_attn tokens are scored by their norm" {
@@ -286,8 +333,13 @@ PY
   out=$(MANWIDTH=80 man -l "$ROOT/man/vt-prune.1" 2>&1 >/dev/null)
   [ -z "$out" ]
   text=$(MANWIDTH=80 man -l "$ROOT/man/vt-prune.1" 2>/dev/null | col -b)
-  for w in --keep --tokens --method --sigmap topk fuse reallocate cluster EViT SG-Former STViT \
-           DynamicViT "CLS attention" norm; do
+  # every option --help lists, short and long
+  opts=$("$BIN/vt-prune" --help | grep -E '^ +-' | grep -oE -- '(^|[ ,])--?[A-Za-z][-A-Za-z]*' | sed 's/^[ ,]//' | sort -u)
+  [ "$(wc -l <<< "$opts")" -ge 6 ]   # the extraction found them
+  for w in $opts; do
+    grep -qE -- "(^|[^-A-Za-z])$w([^-A-Za-z]|\$)" <<< "$text" || { echo "man page lacks $w"; false; }
+  done
+  for w in topk fuse reallocate cluster EViT SG-Former STViT DynamicViT "CLS attention" norm; do
     grep -q -- "$w" <<< "$text"
   done
 }

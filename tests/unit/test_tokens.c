@@ -98,6 +98,20 @@ static void frames(void)
     make_tokens(&t);
     memcpy(t.box + 4, t.box, 4 * sizeof *t.box);
     ok(!vt_tokens_is_full_grid(&t), "a repeated cell is not the full grid");
+    int cell[12];
+    ok(!vt_tokens_grid_cells(&t, cell), "grid_cells: a repeated cell is not the full grid");
+    /* the cells in reverse order: each cell maps to its token */
+    make_tokens(&t);
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 4; k++) {
+            int32_t a = t.box[i * 4 + k];
+            t.box[i * 4 + k] = t.box[(11 - i) * 4 + k];
+            t.box[(11 - i) * 4 + k] = a;
+        }
+    int mapped = vt_tokens_grid_cells(&t, cell);
+    for (int c = 0; c < 12 && mapped; c++)
+        mapped = cell[c] == 11 - c;
+    ok(mapped, "grid_cells maps each cell to its token, in any order");
 
     /* frames that are not tokens frames, or lack parts */
     vt_frame f;
@@ -114,9 +128,17 @@ static void frames(void)
     ok(vt_tokens_from_frame(&f, &u) < 0 && strstr(vt_error(), "boxes"), "F32 boxes: %s",
        vt_error());
     f.tensors[1].dtype = VT_I32;
-    vt_frame_set_meta(&f, "grid", "3x4");
-    ok(vt_tokens_from_frame(&f, &u) < 0 && strstr(vt_error(), "grid"), "bad grid: %s",
-       vt_error());
+    static const char *const bad_grids[] = {
+        "3x4", "3,4junk", "3junk,4", "3,4,5", "3,", ",4", "3", "", "0,4", "3,-4",
+        "99999999999999999999,4", "3,99999999999999999999", "32769,1",
+    };
+    for (size_t i = 0; i < sizeof bad_grids / sizeof *bad_grids; i++) {
+        vt_frame_set_meta(&f, "grid", bad_grids[i]);
+        ok(vt_tokens_from_frame(&f, &u) < 0 && strstr(vt_error(), "grid"), "bad grid '%s': %s",
+           bad_grids[i], vt_error());
+    }
+    vt_frame_set_meta(&f, "grid", "3,4");
+    ok(vt_tokens_from_frame(&f, &u) == 0 && u.grid_h == 3 && u.grid_w == 4, "grid 3,4 reads");
     vt_frame_free(&f);
     vt_tokens_free(&t);
     vt_tokens_free(&u);
