@@ -52,6 +52,16 @@ void vt_pool_run(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx);
 void vt_pool_run_work(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx,
                       double work);
 
+/* Declare [base, base+len) read-only while the pool lives (a model's
+ * weights, mapped read-only from its file). vt_linear then multiplies by
+ * weights in such a range through a copy packed on first use
+ * (vt_pool_wpack): packed once per model, not per call. Up to 4 ranges. */
+void vt_pool_readonly(vt_pool *p, const void *base, size_t len);
+/* The packed copy of w[n,k] if it lies in a read-only range of p (packed
+ * now if it is new), else NULL. Caller thread only (not from tasks). */
+struct vt_wpack;
+const struct vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k);
+
 /* ---- elementwise and normalization ------------------------------------ */
 
 /* y[n] += x[n] */

@@ -948,6 +948,9 @@ static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
         }
     plan_records(n);
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    /* the mapped model file never changes: vt_linear packs its weights once */
+    if (n->pool)
+        vt_pool_readonly(n->pool, weights->map, weights->map_len);
     if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         sg_destroy(n);
         return NULL;

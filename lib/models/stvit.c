@@ -790,6 +790,9 @@ static void *st_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
         return NULL;
     }
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    /* the mapped model file never changes: vt_linear packs its weights once */
+    if (n->pool)
+        vt_pool_readonly(n->pool, weights->map, weights->map_len);
     if (!n->pool) {
         st_destroy(n);
         return NULL;

@@ -50,6 +50,12 @@ static void linear_task(void *ctx, int task, int thread)
 void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
                const float *b, int m, int k, int n, float beta, int gelu)
 {
+    /* model weights declared read-only: our kernel over a packed copy */
+    const vt_wpack *pk = vt_pool_wpack(p, w, n, k);
+    if (pk && pk->data) {
+        vt_linear_packed(p, y, x, pk, b, m, beta, gelu);
+        return;
+    }
     linear_job j = {y, x, w, b, m, k, n, gelu, vt_pool_size(p), 1, beta};
     int T = j.ntask;
     /* Split the larger side; columns keep each thread on its own slice of

@@ -100,6 +100,12 @@ struct vt_pool {
     void *ctx;
     int ntasks;
     double spin_idle, spin_wait;
+    /* read-only ranges (model weights) and packed copies of the linear
+     * weights found in them (vt_pool_wpack); touched by the caller only */
+    struct { const char *lo; size_t len; } ro[4];
+    int nro;
+    struct wentry { const float *w; int n, k; vt_wpack pack; } *wc;
+    int nwc, capwc;
 };
 
 typedef struct worker_arg { vt_pool *p; int id; } worker_arg;
@@ -233,8 +239,48 @@ void vt_pool_free(vt_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->done);
+    for (int i = 0; i < p->nwc; i++)
+        vt_wpack_free(&p->wc[i].pack);
+    free(p->wc);
     free(p->th);
     free(p);
+}
+
+void vt_pool_readonly(vt_pool *p, const void *base, size_t len)
+{
+    if (p && base && len && p->nro < (int)(sizeof p->ro / sizeof *p->ro)) {
+        p->ro[p->nro].lo = base;
+        p->ro[p->nro++].len = len;
+    }
+}
+
+const vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k)
+{
+    if (!p)
+        return NULL;
+    const char *c = (const char *)w;
+    size_t bytes = (size_t)n * k * sizeof *w;
+    int inside = 0;
+    for (int i = 0; i < p->nro && !inside; i++)
+        inside = c >= p->ro[i].lo && bytes <= p->ro[i].len &&
+                 (size_t)(c - p->ro[i].lo) <= p->ro[i].len - bytes;
+    if (!inside)
+        return NULL;
+    /* a few hundred weights per model, looked up a few hundred times per
+     * forward pass: a linear scan costs microseconds */
+    for (int i = 0; i < p->nwc; i++)
+        if (p->wc[i].w == w && p->wc[i].n == n && p->wc[i].k == k)
+            return &p->wc[i].pack;
+    if (p->nwc == p->capwc) {
+        p->capwc = p->capwc ? 2 * p->capwc : 64;
+        p->wc = vt_xrealloc(p->wc, (size_t)p->capwc * sizeof *p->wc);
+    }
+    struct wentry *e = &p->wc[p->nwc];
+    if (vt_wpack_init(&e->pack, w, n, k) < 0)
+        return NULL;
+    e->w = w, e->n = n, e->k = k;
+    p->nwc++;
+    return &e->pack;
 }
 
 int vt_pool_size(const vt_pool *p)

@@ -239,6 +239,29 @@ static void test_linear_packed(void)
     vt_pool_free(pools[1]);
 }
 
+/* weights in a range declared read-only: vt_linear packs them once */
+static void test_linear_readonly(void)
+{
+    int m = 50, k = 70, n = 90;
+    vt_pool *p = vt_pool_create(2);
+    float *w = randv((size_t)n * k + 10, 50), *x = randv((size_t)m * k, 51), *b = randv(n, 52);
+    float *y = malloc(sizeof(float) * m * n);
+    double *want = malloc(sizeof(double) * m * n);
+    ok(vt_pool_wpack(p, w, n, k) == NULL, "no packing outside read-only ranges");
+    vt_pool_readonly(p, w, sizeof(float) * ((size_t)n * k + 10));
+    const vt_wpack *pk = vt_pool_wpack(p, w, n, k);
+    ok(pk && vt_pool_wpack(p, w, n, k) == pk && vt_pool_wpack(p, w + 20, n, k) == NULL,
+       "packed once, found again; a weight running past the range is not");
+    ref_linear(want, x, w, b, m, k, n);
+    for (int rep = 0; rep < 2; rep++) {
+        vt_linear(p, y, x, w, b, m, k, n, 0.0f, 0);
+        ok(maxdiff(y, want, (size_t)m * n) < 1e-4, "vt_linear over read-only weights, call %d",
+           rep + 1);
+    }
+    free(w); free(x); free(b); free(y); free(want);
+    vt_pool_free(p);
+}
+
 /* f32 to bf16 bits, round to nearest even (as vt-convert and vdpbf16ps) */
 static uint16_t to_bf16(float f)
 {
@@ -619,6 +642,7 @@ int main(void)
     test_attn_head();
     test_linear_packed();
     test_linear_bf16();
+    test_linear_readonly();
     test_interp();
     return tap_done();
 }
