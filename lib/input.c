@@ -12,17 +12,21 @@
 
 vt_input_kind vt_input_sniff(const uint8_t *h, size_t n)
 {
+    /* Frames first: their first bytes are a header length, which can look
+     * like another format's magic (640 = 80 02 .. reads as a pickle, 13648
+     * = 50 35 .. as "P5"); a length in range followed by '{' is no image,
+     * array, zip or pickle (none of them has '{' at byte 8). */
+    if (n >= 9 && h[8] == '{') {
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--) len = len << 8 | h[i];
+        if (len >= 2 && len <= VT_MAX_HEADER) return VT_IN_FRAMES;
+    }
     if (n >= 3 && h[0] == 0xff && h[1] == 0xd8 && h[2] == 0xff) return VT_IN_IMAGE;
     if (n >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0) return VT_IN_IMAGE;
     if (n >= 2 && h[0] == 'P' && (h[1] == '5' || h[1] == '6')) return VT_IN_IMAGE;
     if (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0) return VT_IN_NPY;
     if (n >= 4 && memcmp(h, "PK\x03\x04", 4) == 0) return VT_IN_CHECKPOINT;
     if (n >= 2 && h[0] == 0x80 && h[1] >= 2 && h[1] <= 5) return VT_IN_CHECKPOINT;
-    if (n >= 9 && h[8] == '{') {
-        uint64_t len = 0;
-        for (int i = 7; i >= 0; i--) len = len << 8 | h[i];
-        if (len >= 2 && len <= VT_MAX_HEADER) return VT_IN_FRAMES;
-    }
     return VT_IN_UNKNOWN;
 }
 

@@ -1,5 +1,6 @@
 /* test_frame.c - the frame reader and writer, .npy, and atomic output. */
 #include "frame.h"
+#include "input.h"
 #include "npy.h"
 #include "render.h"
 #include "util.h"
@@ -345,8 +346,29 @@ static void test_render_size(void)
     vt_frame_free(&f);
 }
 
+/* A frames file whose header length reads like another format's magic is
+ * still frames: 640 = 80 02 00.. (a pickle's start), 13648 = 50 35 00..
+ * ("P5"); the real magics still sniff as before. */
+static void test_sniff(void)
+{
+    static const uint64_t lens[] = {640, 896, 1152, 1408, 13648, 13904, 100};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        uint8_t h[16] = {0};
+        for (int b = 0; b < 8; b++) h[b] = (uint8_t)(lens[i] >> (8 * b));
+        h[8] = '{';
+        ok(vt_input_sniff(h, sizeof h) == VT_IN_FRAMES, "a header of %llu bytes sniffs as frames",
+           (unsigned long long)lens[i]);
+    }
+    ok(vt_input_sniff((const uint8_t *)"\x80\x02}q\x00(X\x01\x00", 10) == VT_IN_CHECKPOINT,
+       "a pickle still sniffs as a checkpoint");
+    ok(vt_input_sniff((const uint8_t *)"P5\n2 2\n255\n", 11) == VT_IN_IMAGE, "P5 still an image");
+    ok(vt_input_sniff((const uint8_t *)"\x93NUMPY\x01\x00{'de", 14) == VT_IN_NPY,
+       ".npy still .npy");
+}
+
 int main(void)
 {
+    test_sniff();
     test_render_nan();
     test_render_size();
     test_roundtrip_dtypes();
