@@ -17,6 +17,13 @@
  * never oversubscribe the cores (T pool threads, each running a 1-thread
  * BLAS). Large products (qkv, mlp) are split by output columns so each
  * thread streams only its own slice of the weight matrix.
+ *
+ * Kernels: model weights are packed once (vt_wpack, or implicitly for
+ * weights in a read-only range, vt_pool_readonly) and multiplied by our
+ * own AVX-512 kernel with bias, GELU and residual fused (lib/ops/gemm.c);
+ * attention is fused (lib/ops/attention.c). Which kernels run is decided
+ * at run time (lib/ops/cpu.h: cpuid, VT_CPU=portable|avx512 caps it); a
+ * CPU without AVX-512 runs the portable code and OpenBLAS.
  * vt_pool_create also makes Debian's OpenBLAS (0.3.21, which does not know
  * this Xeon and falls back to SSE3 kernels at ~30 GFLOP/s) use its AVX-512
  * kernels when OPENBLAS_CORETYPE is unset (see pool.c). */
