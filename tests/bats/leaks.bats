@@ -78,7 +78,8 @@ no_leaks() {   # $1 = expected status, then the command
   no_leaks 0 "$BIN/vt-sigmap" -m "$TINY" -t 2 "${IMAGES[@]}"
   mkdir "$T/maps"
   no_leaks 1 "$BIN/vt-sigmap" -m "$TINY" --png-dir "$T/maps" --overlay "${IMAGES[@]}" "${BROKEN[@]}"
-  no_leaks 2 "$BIN/vt-sigmap" -m "$TINY" --method rollout "${IMAGES[@]}"
+  no_leaks 1 "$BIN/vt-sigmap" -m "$TINY" --method rollout --block 1 "${IMAGES[@]}" "${BROKEN[@]}"
+  no_leaks 2 "$BIN/vt-sigmap" -m "$TINY" --method no-such-method "${IMAGES[@]}"
 }
 
 @test "leaks: vt-bench, 100 timed runs; vt-prune" {
