@@ -504,7 +504,9 @@ static int run_targets(const bench_target *t, int n, const bench_opts *o, double
     return failed;
 }
 
-/* --all: every arch of every family. */
+/* --all: every arch of every family; with --keep, of every family that
+ * continues a pruned token set (a model named on its own is still tried,
+ * and refused). */
 static int run_all(const bench_opts *o, double peak)
 {
     int n = 0;
@@ -513,8 +515,10 @@ static int run_all(const bench_opts *o, double peak)
         for (int j = 0; fams[i]->archs[j]; j++) n++;
     bench_target *t = vt_xcalloc((size_t)n, sizeof *t);
     n = 0;
-    for (int i = 0; fams[i]; i++)
+    for (int i = 0; fams[i]; i++) {
+        if (o->nkeep && !(fams[i]->split_point && fams[i]->split_subsets)) continue;
         for (int j = 0; fams[i]->archs[j]; j++) t[n++].arch = fams[i]->archs[j];
+    }
     int rc = run_targets(t, n, o, peak);
     free(t);
     return rc;

@@ -117,6 +117,9 @@ typedef struct vt_family {
     /* Optional: the cost of one image whose token set is cut to `tokens`
      * (not counting extra tokens) after block `after` (vt-bench --keep). */
     int (*cost_pruned)(const cJSON *cfg, int after, int tokens, vt_cost *out);
+    /* 1 when run_from continues any token set (pruned by vt-prune), not
+     * only the full grid: what vt-bench --all --keep benches. */
+    int split_subsets;
 } vt_family;
 
 const vt_family *vt_family_find(const char *name_or_arch);  /* family or arch */

@@ -760,4 +760,5 @@ const vt_family vt_family_vit = {
     .run_until = vit_run_until,
     .run_from = vit_run_from,
     .cost_pruned = vit_cost_split,
+    .split_subsets = 1,
 };

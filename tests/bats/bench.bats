@@ -150,6 +150,22 @@ PY
   run_err "$BIN/vt-bench" -m "$T/sg.safetensors" --keep 0.5 --after 1 --runs 1
   [ "$status" -eq 1 ]
   one_error_line "sg.safetensors" "not available for the sgformer family"
+  # swin splits, but continues only its full grid: named, it is refused
+  run_err "$BIN/vt-bench" --arch swin_tiny_patch4_window7_224 --keep 0.5 --after 0 --runs 1 --warmup 0 -t 1
+  [ "$status" -eq 1 ]
+  one_error_line "vt-bench: swin_tiny_patch4_window7_224" "continues the full 56x56 grid"
+}
+
+@test "vt-bench --all --keep tries only the families that continue a pruned set" {
+  # --after 50 fails each model it tries before any forward pass: the
+  # error lines are the archs tried, which must be every vit arch and no other
+  run_err "$BIN/vt-bench" --all --keep 0.5 --after 50 --runs 1 --warmup 0 -t 1 -s 32
+  [ "$status" -eq 1 ]
+  tried=$(printf '%s\n' "$err" | sed -n 's/^vt-bench: \([^:]*\): the model has blocks 0 to 11, not 50$/\1/p' | sort)
+  want=$("$BIN/vt-convert" --list-archs | awk '$2 == "vit" {print $1}' | sort)
+  [ -n "$want" ]
+  [ "$tried" = "$want" ]
+  [ "$(printf '%s\n' "$err" | grep -c .)" -eq "$(wc -l <<< "$want")" ]
 }
 
 @test "vt-bench --size: an arch built for another side, in every format" {
