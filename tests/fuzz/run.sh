@@ -21,7 +21,7 @@ secs=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 out=build/fuzz
 all="fuzz_frames fuzz_npy fuzz_jpeg fuzz_png fuzz_pnm fuzz_input fuzz_config fuzz_numbers
-     fuzz_safetensors fuzz_zip fuzz_pickle"
+     fuzz_safetensors fuzz_zip fuzz_pickle fuzz_tokens"
 targets=${*:-$all}
 
 command -v clang >/dev/null ||
@@ -50,7 +50,7 @@ fuzz_opts() {
   case $1 in
     fuzz_zip) echo "-max_len=262144";;
     fuzz_frames) echo "-max_len=65536 -dict=tests/fuzz/frames.dict";;
-    fuzz_safetensors) echo "-max_len=65536 -dict=tests/fuzz/frames.dict";;
+    fuzz_safetensors|fuzz_tokens) echo "-max_len=65536 -dict=tests/fuzz/frames.dict";;
     fuzz_npy) echo "-max_len=65536 -dict=tests/fuzz/npy.dict";;
     fuzz_config) echo "-max_len=8192 -dict=tests/fuzz/config.dict";;
     fuzz_numbers) echo "-max_len=64";;
