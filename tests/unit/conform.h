@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ckpt.h"
 #include "model.h"
 #include "npy.h"
 #include "util.h"
@@ -49,6 +50,68 @@ CONFORM_UNUSED static int conform_input(const char *dir, const cJSON *meta, vt_t
     t->nbytes = n * sizeof *x;
     t->owned = 1;
     return 0;
+}
+
+/* A fixture folder opened for a conformance run: meta.json, the config
+ * made for its "variant" (refgen's hyperparameters and run size applied by
+ * vt_config_make), and checkpoint.pth loaded and checked strictly against
+ * the family's parameter list. */
+typedef struct conform_fixture {
+    char base[256];         /* the folder's name, for messages */
+    cJSON *meta;            /* meta.json */
+    cJSON *cfg;             /* the arch config, or NULL */
+    const cJSON *extras;    /* meta's "extras" (names of intermediates), or NULL */
+    const vt_family *fam;   /* the family asked for, else the variant's */
+    vt_frame w;             /* the checkpoint's tensors */
+    vt_params ps;           /* the family's parameter list */
+} conform_fixture;
+
+/* Open dir (fam NULL: the family of the variant). One ok() line for the
+ * config and one for the weights; 0 when both passed, -1 otherwise (fx is
+ * then still to be closed). */
+CONFORM_UNUSED static int conform_open(conform_fixture *fx, const vt_family *fam, const char *dir)
+{
+    char path[1400];
+    memset(fx, 0, sizeof *fx);
+    vt_frame_init(&fx->w);
+    const char *slash = strrchr(dir, '/');
+    snprintf(fx->base, sizeof fx->base, "%s", slash ? slash + 1 : dir);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    uint8_t *buf;
+    size_t len;
+    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
+        ok(0, "%s: %s", path, vt_error());
+        return -1;
+    }
+    fx->meta = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(fx->meta, "variant");
+    fx->extras = cJSON_GetObjectItemCaseSensitive(fx->meta, "extras");
+    if (cJSON_IsString(variant)) {
+        fx->fam = fam ? fam : vt_family_find(variant->valuestring);
+        fx->cfg = fx->fam ? vt_config_make(variant->valuestring, fx->meta) : NULL;
+    }
+    ok(fx->cfg != NULL, "%s: config %s", fx->base, fx->cfg ? "made" : vt_error());
+    if (!fx->cfg)
+        return -1;
+    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
+    vt_ckpt_opts co = {0};
+    int rc = vt_ckpt_load(path, &co, &fx->w);
+    if (rc == 0)
+        rc = fx->fam->params(fx->cfg, &fx->ps);
+    if (rc == 0)
+        rc = vt_check_weights(&fx->ps, &fx->w);
+    ok(rc == 0, "%s: %d tensors fit the arch (%s)", fx->base, fx->ps.n,
+       rc ? vt_error() : "strict");
+    return rc;
+}
+
+CONFORM_UNUSED static void conform_close(conform_fixture *fx)
+{
+    vt_params_free(&fx->ps);
+    vt_frame_free(&fx->w);
+    cJSON_Delete(fx->cfg);
+    cJSON_Delete(fx->meta);
 }
 
 CONFORM_UNUSED static double max_abs(const float *x, size_t n)

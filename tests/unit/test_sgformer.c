@@ -206,34 +206,13 @@ static void compare_extras(const char *what, void *net, const char *dir, const c
 
 static void shared_fixture(const char *dir)
 {
-    char path[1600], base[256];
-    const char *slash = strrchr(dir, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : dir);
-    snprintf(path, sizeof path, "%s/meta.json", dir);
-    uint8_t *buf;
-    size_t len;
-    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
-        ok(0, "%s: %s", path, vt_error());
-        return;
-    }
-    cJSON *meta = cJSON_ParseWithLength((const char *)buf, len);
-    free(buf);
-    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(meta, "variant");
-    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(meta, "extras");
-    cJSON *cfg = cJSON_IsString(variant) ? vt_config_make(variant->valuestring, meta) : NULL;
-    ok(cfg != NULL, "%s: config %s", base, cfg ? "made" : vt_error());
-    vt_frame w;
-    vt_frame_init(&w);
-    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
-    vt_ckpt_opts co = {0};
-    vt_params ps = {0};
+    conform_fixture fx;
+    int rc = conform_open(&fx, fam, dir);
+    const char *base = fx.base;
+    const cJSON *meta = fx.meta;
+    const cJSON *extras = fx.extras;
+    const cJSON *cfg = fx.cfg;
     vt_tensor in, want;
-    int rc = cfg ? vt_ckpt_load(path, &co, &w) : -1;
-    if (rc == 0)
-        rc = fam->params(cfg, &ps);
-    if (rc == 0)
-        rc = vt_check_weights(&ps, &w);
-    ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
     if (rc < 0 || conform_input(dir, meta, &in) < 0)
         goto done;
     if (load_npy(dir, "logits", &want) < 0) {
@@ -246,7 +225,7 @@ static void shared_fixture(const char *dir)
         /* 0: 1 thread, own orders; 1: 2 threads, own orders; 2: forced */
         int threads = mode == 0 ? 1 : 2;
         vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &w, &o);
+        void *net = fam->create(cfg, &fx.w, &o);
         forced f = {dir, 0, 0, 0, 0};
         char what[400];
         snprintf(what, sizeof what, "%s (batch %d, %d threads%s)", base, B, threads,
@@ -280,10 +259,7 @@ static void shared_fixture(const char *dir)
     vt_tensor_free(&in);
     vt_tensor_free(&want);
 done:
-    vt_params_free(&ps);
-    vt_frame_free(&w);
-    cJSON_Delete(cfg);
-    cJSON_Delete(meta);
+    conform_close(&fx);
 }
 
 /* Defaults of every arch: parameter counts and tensor counts of the

@@ -64,41 +64,17 @@ static void compare_extras(const char *what, const vt_family *fam, void *net, co
 
 static void fixture(const char *dir)
 {
-    char path[1600], base[256];
-    const char *slash = strrchr(dir, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : dir);
-    snprintf(path, sizeof path, "%s/meta.json", dir);
-    uint8_t *buf;
-    size_t len;
-    if (vt_read_file(path, 1 << 20, &buf, &len) < 0) {
-        ok(0, "%s: %s", path, vt_error());
-        return;
-    }
-    cJSON *meta = cJSON_ParseWithLength((const char *)buf, len);
-    free(buf);
-    const cJSON *variant = cJSON_GetObjectItemCaseSensitive(meta, "variant");
-    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(meta, "extras");
-    /* refgen's config "arch" names the builder ("swin", "stvit_r_swin"),
-     * not the variant: drop it so the variant decides. */
-    cJSON *inner = cJSON_GetObjectItemCaseSensitive(meta, "config");
-    cJSON_DeleteItemFromObjectCaseSensitive(inner, "arch");
-    const vt_family *fam = cJSON_IsString(variant) ? vt_family_find(variant->valuestring) : NULL;
-    cJSON *cfg = fam ? vt_config_make(variant->valuestring, meta) : NULL;
-    ok(cfg != NULL, "%s: config %s", base, cfg ? "made" : vt_error());
-    vt_frame w;
-    vt_frame_init(&w);
-    snprintf(path, sizeof path, "%s/checkpoint.pth", dir);
-    vt_ckpt_opts co = {0};
-    vt_params ps = {0};
+    conform_fixture fx;
+    int rc = conform_open(&fx, NULL, dir);
+    const vt_family *fam = fx.fam;
+    const char *base = fx.base;
+    const cJSON *meta = fx.meta;
+    const cJSON *extras = fx.extras;
+    const cJSON *cfg = fx.cfg;
+    char path[1400];
     vt_tensor in, want;
     memset(&in, 0, sizeof in);
     memset(&want, 0, sizeof want);
-    int rc = cfg ? vt_ckpt_load(path, &co, &w) : -1;
-    if (rc == 0)
-        rc = fam->params(cfg, &ps);
-    if (rc == 0)
-        rc = vt_check_weights(&ps, &w);
-    ok(rc == 0, "%s: %d tensors fit the arch (%s)", base, ps.n, rc ? vt_error() : "strict");
     if (rc == 0 && conform_input(dir, meta, &in) < 0)
         rc = -1;
     snprintf(path, sizeof path, "%s/logits.npy", dir);
@@ -111,7 +87,7 @@ static void fixture(const char *dir)
     float *logits = malloc(sizeof(float) * B * K);
     for (int threads = 1; threads <= 2; threads++) {
         vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &w, &o);
+        void *net = fam->create(cfg, &fx.w, &o);
         char what[400];
         snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
         double t0 = vt_now();
@@ -134,10 +110,7 @@ static void fixture(const char *dir)
 done:
     vt_tensor_free(&in);
     vt_tensor_free(&want);
-    vt_params_free(&ps);
-    vt_frame_free(&w);
-    cJSON_Delete(cfg);
-    cJSON_Delete(meta);
+    conform_close(&fx);
 }
 
 /* Parameter counts of the full-size variants (spec table; S/B equal the
