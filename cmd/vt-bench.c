@@ -170,9 +170,7 @@ static int take_image(vt_frame *f, void *ctx)
 static int load_image(const vt_model *m, const char *path, float *x, int batch)
 {
     vt_input_opts io;
-    vt_input_opts_default(&io);
-    io.pre = m->pre;
-    io.pre.size = m->img_size;
+    vt_input_opts_for_model(&io, m, VT_DEFAULT_MAX_PIXELS);
     image_ctx c = {m, &io, x, batch, 0};
     if (vt_input_frames(path, &io, take_image, &c) < 0) return -1;
     if (!c.got) return vt_seterr("no image in %s", path);

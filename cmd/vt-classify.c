@@ -476,20 +476,14 @@ int main(int argc, char **argv)
         free(j);
         return 2;
     }
-    const char *rnd = vt_frame_meta(&j->m.weights, "random");
-    j->random = rnd && strcmp(rnd, "1") == 0;
+    j->random = vt_model_random(&j->m);
     if (j->random && until < 0)
         fprintf(stderr, "%s: note: %s has random weights; its predictions mean nothing\n",
                 prog, model);
-    vt_input_opts_default(&j->io);
-    j->io.pre = j->m.pre;
-    j->io.decode.max_pixels = max_pixels;
-    j->S = j->m.pre.size;
-    if (j->S != j->m.img_size) {
+    if (vt_input_opts_for_model(&j->io, &j->m, max_pixels))
         fprintf(stderr, "%s: %s: preprocessing crops %d but the model takes %d\n", prog, model,
-                j->S, j->m.img_size);
-        j->S = j->io.pre.size = j->m.img_size;
-    }
+                j->m.pre.size, j->m.img_size);
+    j->S = j->io.pre.size;
     j->topk = topk;
     j->format = format;
     j->logits_out = logits_out;

@@ -404,17 +404,11 @@ int main(int argc, char **argv)
         status = 2;
         goto done;
     }
-    const char *rnd = vt_frame_meta(&j->m.weights, "random");
-    j->random = rnd && strcmp(rnd, "1") == 0;
-    vt_input_opts_default(&j->io);
-    j->io.pre = j->m.pre;
-    j->io.decode.max_pixels = max_pixels;
-    j->S = j->m.pre.size;
-    if (j->S != j->m.img_size) {
+    j->random = vt_model_random(&j->m);
+    if (vt_input_opts_for_model(&j->io, &j->m, max_pixels))
         fprintf(stderr, "%s: %s: preprocessing crops %d but the model takes %d\n", prog, model,
-                j->S, j->m.img_size);
-        j->S = j->io.pre.size = j->m.img_size;
-    }
+                j->m.pre.size, j->m.img_size);
+    j->S = j->io.pre.size;
     j->png = png;
     j->png_dir = png_dir;
     j->overlay = overlay;

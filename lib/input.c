@@ -1,5 +1,6 @@
 /* input.c - images, .npy files and frame streams, all as frames. */
 #include "input.h"
+#include "model.h"
 #include "npy.h"
 #include "util.h"
 
@@ -34,6 +35,16 @@ void vt_input_opts_default(vt_input_opts *o)
 {
     vt_preproc_default(&o->pre);
     vt_decode_opts_default(&o->decode);
+}
+
+int vt_input_opts_for_model(vt_input_opts *o, const vt_model *m, long long max_pixels)
+{
+    vt_input_opts_default(o);
+    o->pre = m->pre;
+    o->decode.max_pixels = max_pixels;
+    if (o->pre.size == m->img_size) return 0;
+    o->pre.size = m->img_size;
+    return 1;
 }
 
 void vt_preproc_to_meta(const vt_preproc *p, vt_frame *f)

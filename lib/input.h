@@ -20,6 +20,13 @@ typedef struct vt_input_opts {
 
 void vt_input_opts_default(vt_input_opts *o);
 
+/* Options to read images for model m: its preprocessing, cropping to the
+ * side the model takes, and a decode limit of max_pixels. 1 when m's
+ * preprocessing named another crop (the model's side wins; callers say
+ * so), else 0. */
+struct vt_model;
+int vt_input_opts_for_model(vt_input_opts *o, const struct vt_model *m, long long max_pixels);
+
 /* Called once per frame an input yields; the callee owns *f (must free it).
  * Return <0 to stop. */
 typedef int (*vt_frame_fn)(vt_frame *f, void *ctx);

@@ -470,3 +470,9 @@ void vt_model_close(vt_model *m)
     vt_frame_free(&m->weights);
     memset(m, 0, sizeof *m);
 }
+
+int vt_model_random(const vt_model *m)
+{
+    const char *rnd = vt_frame_meta(&m->weights, "random");
+    return rnd && strcmp(rnd, "1") == 0;
+}

@@ -159,6 +159,8 @@ int vt_model_open_sized(const char *path, const vt_run_opts *o, int size, vt_mod
 void vt_config_set_size(cJSON *cfg, int size);
 int vt_model_forward(vt_model *m, const float *x, int batch, float *logits);
 void vt_model_close(vt_model *m);
+/* 1 when m's weights are random (vt-convert --random): outputs mean nothing. */
+int vt_model_random(const vt_model *m);
 
 /* Labels shipped in share/ (imagenet1k); NULL-terminated, or NULL. */
 char **vt_labels_load(const char *set, int *n);

@@ -243,8 +243,7 @@ void vt_tokens_identity(const vt_model *m, const char *hex, vt_frame *meta)
     vt_frame_set_meta(meta, "arch", m->arch);
     vt_frame_set_meta(meta, "family", m->family->name);
     vt_frame_set_meta(meta, "weights_sha256", hex);
-    const char *rnd = vt_frame_meta(&m->weights, "random");
-    if (rnd && strcmp(rnd, "1") == 0)
+    if (vt_model_random(m))
         vt_frame_set_meta(meta, "random", "1");
 }
 
