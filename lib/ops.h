@@ -105,7 +105,11 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
  * panels of 32 output features, elsewhere kept as given (raw, used through
  * vt_linear; raw must then outlive the pack). BF16 weights (the raw bits,
  * as a model file stores them): always panels, multiplied in f32 with
- * AVX512-BF16, AVX-512 or portable kernels chosen at run time. */
+ * AVX512-BF16, AVX-512 or portable kernels chosen at run time.
+ * Once in panels, a weight that lies in a mapped model file (vt_map_note,
+ * util.h) has its pages there given back: the products never read raw
+ * again, and anything else that does faults it back from the page cache
+ * (correct, but it costs page faults and the memory again). */
 typedef struct vt_wpack {
     int n, k;
     int bf16;           /* panels hold bf16 */

@@ -86,6 +86,9 @@ int vt_wpack_init(vt_wpack *w, const float *wt, int n, int k)
         }
     }
     w->data = d;
+    /* the products read the panels only: a weight mapped from the model
+     * file need not stay resident twice */
+    vt_map_release(wt, (size_t)n * k * sizeof *wt);
     return 0;
 }
 
@@ -120,6 +123,7 @@ int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *wt, int n, int k)
                 dst[((size_t)q * NR + j) * 2] = dst[((size_t)q * NR + j) * 2 + 1] = 0;
     }
     w->data = d;
+    vt_map_release(wt, (size_t)n * k * sizeof *wt);
     return 0;
 }
 
