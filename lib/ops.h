@@ -118,6 +118,11 @@ typedef struct vt_wpack {
 } vt_wpack;
 int vt_wpack_init(vt_wpack *w, const float *raw, int n, int k);  /* 0 or -1 */
 int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *raw, int n, int k);
+/* The same with the panels packed in parallel on p (may be NULL): what a
+ * model's load does, as packing is most of the time before its first
+ * image. */
+int vt_wpack_init_pool(vt_pool *p, vt_wpack *w, const float *raw, int n, int k);
+int vt_wpack_init_bf16_pool(vt_pool *p, vt_wpack *w, const uint16_t *raw, int n, int k);
 void vt_wpack_free(vt_wpack *w);
 /* vt_linear with a packed weight: y[m,n] = beta*y + act(x[m,k] W^T + b),
  * act GELU when gelu != 0; the bias, GELU and residual are applied to

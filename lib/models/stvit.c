@@ -800,7 +800,7 @@ static void *st_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     /* the Swin blocks' weights packed once (vt_linear_packed) */
     for (int i = 0; i < ST_STAGES; i++)
         for (int j = 0; j < n->c.st[i].depth; j++)
-            if (is_swin(i, j) && vt_swin_block_pack(&n->blk[i][j], n->c.st[i].dim) < 0) {
+            if (is_swin(i, j) && vt_swin_block_pack(n->pool, &n->blk[i][j], n->c.st[i].dim) < 0) {
                 st_destroy(n);
                 return NULL;
             }

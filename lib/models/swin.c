@@ -352,9 +352,10 @@ static int sw_pack(sw_net *n)
     for (int i = 0; i < SW_STAGES; i++) {
         const sw_stage *s = &n->c.st[i];
         for (int j = 0; j < s->depth; j++)
-            if (vt_swin_block_pack(&n->blk[i][j], s->dim) < 0)
+            if (vt_swin_block_pack(n->pool, &n->blk[i][j], s->dim) < 0)
                 return -1;
-        if (i < SW_STAGES - 1 && vt_wpack_init(&n->mr[i], n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
+        if (i < SW_STAGES - 1 &&
+            vt_wpack_init_pool(n->pool, &n->mr[i], n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
             return -1;
     }
     return 0;

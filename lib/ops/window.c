@@ -188,12 +188,13 @@ void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_bloc
     }
 }
 
-int vt_swin_block_pack(vt_swin_block_w *b, int C)
+int vt_swin_block_pack(vt_pool *p, vt_swin_block_w *b, int C)
 {
     int F = b->hidden;
-    if (vt_wpack_init(&b->qkv, b->qkvw, 3 * C, C) < 0 ||
-        vt_wpack_init(&b->proj, b->projw, C, C) < 0 ||
-        vt_wpack_init(&b->fc1, b->fc1w, F, C) < 0 || vt_wpack_init(&b->fc2, b->fc2w, C, F) < 0) {
+    if (vt_wpack_init_pool(p, &b->qkv, b->qkvw, 3 * C, C) < 0 ||
+        vt_wpack_init_pool(p, &b->proj, b->projw, C, C) < 0 ||
+        vt_wpack_init_pool(p, &b->fc1, b->fc1w, F, C) < 0 ||
+        vt_wpack_init_pool(p, &b->fc2, b->fc2w, C, F) < 0) {
         vt_swin_block_unpack(b);
         return -1;
     }

@@ -91,9 +91,10 @@ typedef struct vt_swin_block_w {
 } vt_swin_block_w;
 
 /* Pack the block's four linear weights (C channels) for vt_linear_packed,
- * once after binding; vt_swin_block uses them from then on. 0 or -1.
+ * once after binding, in parallel on p; vt_swin_block uses them from then
+ * on. 0 or -1.
  * vt_swin_block_unpack frees them. */
-int vt_swin_block_pack(vt_swin_block_w *b, int C);
+int vt_swin_block_pack(vt_pool *p, vt_swin_block_w *b, int C);
 void vt_swin_block_unpack(vt_swin_block_w *b);
 
 /* Floats of scratch vt_swin_block needs for an H x W map of C channels. */
