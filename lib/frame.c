@@ -102,7 +102,10 @@ void vt_frame_free(vt_frame *f)
     free(f->meta_key);
     free(f->meta_val);
     free(f->block);
-    if (f->map) munmap(f->map, f->map_len);
+    if (f->map) {
+        vt_map_forget(f->map);
+        munmap(f->map, f->map_len);
+    }
     vt_frame_init(f);
 }
 
@@ -413,6 +416,7 @@ int vt_frame_map(const char *path, vt_frame *f)
     }
     f->map = m;
     f->map_len = st.st_size;
+    vt_map_note(m, f->map_len);     /* read-only: its pages may be dropped */
     return 0;
 }
 

@@ -105,7 +105,11 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
  * panels of 32 output features, elsewhere kept as given (raw, used through
  * vt_linear; raw must then outlive the pack). BF16 weights (the raw bits,
  * as a model file stores them): always panels, multiplied in f32 with
- * AVX512-BF16, AVX-512 or portable kernels chosen at run time. */
+ * AVX512-BF16, AVX-512 or portable kernels chosen at run time.
+ * Once in panels, a weight that lies in a mapped model file (vt_map_note,
+ * util.h) has its pages there given back: the products never read raw
+ * again, and anything else that does faults it back from the page cache
+ * (correct, but it costs page faults and the memory again). */
 typedef struct vt_wpack {
     int n, k;
     int bf16;           /* panels hold bf16 */
@@ -114,6 +118,11 @@ typedef struct vt_wpack {
 } vt_wpack;
 int vt_wpack_init(vt_wpack *w, const float *raw, int n, int k);  /* 0 or -1 */
 int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *raw, int n, int k);
+/* The same with the panels packed in parallel on p (may be NULL): what a
+ * model's load does, as packing is most of the time before its first
+ * image. */
+int vt_wpack_init_pool(vt_pool *p, vt_wpack *w, const float *raw, int n, int k);
+int vt_wpack_init_bf16_pool(vt_pool *p, vt_wpack *w, const uint16_t *raw, int n, int k);
 void vt_wpack_free(vt_wpack *w);
 /* vt_linear with a packed weight: y[m,n] = beta*y + act(x[m,k] W^T + b),
  * act GELU when gelu != 0; the bias, GELU and residual are applied to

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 
 /* ---- buffers ---------------------------------------------------------- */
 
@@ -223,6 +224,29 @@ int vt_tokens_from_frame(const vt_frame *f, vt_tokens *t)
 
 /* ---- model identity --------------------------------------------------- */
 
+/* SHA-256 of data[0, len), a mapped model file's tensor data, without
+ * leaving the file resident: by the time a frame asks for the model's
+ * identity its weights are packed and their pages given back, so each
+ * chunk's pages are given back after it is hashed. (Which of them were
+ * resident before cannot be told: mincore reports the page cache of a
+ * file mapping, not this process's pages.) The few weights a forward
+ * pass reads in place fault back in once from the page cache. */
+static void hash_mapped(const uint8_t *data, size_t len, char hex[65])
+{
+    enum { CHUNK = 4 << 20 };
+    vt_sha256 s;
+    vt_sha256_init(&s);
+    for (size_t at = 0; at < len; at += CHUNK) {
+        size_t n = len - at < CHUNK ? len - at : CHUNK;
+        vt_sha256_update(&s, data + at, n);
+        vt_map_release(data + at, n);
+    }
+    uint8_t d[32];
+    vt_sha256_final(&s, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
 int vt_weights_sha256(const vt_model *m, char hex[65])
 {
     const uint8_t *p = m->weights.map;
@@ -234,7 +258,7 @@ int vt_weights_sha256(const vt_model *m, char hex[65])
         hl = hl << 8 | p[i];
     if (hl > len - 8)
         return vt_seterr("model file header is longer than the file");
-    vt_sha256_hex(p + 8 + hl, len - 8 - (size_t)hl, hex);
+    hash_mapped(p + 8 + hl, len - 8 - (size_t)hl, hex);
     return 0;
 }
 

@@ -69,7 +69,9 @@ int vt_tokens_from_frame(const vt_frame *f, vt_tokens *t);
  * converted twice match and any other weights do not. */
 
 /* Hex SHA-256 of m's tensor data (reads the whole mapping: ~0.4 s for
- * DeiT-S; compute it once). */
+ * DeiT-S; compute it once). The pages it reads are given back as it goes
+ * (vt_map_release), so it does not make a packed model's file resident
+ * again. */
 int vt_weights_sha256(const vt_model *m, char hex[65]);
 /* The identity metadata of m into meta: arch, family, weights_sha256 (hex
  * from vt_weights_sha256), random. */

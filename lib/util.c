@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -283,4 +285,62 @@ double vt_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- read-only file mappings ---- */
+
+/* A few mappings live at a time (one model file per tool, a few in
+ * tests); a full table only means a mapping is never released. */
+#define MAX_MAPS 64
+static struct { uintptr_t lo, hi; } maps[MAX_MAPS];
+static int nmaps;
+static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void vt_map_note(const void *base, size_t len)
+{
+    pthread_mutex_lock(&maps_mu);
+    if (base && len && nmaps < MAX_MAPS) {
+        maps[nmaps].lo = (uintptr_t)base;
+        maps[nmaps++].hi = (uintptr_t)base + len;
+    }
+    pthread_mutex_unlock(&maps_mu);
+}
+
+void vt_map_forget(const void *base)
+{
+    pthread_mutex_lock(&maps_mu);
+    for (int i = 0; i < nmaps; i++)
+        if (maps[i].lo == (uintptr_t)base) {
+            maps[i] = maps[--nmaps];
+            break;
+        }
+    pthread_mutex_unlock(&maps_mu);
+}
+
+int vt_map_noted(const void *p, size_t n)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + n;
+    int inside = 0;
+    pthread_mutex_lock(&maps_mu);
+    for (int i = 0; i < nmaps && !inside; i++)
+        inside = p && hi >= lo && lo >= maps[i].lo && hi <= maps[i].hi;
+    pthread_mutex_unlock(&maps_mu);
+    return inside;
+}
+
+void vt_drop_pages(const void *p, size_t n)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    uintptr_t pg = (uintptr_t)page;
+    uintptr_t lo = ((uintptr_t)p + pg - 1) / pg * pg, hi = ((uintptr_t)p + n) / pg * pg;
+    if (p && hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+void vt_map_release(const void *p, size_t n)
+{
+    if (vt_map_noted(p, n))
+        vt_drop_pages(p, n);
 }

@@ -81,4 +81,24 @@ int vt_ncpus(void);
 /* Monotonic clock in seconds. */
 double vt_now(void);
 
+/* ---- read-only file mappings ------------------------------------------
+ * A model's weights are used in place from its mapped file, and most are
+ * read once: packed into another layout at load (lib/ops/gemm.c) or
+ * hashed. Their pages can then go back to the kernel, which keeps peak RSS
+ * near one copy of the weights instead of two. Only pages of a mapping
+ * noted here are ever dropped: a read-only, never written MAP_PRIVATE
+ * mapping of a file, where a later read simply faults the page back in
+ * from the page cache (dropping pages of anonymous memory would zero
+ * them). vt_frame_map notes its mappings and vt_frame_free forgets them. */
+void vt_map_note(const void *base, size_t len);
+void vt_map_forget(const void *base);
+/* 1 when [p, p+n) lies inside one noted mapping. */
+int vt_map_noted(const void *p, size_t n);
+/* Give back the pages wholly inside [p, p+n) when it lies inside a noted
+ * mapping (madvise MADV_DONTNEED); nothing otherwise. */
+void vt_map_release(const void *p, size_t n);
+/* The same without the check: the caller knows [p, p+n) is such a
+ * mapping. */
+void vt_drop_pages(const void *p, size_t n);
+
 #endif

@@ -20,12 +20,10 @@
  * of the weights when every tensor is converted. */
 void vt_ckpt_drop_pages(const vt_frame *f, const void *p, size_t n)
 {
-    uintptr_t lo = (uintptr_t)p, hi = lo + n, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p, hi = lo + n;
     uintptr_t mlo = (uintptr_t)f->map, mhi = mlo + f->map_len;
     if (!f->map || !p || lo < mlo || hi > mhi) return;
-    lo = (lo + page - 1) / page * page;
-    hi = hi / page * page;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    vt_drop_pages(p, n);
 }
 
 /* ---- tensors from layouts ---- */

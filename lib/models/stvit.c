@@ -421,7 +421,7 @@ static void run_alloc(st_net *n)
     for (int i = 0; i < ST_STAGES; i++) {
         const st_stage *s = &c->st[i];
         size_t L = (size_t)s->res * s->res;
-        scr = zmax(scr, vt_swin_block_scratch(n->pool, &n->blk[i][0], s->res, s->res, s->dim));
+        scr = zmax(scr, vt_swin_block_scratch(n->pool, &n->blk[i][0], 1, s->res, s->res, s->dim));
         n->out[i] = own(n, L * s->dim);
         if (i < ST_STAGES - 1)
             n->merged[i] = own(n, L / 4 * 2 * s->dim);
@@ -662,7 +662,7 @@ static void semantic_stage(st_net *n)
         int r = role(j);
         switch (r) {
         case R_SWIN:
-            vt_swin_block(n->pool, n->x, H, H, C, &n->blk[ST_SEM][j], n->c.eps, n->scratch);
+            vt_swin_block(n->pool, n->x, 1, H, H, C, &n->blk[ST_SEM][j], n->c.eps, n->scratch);
             break;
         case R_INIT: sem_init(n, b, g); break;
         case R_CROSS: sem_cross(n, b, g); break;
@@ -690,7 +690,7 @@ static void forward_image(st_net *n, const float *img, float *logits)
             semantic_stage(n);
         else
             for (int j = 0; j < s->depth; j++)
-                vt_swin_block(n->pool, n->x, H, H, C, &n->blk[i][j], c->eps, n->scratch);
+                vt_swin_block(n->pool, n->x, 1, H, H, C, &n->blk[i][j], c->eps, n->scratch);
         memcpy(n->out[i], n->x, (size_t)L * C * sizeof(float));
         if (i == ST_STAGES - 1)
             break;
@@ -800,7 +800,7 @@ static void *st_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     /* the Swin blocks' weights packed once (vt_linear_packed) */
     for (int i = 0; i < ST_STAGES; i++)
         for (int j = 0; j < n->c.st[i].depth; j++)
-            if (is_swin(i, j) && vt_swin_block_pack(&n->blk[i][j], n->c.st[i].dim) < 0) {
+            if (is_swin(i, j) && vt_swin_block_pack(n->pool, &n->blk[i][j], n->c.st[i].dim) < 0) {
                 st_destroy(n);
                 return NULL;
             }

@@ -229,13 +229,16 @@ typedef struct sw_net {
     vt_wpack mr[SW_STAGES];                         /* mrw packed */
     const float *nw, *nb, *hw, *hb;                 /* LN [C4], head [K,C4], [K] */
     vt_store store;
-    /* run state (one image at a time) */
-    float *x;           /* [L0, C0] residual stream (largest stage) */
-    float *g;           /* [L0/4, 4C0] merge gather */
+    /* run state for up to cap images: each stage's tokens of all images
+     * run through a block together (run_grow) */
+    int cap;
+    float *x;           /* [cap, L, C] residual streams, compact per stage */
+    float *g;           /* [cap, L0/4, 4C0] merge gather, head norm */
+    float *feat;        /* [cap, C3] pooled features */
+    float *scratch;     /* vt_swin_block_scratch of the largest group */
     float *cols;        /* patch embed im2col [L0, 3 p p] */
-    float *scratch;     /* vt_swin_block_scratch, largest stage */
     /* intermediates of the last image */
-    float *pe, *out[SW_STAGES], *merged[SW_STAGES], *feat;
+    float *pe, *out[SW_STAGES], *merged[SW_STAGES];
     int last_batch;
 } sw_net;
 
@@ -352,9 +355,10 @@ static int sw_pack(sw_net *n)
     for (int i = 0; i < SW_STAGES; i++) {
         const sw_stage *s = &n->c.st[i];
         for (int j = 0; j < s->depth; j++)
-            if (vt_swin_block_pack(&n->blk[i][j], s->dim) < 0)
+            if (vt_swin_block_pack(n->pool, &n->blk[i][j], s->dim) < 0)
                 return -1;
-        if (i < SW_STAGES - 1 && vt_wpack_init(&n->mr[i], n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
+        if (i < SW_STAGES - 1 &&
+            vt_wpack_init_pool(n->pool, &n->mr[i], n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
             return -1;
     }
     return 0;
@@ -362,24 +366,54 @@ static int sw_pack(sw_net *n)
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
+/* Images of stage i that run through a block together (of batch): as many
+ * as make the first stage's token count, so the block scratch stays that
+ * of one image at 224 while the later stages, whose products have a few
+ * hundred rows or less per image and whose attention has few windows, get
+ * the rows and tasks of several. */
+static int stage_group(const sw_config *c, int i, int batch)
+{
+    int L0 = c->st[0].res * c->st[0].res, L = c->st[i].res * c->st[i].res;
+    int g = L0 / L;
+    return g < 1 ? 1 : g > batch ? batch : g;
+}
+
 static void run_alloc(sw_net *n)
 {
     const sw_config *c = &n->c;
-    size_t L0 = (size_t)c->st[0].res * c->st[0].res, C0 = c->st[0].dim, scr = 0;
+    size_t L0 = (size_t)c->st[0].res * c->st[0].res, C0 = c->st[0].dim;
     for (int i = 0; i < SW_STAGES; i++) {
         const sw_stage *s = &c->st[i];
         size_t L = (size_t)s->res * s->res;
-        scr = zmax(scr, vt_swin_block_scratch(n->pool, &n->blk[i][0], s->res, s->res, s->dim));
         n->out[i] = own(n, L * s->dim);
         if (i < SW_STAGES - 1)
             n->merged[i] = own(n, L / 4 * 2 * s->dim);
     }
-    n->x = own(n, L0 * C0);
-    n->g = own(n, L0 * C0);
     n->cols = own(n, L0 * 3 * c->patch * c->patch);
-    n->scratch = own(n, scr);
     n->pe = own(n, L0 * C0);
-    n->feat = own(n, c->st[3].dim);
+}
+
+/* The batch-sized state for `batch` images (once per larger batch). */
+static void run_grow(sw_net *n, int batch)
+{
+    if (batch <= n->cap)
+        return;
+    const sw_config *c = &n->c;
+    size_t L0 = (size_t)c->st[0].res * c->st[0].res, C0 = c->st[0].dim, scr = 0;
+    for (int i = 0; i < SW_STAGES; i++) {
+        const sw_stage *s = &c->st[i];
+        scr = zmax(scr, vt_swin_block_scratch(n->pool, &n->blk[i][0], stage_group(c, i, batch),
+                                              s->res, s->res, s->dim));
+    }
+    free(n->x);
+    free(n->g);
+    free(n->feat);
+    free(n->scratch);
+    n->x = vt_xmalloc((size_t)batch * L0 * C0 * sizeof *n->x);
+    n->g = vt_xmalloc((size_t)batch * L0 * C0 * sizeof *n->g);
+    n->feat = vt_xmalloc((size_t)batch * c->st[3].dim * sizeof *n->feat);
+    n->scratch = vt_xmalloc(scr * sizeof *n->scratch);
+    n->cap = batch;
 }
 
 /* ---- forward --------------------------------------------------------- *
@@ -402,54 +436,70 @@ static void locate(const sw_config *c, int b, int *i, int *j)
     *j = b;
 }
 
-static void sw_embed(sw_net *n, const float *img)
+/* Tokens of stage i per image: the stride of x between images. */
+static size_t stage_floats(const sw_config *c, int i)
+{
+    return (size_t)c->st[i].res * c->st[i].res * c->st[i].dim;
+}
+
+/* Images x[batch, 3, S, S] to the first stage's tokens in x. */
+static void sw_embed(sw_net *n, const float *x, int batch)
 {
     const sw_config *c = &n->c;
     int S = c->img_size, p = c->patch;
     const sw_stage *s0 = &c->st[0];
     int L = s0->res * s0->res;
-    vt_conv2d_tokens(n->pool, n->x, img, 3, S, S, n->pew, n->peb, s0->dim, p, p, 0, n->cols);
-    vt_layernorm_mt(n->pool, n->x, n->x, n->penw, n->penb, L, s0->dim, c->eps);
-    memcpy(n->pe, n->x, (size_t)L * s0->dim * sizeof(float));
+    size_t img = (size_t)3 * S * S, one = stage_floats(c, 0);
+    for (int b = 0; b < batch; b++)
+        vt_conv2d_tokens(n->pool, n->x + b * one, x + b * img, 3, S, S, n->pew, n->peb, s0->dim,
+                         p, p, 0, n->cols);
+    vt_layernorm_mt(n->pool, n->x, n->x, n->penw, n->penb, batch * L, s0->dim, c->eps);
+    memcpy(n->pe, n->x + (batch - 1) * one, one * sizeof(float));
 }
 
-/* Blocks [first, last) on the residual stream x. */
-static void sw_blocks(sw_net *n, int first, int last)
+/* Patch merging after stage i - 1, every image's rows in one product. */
+static void sw_merge(sw_net *n, int i, int batch)
+{
+    const sw_config *c = &n->c;
+    const sw_stage *p = &c->st[i - 1];
+    int H = p->res, C = p->dim, L = H * H;
+    size_t one = stage_floats(c, i - 1);
+    for (int b = 0; b < batch; b++)
+        vt_patch_merge_gather(n->g + b * one, n->x + b * one, H, H, C);
+    vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], batch * L / 4, 4 * C,
+                    c->eps);
+    vt_linear_packed(n->pool, n->x, n->g, &n->mr[i - 1], NULL, batch * L / 4, 0, 0);
+    memcpy(n->merged[i - 1], n->x + (batch - 1) * (one / 2), one / 2 * sizeof(float));
+}
+
+/* Blocks [first, last) on the residual streams x of batch images. */
+static void sw_blocks(sw_net *n, int batch, int first, int last)
 {
     const sw_config *c = &n->c;
     for (int b = first; b < last; b++) {
         int i, j;
         locate(c, b, &i, &j);
-        if (j == 0 && i > 0) {   /* merge the previous stage's output */
-            const sw_stage *p = &c->st[i - 1];
-            int H = p->res, C = p->dim, L = H * H;
-            vt_patch_merge_gather(n->g, n->x, H, H, C);
-            vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], L / 4, 4 * C,
-                            c->eps);
-            vt_linear_packed(n->pool, n->x, n->g, &n->mr[i - 1], NULL, L / 4, 0, 0);
-            memcpy(n->merged[i - 1], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
-        }
+        if (j == 0 && i > 0)    /* merge the previous stage's output */
+            sw_merge(n, i, batch);
         const sw_stage *s = &c->st[i];
-        vt_swin_block(n->pool, n->x, s->res, s->res, s->dim, &n->blk[i][j], c->eps, n->scratch);
+        size_t one = stage_floats(c, i);
+        int group = stage_group(c, i, batch);
+        for (int g0 = 0; g0 < batch; g0 += group)
+            vt_swin_block(n->pool, n->x + g0 * one, batch - g0 < group ? batch - g0 : group,
+                          s->res, s->res, s->dim, &n->blk[i][j], c->eps, n->scratch);
         if (j == s->depth - 1)
-            memcpy(n->out[i], n->x, (size_t)s->res * s->res * s->dim * sizeof(float));
+            memcpy(n->out[i], n->x + (batch - 1) * one, one * sizeof(float));
     }
 }
 
-static void sw_head(sw_net *n, float *logits)
+static void sw_head(sw_net *n, int batch, float *logits)
 {
     const sw_config *c = &n->c;
     int C = c->st[3].dim, L = c->st[3].res * c->st[3].res;
-    vt_layernorm_mt(n->pool, n->g, n->x, n->nw, n->nb, L, C, c->eps);
-    vt_mean_rows(n->feat, n->g, L, C);
-    vt_linear(n->pool, logits, n->feat, n->hw, n->hb, 1, C, c->classes, 0, 0);
-}
-
-static void forward_image(sw_net *n, const float *img, float *logits)
-{
-    sw_embed(n, img);
-    sw_blocks(n, 0, total_blocks(&n->c));
-    sw_head(n, logits);
+    vt_layernorm_mt(n->pool, n->g, n->x, n->nw, n->nb, batch * L, C, c->eps);
+    for (int b = 0; b < batch; b++)
+        vt_mean_rows(n->feat + (size_t)b * C, n->g + (size_t)b * L * C, L, C);
+    vt_linear(n->pool, logits, n->feat, n->hw, n->hb, batch, C, c->classes, 0, 0);
 }
 
 static int sw_forward(void *net, const float *x, int batch, float *logits)
@@ -459,9 +509,10 @@ static int sw_forward(void *net, const float *x, int batch, float *logits)
         return vt_seterr("swin: not a swin net");
     if (batch < 1)
         return vt_seterr("swin: batch %d", batch);
-    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
-    for (int b = 0; b < batch; b++)
-        forward_image(n, x + b * img, logits + (size_t)b * n->c.classes);
+    run_grow(n, batch);
+    sw_embed(n, x, batch);
+    sw_blocks(n, batch, 0, total_blocks(&n->c));
+    sw_head(n, batch, logits);
     n->last_batch = batch;
     return 0;
 }
@@ -473,6 +524,10 @@ static void sw_destroy(void *net)
         return;
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
+    free(n->x);
+    free(n->g);
+    free(n->feat);
+    free(n->scratch);
     for (int i = 0; i < SW_STAGES; i++) {
         for (int j = 0; n->blk[i] && j < n->c.st[i].depth; j++)
             vt_swin_block_unpack(&n->blk[i][j]);
@@ -500,6 +555,7 @@ static void *sw_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
         return NULL;
     }
     run_alloc(n);
+    run_grow(n, o && o->batch > 0 ? o->batch : 1);
     return n;
 }
 
@@ -518,15 +574,17 @@ static int sw_split_point(const void *net, int block)
     return 0;
 }
 
-static void sw_export(const sw_net *n, int block, vt_tokens *out)
+/* Image b's tokens after `block`. */
+static void sw_export(const sw_net *n, int b, int block, vt_tokens *out)
 {
     int i, j;
     locate(&n->c, block, &i, &j);
     const sw_stage *s = &n->c.st[i];
+    size_t one = stage_floats(&n->c, i);
     vt_tokens_reserve(out, s->res * s->res, s->dim, 0, 0);
     out->grid_h = out->grid_w = s->res;
     out->block = block;
-    memcpy(out->x, n->x, (size_t)out->n * s->dim * sizeof *out->x);
+    memcpy(out->x, n->x + b * one, one * sizeof *out->x);
     vt_tokens_grid_boxes(out);
 }
 
@@ -535,12 +593,11 @@ static int sw_run_until(void *net, const float *x, int batch, int until, vt_toke
     sw_net *n = net;
     if (sw_split_point(n, until) < 0)
         return -1;
-    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
-    for (int b = 0; b < batch; b++) {
-        sw_embed(n, x + b * img);
-        sw_blocks(n, 0, until + 1);
-        sw_export(n, until, &out[b]);
-    }
+    run_grow(n, batch);
+    sw_embed(n, x, batch);
+    sw_blocks(n, batch, 0, until + 1);
+    for (int b = 0; b < batch; b++)
+        sw_export(n, b, until, &out[b]);
     n->last_batch = 0;      /* the intermediates are not a whole pass's */
     return 0;
 }
@@ -579,18 +636,22 @@ static int sw_run_from(void *net, const vt_tokens *in, int batch, int until,
     for (int b = 0; b < batch; b++) {
         if (sw_check_tokens(n, &in[b]) < 0)
             return -1;
+        if (in[b].block != in->block)   /* they run through the blocks together */
+            return vt_seterr("tokens of one batch are after blocks %d and %d", in->block,
+                             in[b].block);
         if (until >= 0 && until <= in[b].block)
             return vt_seterr("tokens are already after block %d; cannot stop after block %d",
                              in[b].block, until);
     }
-    for (int b = 0; b < batch; b++) {
-        memcpy(n->x, in[b].x, (size_t)in[b].n * in[b].dim * sizeof *n->x);
-        sw_blocks(n, in[b].block + 1, until < 0 ? total : until + 1);
-        if (until >= 0)
-            sw_export(n, until, &out[b]);
-        else
-            sw_head(n, logits + (size_t)b * n->c.classes);
-    }
+    run_grow(n, batch);
+    for (int b = 0; b < batch; b++)
+        memcpy(n->x + (size_t)b * in->n * in->dim, in[b].x,
+               (size_t)in->n * in->dim * sizeof *n->x);
+    sw_blocks(n, batch, in->block + 1, until < 0 ? total : until + 1);
+    if (until < 0)
+        sw_head(n, batch, logits);
+    for (int b = 0; until >= 0 && b < batch; b++)
+        sw_export(n, b, until, &out[b]);
     n->last_batch = 0;
     return 0;
 }
@@ -639,7 +700,7 @@ const float *vt_swin_extra(const void *net, const char *name, size_t *count)
     if (strcmp(name, "patch_embed") == 0)
         return *count = L0 * c->st[0].dim, n->pe;
     if (strcmp(name, "features") == 0)
-        return *count = c->st[3].dim, n->feat;
+        return *count = c->st[3].dim, n->feat + (size_t)(n->last_batch - 1) * c->st[3].dim;
     if (sscanf(name, "stage%d_%15s", &i, tail) == 2 && i >= 0 && i < SW_STAGES) {
         size_t L = (size_t)c->st[i].res * c->st[i].res;
         if (strcmp(tail, "out") == 0)

@@ -252,10 +252,9 @@ static int is_bf16(const vt_frame *w, const char *name)
 static int pack(vit_net *n, const vt_frame *w, const char *name, const float *f32,
                 vt_wpack *out, int nout, int nin)
 {
-    (void)n;
     if (is_bf16(w, name))
-        return vt_wpack_init_bf16(out, vt_frame_get(w, name)->data, nout, nin);
-    return vt_wpack_init(out, f32, nout, nin);
+        return vt_wpack_init_bf16_pool(n->pool, out, vt_frame_get(w, name)->data, nout, nin);
+    return vt_wpack_init_pool(n->pool, out, f32, nout, nin);
 }
 
 /* pos_embed [1, prefix + pg*pg, D] -> [prefix + g*g, D] (timm's
@@ -655,15 +654,17 @@ static void *vit_create(const cJSON *cfg, const vt_frame *weights,
 {
     vit_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = VIT_MAGIC;
-    if (vit_config_read(cfg, &n->c) < 0 || vit_bind(n, weights) < 0) {
+    if (vit_config_read(cfg, &n->c) < 0) {
         vit_destroy(n);
         return NULL;
     }
+    /* the pool first: binding packs the weights on it */
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
     /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (!n->pool || vit_bind(n, weights) < 0 ||
+        run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         vit_destroy(n);
         return NULL;
     }

@@ -61,7 +61,76 @@ static size_t panel_bytes(const vt_wpack *w)
                    : (size_t)w->k * NR * sizeof(float);
 }
 
-int vt_wpack_init(vt_wpack *w, const float *wt, int n, int k)
+/* Panel p of an F32 weight wt[n, k] into dst (k * NR floats). */
+static void pack_panel_f32(float *dst, const float *wt, int p, int n, int k)
+{
+    int cols = n - p * NR < NR ? n - p * NR : NR;
+    /* in k strips of 16 so the 32 source rows are read sequentially */
+    for (int k0 = 0; k0 < k; k0 += 16) {
+        int kn = k - k0 < 16 ? k - k0 : 16;
+        for (int j = 0; j < NR; j++) {
+            const float *src = wt + (size_t)(p * NR + j) * k + k0;
+            for (int kk = 0; kk < kn; kk++)
+                dst[(size_t)(k0 + kk) * NR + j] = j < cols ? src[kk] : 0.0f;
+        }
+    }
+}
+
+/* Panel p of a BF16 weight wt[n, k] into dst (k2 * NR pairs). */
+static void pack_panel_bf16(uint16_t *dst, const uint16_t *wt, int p, int n, int k)
+{
+    int k2 = (k + 1) / 2, cols = n - p * NR < NR ? n - p * NR : NR;
+    for (int k0 = 0; k0 < k; k0 += 16) {
+        int kn = k - k0 < 16 ? k - k0 : 16;
+        for (int j = 0; j < NR; j++) {
+            const uint16_t *src = wt + (size_t)(p * NR + j) * k + k0;
+            for (int kk = 0; kk < kn; kk++) {
+                int q = k0 + kk;
+                dst[((size_t)(q / 2) * NR + j) * 2 + q % 2] = j < cols ? src[kk] : 0;
+            }
+        }
+    }
+    if (k % 2)
+        for (int j = 0; j < NR; j++)
+            dst[((size_t)(k2 - 1) * NR + j) * 2 + 1] = 0;
+    for (int j = cols; j < NR; j++)     /* columns past n, all k */
+        for (int q = 0; q < k2; q++)
+            dst[((size_t)q * NR + j) * 2] = dst[((size_t)q * NR + j) * 2 + 1] = 0;
+}
+
+typedef struct pack_job { const vt_wpack *w; const void *src; } pack_job;
+
+static void pack_task(void *ctx, int p, int thread)
+{
+    (void)thread;
+    const pack_job *j = ctx;
+    const vt_wpack *w = j->w;
+    char *dst = (char *)w->data + (size_t)p * panel_bytes(w);
+    if (w->bf16)
+        pack_panel_bf16((uint16_t *)dst, j->src, p, w->n, w->k);
+    else
+        pack_panel_f32((float *)dst, j->src, p, w->n, w->k);
+}
+
+/* Fill w's panels from src, a panel per task on the pool: packing happens
+ * at start-up, where it was most of the time before the first image, and
+ * most of its cost (page faults of the new memory and of the file, the
+ * transposition) divides over threads. Then the raw weight's pages go back
+ * when they lie in a mapped model file: the products read the panels
+ * only, so the weights need not stay resident twice. */
+static int pack_all(vt_pool *p, vt_wpack *w, const void *src, size_t src_bytes)
+{
+    if (posix_memalign(&w->data, 64, (size_t)panels(w->n) * panel_bytes(w)) != 0) {
+        w->data = NULL;
+        return vt_seterr("out of memory packing a %dx%d weight", w->n, w->k);
+    }
+    pack_job j = {w, src};
+    vt_pool_run_work(p, panels(w->n), pack_task, &j, (double)src_bytes);
+    vt_map_release(src, src_bytes);
+    return 0;
+}
+
+int vt_wpack_init_pool(vt_pool *p, vt_wpack *w, const float *wt, int n, int k)
 {
     memset(w, 0, sizeof *w);
     w->n = n;
@@ -69,58 +138,26 @@ int vt_wpack_init(vt_wpack *w, const float *wt, int n, int k)
     w->raw = wt;
     if (vt_cpu() < VT_CPU_AVX512)
         return 0;                       /* vt_linear on the raw weights */
-    float *d = NULL;
-    if (posix_memalign((void **)&d, 64, (size_t)panels(n) * panel_bytes(w)) != 0)
-        return vt_seterr("out of memory packing a %dx%d weight", n, k);
-    for (int p = 0; p < panels(n); p++) {
-        float *dst = d + (size_t)p * k * NR;
-        int cols = n - p * NR < NR ? n - p * NR : NR;
-        /* in k strips of 16 so the 32 source rows are read sequentially */
-        for (int k0 = 0; k0 < k; k0 += 16) {
-            int kn = k - k0 < 16 ? k - k0 : 16;
-            for (int j = 0; j < NR; j++) {
-                const float *src = wt + (size_t)(p * NR + j) * k + k0;
-                for (int kk = 0; kk < kn; kk++)
-                    dst[(size_t)(k0 + kk) * NR + j] = j < cols ? src[kk] : 0.0f;
-            }
-        }
-    }
-    w->data = d;
-    return 0;
+    return pack_all(p, w, wt, (size_t)n * k * sizeof *wt);
 }
 
-int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *wt, int n, int k)
+int vt_wpack_init(vt_wpack *w, const float *wt, int n, int k)
+{
+    return vt_wpack_init_pool(NULL, w, wt, n, k);
+}
+
+int vt_wpack_init_bf16_pool(vt_pool *p, vt_wpack *w, const uint16_t *wt, int n, int k)
 {
     memset(w, 0, sizeof *w);
     w->n = n;
     w->k = k;
     w->bf16 = 1;
-    int k2 = (k + 1) / 2;
-    uint16_t *d = NULL;
-    if (posix_memalign((void **)&d, 64, (size_t)panels(n) * panel_bytes(w)) != 0)
-        return vt_seterr("out of memory packing a %dx%d weight", n, k);
-    for (int p = 0; p < panels(n); p++) {
-        uint16_t *dst = d + (size_t)p * k2 * NR * 2;
-        int cols = n - p * NR < NR ? n - p * NR : NR;
-        for (int k0 = 0; k0 < k; k0 += 16) {
-            int kn = k - k0 < 16 ? k - k0 : 16;
-            for (int j = 0; j < NR; j++) {
-                const uint16_t *src = wt + (size_t)(p * NR + j) * k + k0;
-                for (int kk = 0; kk < kn; kk++) {
-                    int q = k0 + kk;
-                    dst[((size_t)(q / 2) * NR + j) * 2 + q % 2] = j < cols ? src[kk] : 0;
-                }
-            }
-        }
-        if (k % 2)
-            for (int j = 0; j < NR; j++)
-                dst[((size_t)(k2 - 1) * NR + j) * 2 + 1] = 0;
-        for (int j = cols; j < NR; j++)     /* columns past n, all k */
-            for (int q = 0; q < k2; q++)
-                dst[((size_t)q * NR + j) * 2] = dst[((size_t)q * NR + j) * 2 + 1] = 0;
-    }
-    w->data = d;
-    return 0;
+    return pack_all(p, w, wt, (size_t)n * k * sizeof *wt);
+}
+
+int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *wt, int n, int k)
+{
+    return vt_wpack_init_bf16_pool(NULL, w, wt, n, k);
 }
 
 void vt_wpack_free(vt_wpack *w)

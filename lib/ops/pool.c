@@ -276,7 +276,7 @@ const vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k)
         p->wc = vt_xrealloc(p->wc, (size_t)p->capwc * sizeof *p->wc);
     }
     struct wentry *e = &p->wc[p->nwc];
-    if (vt_wpack_init(&e->pack, w, n, k) < 0)
+    if (vt_wpack_init_pool(p, &e->pack, w, n, k) < 0)
         return NULL;
     e->w = w, e->n = n, e->k = k;
     p->nwc++;

@@ -117,7 +117,7 @@ void vt_mha_probs(float *out, int ldo, const float *q, int ldq, const float *k, 
 typedef struct swin_job {
     float *out;
     const float *qkv, *bias, *mask;
-    int N, heads, d;
+    int N, heads, d, mask_nw;
     float scale;
     float *scratch;     /* [threads, vt_attn_head_scratch(N, d)] */
 } swin_job;
@@ -132,7 +132,7 @@ static void swin_task(void *ctx, int task, int thread)
     vt_attn_head_biased(j->out + (size_t)w * N * C + (size_t)h * j->d, C, q, 3 * C, q + C,
                         3 * C, q + 2 * C, 3 * C, j->N, j->N, j->d, j->scale,
                         j->bias ? j->bias + (size_t)h * N * N : NULL,
-                        j->mask ? j->mask + (size_t)w * N * N : NULL,
+                        j->mask ? j->mask + (size_t)(w % j->mask_nw) * N * N : NULL,
                         j->scratch + (size_t)thread * vt_attn_head_scratch(j->N, j->d));
 }
 
@@ -142,42 +142,51 @@ size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N, int d)
     return (size_t)vt_pool_size(p) * vt_attn_head_scratch(N, d);
 }
 
-void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int N, int heads, int d,
-                  float scale, const float *bias, const float *mask, float *scratch)
+void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int mask_nw, int N,
+                  int heads, int d, float scale, const float *bias, const float *mask,
+                  float *scratch)
 {
-    swin_job j = {out, qkv, bias, mask, N, heads, d, scale, scratch};
+    swin_job j = {out, qkv, bias, mask, N, heads, d, mask_nw, scale, scratch};
     vt_pool_run_work(p, nW * heads, swin_task, &j, 4.0 * nW * N * N * heads * d);
 }
 
 /* ---- one Swin block ---------------------------------------------------- */
 
-size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int H, int W, int C)
+size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int batch, int H,
+                             int W, int C)
 {
-    size_t L = (size_t)H * W;
+    size_t L = (size_t)batch * H * W;
     /* xn [L,C], xw [L,C], qkv [L,3C], aw [L,C], hidden [L,F], attention */
     return L * C * 6 + L * b->hidden + vt_swin_attn_scratch(p, b->heads, b->ws * b->ws,
                                                             C / b->heads);
 }
 
-void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_block_w *b,
-                   float eps, float *scratch)
+void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
+                   const vt_swin_block_w *b, float eps, float *scratch)
 {
-    int L = H * W, N = b->ws * b->ws, nW = L / N, d = C / b->heads, F = b->hidden;
+    /* every image's tokens in each product and in one attention job: L
+     * rows of all images; windows and their reverse per image */
+    int hw = H * W, L = batch * hw, N = b->ws * b->ws, nW = hw / N, d = C / b->heads;
+    int F = b->hidden;
+    size_t img = (size_t)hw * C;
     float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
     float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
     int packed = b->qkv.raw || b->qkv.data;
     vt_layernorm_mt(p, xn, x, b->n1w, b->n1b, L, C, eps);
-    vt_window_partition(xw, xn, H, W, C, b->ws, b->shift);
+    for (int i = 0; i < batch; i++)
+        vt_window_partition(xw + i * img, xn + i * img, H, W, C, b->ws, b->shift);
     if (packed)
         vt_linear_packed(p, qkv, xw, &b->qkv, b->qkvb, L, 0, 0);
     else
         vt_linear(p, qkv, xw, b->qkvw, b->qkvb, L, C, 3 * C, 0, 0);
-    vt_swin_attn(p, aw, qkv, nW, N, b->heads, d, 1.0f / sqrtf((float)d), b->bias, b->mask, att);
+    vt_swin_attn(p, aw, qkv, batch * nW, nW, N, b->heads, d, 1.0f / sqrtf((float)d), b->bias,
+                 b->mask, att);
     if (packed)
         vt_linear_packed(p, xw, aw, &b->proj, b->projb, L, 0, 0);
     else
         vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
-    vt_window_reverse(x, xw, H, W, C, b->ws, b->shift, 1);
+    for (int i = 0; i < batch; i++)
+        vt_window_reverse(x + i * img, xw + i * img, H, W, C, b->ws, b->shift, 1);
     vt_layernorm_mt(p, xn, x, b->n2w, b->n2b, L, C, eps);
     if (packed) {
         vt_linear_packed(p, hid, xn, &b->fc1, b->fc1b, L, 0, 1);
@@ -188,12 +197,13 @@ void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_bloc
     }
 }
 
-int vt_swin_block_pack(vt_swin_block_w *b, int C)
+int vt_swin_block_pack(vt_pool *p, vt_swin_block_w *b, int C)
 {
     int F = b->hidden;
-    if (vt_wpack_init(&b->qkv, b->qkvw, 3 * C, C) < 0 ||
-        vt_wpack_init(&b->proj, b->projw, C, C) < 0 ||
-        vt_wpack_init(&b->fc1, b->fc1w, F, C) < 0 || vt_wpack_init(&b->fc2, b->fc2w, C, F) < 0) {
+    if (vt_wpack_init_pool(p, &b->qkv, b->qkvw, 3 * C, C) < 0 ||
+        vt_wpack_init_pool(p, &b->proj, b->projw, C, C) < 0 ||
+        vt_wpack_init_pool(p, &b->fc1, b->fc1w, F, C) < 0 ||
+        vt_wpack_init_pool(p, &b->fc2, b->fc2w, C, F) < 0) {
         vt_swin_block_unpack(b);
         return -1;
     }

@@ -63,13 +63,14 @@ void vt_mha_probs(float *out, int ldo, const float *q, int ldq, const float *k,
 
 /* Swin window attention over nW windows of N tokens each:
  *   qkv[nW*N, 3C] (q | k | v, heads inside each), out[nW*N, C] (heads
- *   concatenated), bias [heads, N, N] (may be NULL), mask [nW, N, N] (may
- *   be NULL). (Window, head) pairs are split over the pool and run fused
+ *   concatenated), bias [heads, N, N] (may be NULL), mask [mask_nw, N, N]
+ *   (may be NULL), window w taking mask w % mask_nw: the windows of
+ *   several images of mask_nw windows each run in one job. (Window, head) pairs are split over the pool and run fused
  *   (vt_attn_head_biased, no probabilities kept); scratch has
  *   vt_swin_attn_scratch floats for d = C / heads channels per head. */
 size_t vt_swin_attn_scratch(const vt_pool *p, int heads, int N, int d);
-void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int N,
-                  int heads, int d, float scale, const float *bias,
+void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int mask_nw,
+                  int N, int heads, int d, float scale, const float *bias,
                   const float *mask, float *scratch);
 
 /* ---- one Swin block --------------------------------------------------- */
@@ -91,19 +92,22 @@ typedef struct vt_swin_block_w {
 } vt_swin_block_w;
 
 /* Pack the block's four linear weights (C channels) for vt_linear_packed,
- * once after binding; vt_swin_block uses them from then on. 0 or -1.
+ * once after binding, in parallel on p; vt_swin_block uses them from then
+ * on. 0 or -1.
  * vt_swin_block_unpack frees them. */
-int vt_swin_block_pack(vt_swin_block_w *b, int C);
+int vt_swin_block_pack(vt_pool *p, vt_swin_block_w *b, int C);
 void vt_swin_block_unpack(vt_swin_block_w *b);
 
-/* Floats of scratch vt_swin_block needs for an H x W map of C channels. */
-size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int H, int W, int C);
+/* Floats of scratch vt_swin_block needs for batch H x W maps of C
+ * channels. */
+size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int batch, int H,
+                             int W, int C);
 
-/* x[H*W, C] in place:
+/* x[batch, H*W, C] in place, each image:
  *   x += reverse(proj(WindowAttn(partition(roll(LN1(x), -shift)))), +shift)
  *   x += fc2(GELU(fc1(LN2(x))))
  * WindowAttn: per window and head softmax((q d^-0.5) k^T + bias + mask) v. */
-void vt_swin_block(vt_pool *p, float *x, int H, int W, int C, const vt_swin_block_w *b,
-                   float eps, float *scratch);
+void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
+                   const vt_swin_block_w *b, float eps, float *scratch);
 
 #endif
