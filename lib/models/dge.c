@@ -530,6 +530,9 @@ typedef struct dge_block {
     const float *fc1w, *fc1b;               /* [F, C], [F] */
     const float *fc2w, *fc2b;               /* [C, F], [C] */
     const float *gatew, *gateb;             /* router [S, C], [S] */
+    /* the linear weights packed once for vt_linear_packed (ops.h); q is
+     * the fused [3C, C] qkv of plain DeiT */
+    vt_wpack q, kv, sr, v, off, aw, proj, fc1, fc2;
 } dge_block;
 
 typedef struct dge_weights {
@@ -540,6 +543,8 @@ typedef struct dge_weights {
     dge_block *blocks;              /* [layers] */
     const float *normw, *normb;     /* [C_last] */
     const float *headw, *headb;     /* [classes, C_last], [classes] */
+    vt_wpack pe[DGE_STAGES];        /* patch embeddings as [C, Cin*p*p] */
+    vt_wpack head;
 } dge_weights;
 
 /* ---- run state ------------------------------------------------------- */
@@ -714,6 +719,56 @@ static int dge_bind(dge_net *n, const vt_frame *w)
 #undef NAME
 #undef GET
     return 0;
+}
+
+/* Every linear weight (and the convolutions read as linears over their
+ * patches) packed once for vt_linear_packed. */
+static int dge_pack(dge_net *n)
+{
+    const dge_config *c = &n->c;
+    dge_weights *W = &n->w;
+    int l = 0;
+    for (int i = 0; i < c->nstages; i++) {
+        const dge_stage_cfg *s = &c->st[i];
+        int C = s->dim, F = s->hidden, hp = s->heads * s->points, p = s->patch;
+        if (vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p) < 0)
+            return -1;
+        for (int b = 0; b < s->depth; b++, l++) {
+            dge_block *B = &W->blocks[l];
+            int rc = 0;
+            if (c->kind == K_DPVT) {
+                rc |= vt_wpack_init(&B->v, B->vw, C, C);
+                rc |= vt_wpack_init(&B->off, B->offw, 2 * hp, C);
+                rc |= vt_wpack_init(&B->aw, B->aww, hp, C);
+            } else {
+                rc |= vt_wpack_init(&B->q, B->qw, c->fused_qkv ? 3 * C : C, C);
+                if (!c->fused_qkv)
+                    rc |= vt_wpack_init(&B->kv, B->kvw, 2 * C, C);
+                if (s->sr > 1)
+                    rc |= vt_wpack_init(&B->sr, B->srw, C, C * s->sr * s->sr);
+            }
+            rc |= vt_wpack_init(&B->proj, B->projw, C, C);
+            rc |= vt_wpack_init(&B->fc1, B->fc1w, F, C);
+            rc |= vt_wpack_init(&B->fc2, B->fc2w, C, F);
+            if (rc)
+                return -1;
+        }
+    }
+    return vt_wpack_init(&W->head, W->headw, c->classes, c->st[c->nstages - 1].dim);
+}
+
+static void dge_unpack(dge_weights *W, int layers)
+{
+    for (int i = 0; i < DGE_STAGES; i++)
+        vt_wpack_free(&W->pe[i]);
+    vt_wpack_free(&W->head);
+    for (int l = 0; W->blocks && l < layers; l++) {
+        vt_wpack *pk[] = {&W->blocks[l].q, &W->blocks[l].kv, &W->blocks[l].sr,
+                          &W->blocks[l].v, &W->blocks[l].off, &W->blocks[l].aw,
+                          &W->blocks[l].proj, &W->blocks[l].fc1, &W->blocks[l].fc2};
+        for (size_t j = 0; j < sizeof pk / sizeof *pk; j++)
+            vt_wpack_free(pk[j]);
+    }
 }
 
 /* Per-layer bookkeeping: which stage/block, where its records live. */
@@ -924,7 +979,7 @@ static int block(dge_net *n, int i, int l, int b)
     const dge_stage_cfg *s = &c->st[i];
     const dge_block *B = &n->w.blocks[l];
     dge_run *r = &n->r;
-    int C = s->dim, N = s->n, F = s->hidden, nq = N, nkv = s->nkv;
+    int C = s->dim, N = s->n, nq = N, nkv = s->nkv;
     float eps = c->ln_eps;
     float *q = r->x;        /* the query stream */
     if (c->gated) {
@@ -941,19 +996,18 @@ static int block(dge_net *n, int i, int l, int b)
     int ldq = C, ldkv = 2 * C;
     if (c->fused_qkv) {
         /* plain DeiT: one product gives q | k | v */
-        vt_linear(n->pool, r->kv, r->xn, B->qw, B->qb, N, C, 3 * C, 0, 0);
+        vt_linear_packed(n->pool, r->kv, r->xn, &B->q, B->qb, N, 0, 0);
         qp = r->kv, k = r->kv + C, v = r->kv + 2 * C, ldq = ldkv = 3 * C;
     } else {
         const float *kvin = r->xn;
         if (s->sr > 1) {
             int g = s->grid, gs = g / s->sr;
             vt_patchify_tokens(r->cols, r->xn, g, g, C, s->sr);
-            vt_linear(n->pool, r->kvin, r->cols, B->srw, B->srb, gs * gs, C * s->sr * s->sr,
-                      C, 0, 0);
+            vt_linear_packed(n->pool, r->kvin, r->cols, &B->sr, B->srb, gs * gs, 0, 0);
             vt_layernorm_mt(n->pool, r->kvin, r->kvin, B->srnw, B->srnb, gs * gs, C, c->sr_eps);
             kvin = r->kvin;
         }
-        vt_linear(n->pool, r->kv, kvin, B->kvw, B->kvb, nkv, C, 2 * C, 0, 0);
+        vt_linear_packed(n->pool, r->kv, kvin, &B->kv, B->kvb, nkv, 0, 0);
         k = r->kv, v = r->kv + C;
         /* queries: LN1 of the pooled queries (dense: LN1(x), done) */
         const float *qn = r->xn;
@@ -961,15 +1015,15 @@ static int block(dge_net *n, int i, int l, int b)
             vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, nq, C, eps);
             qn = r->qn;
         }
-        vt_linear(n->pool, r->qp, qn, B->qw, B->qb, nq, C, C, 0, 0);
+        vt_linear_packed(n->pool, r->qp, qn, &B->q, B->qb, nq, 0, 0);
         qp = r->qp;
     }
     attend(n, s, qp, ldq, k, v, ldkv, nq, nkv);
     /* q += proj(att); q += fc2(GELU(fc1(LN2(q)))) */
-    vt_linear(n->pool, q, r->att, B->projw, B->projb, nq, C, C, 1, 0);
+    vt_linear_packed(n->pool, q, r->att, &B->proj, B->projb, nq, 1, 0);
     vt_layernorm_mt(n->pool, r->qn, q, B->n2w, B->n2b, nq, C, eps);
-    vt_linear(n->pool, r->h, r->qn, B->fc1w, B->fc1b, nq, C, F, 0, 1);
-    vt_linear(n->pool, q, r->h, B->fc2w, B->fc2b, nq, F, C, 1, 0);
+    vt_linear_packed(n->pool, r->h, r->qn, &B->fc1, B->fc1b, nq, 0, 1);
+    vt_linear_packed(n->pool, q, r->h, &B->fc2, B->fc2b, nq, 1, 0);
     if (c->gated)
         decompress(s, r->patches, nq, q, r->q0, r->x);
     return nq;
@@ -985,19 +1039,19 @@ static void dpvt_block(dge_net *n, int i, int l)
     const dge_stage_cfg *s = &c->st[i];
     const dge_block *B = &n->w.blocks[l];
     dge_run *r = &n->r;
-    int C = s->dim, N = s->n, F = s->hidden, hp = s->heads * s->points, g = s->grid;
+    int C = s->dim, N = s->n, hp = s->heads * s->points, g = s->grid;
     float *off = r->aux, *wts = r->aux + (size_t)N * 2 * hp;
     vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, c->ln_eps);
-    vt_linear(n->pool, r->kv, r->xn, B->vw, B->vb, N, C, C, 0, 0);
-    vt_linear(n->pool, off, r->xn, B->offw, B->offb, N, C, 2 * hp, 0, 0);
-    vt_linear(n->pool, wts, r->xn, B->aww, B->awb, N, C, hp, 0, 0);
+    vt_linear_packed(n->pool, r->kv, r->xn, &B->v, B->vb, N, 0, 0);
+    vt_linear_packed(n->pool, off, r->xn, &B->off, B->offb, N, 0, 0);
+    vt_linear_packed(n->pool, wts, r->xn, &B->aw, B->awb, N, 0, 0);
     vt_softmax(wts, N * s->heads, s->points);
     vt_deform_attend(n->pool, r->att, C, r->kv, C, off, wts, g, g, s->heads, s->points,
                      C / s->heads);
-    vt_linear(n->pool, r->x, r->att, B->projw, B->projb, N, C, C, 1, 0);
+    vt_linear_packed(n->pool, r->x, r->att, &B->proj, B->projb, N, 1, 0);
     vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, c->ln_eps);
-    vt_linear(n->pool, r->h, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 1);
-    vt_linear(n->pool, r->x, r->h, B->fc2w, B->fc2b, N, F, C, 1, 0);
+    vt_linear_packed(n->pool, r->h, r->xn, &B->fc1, B->fc1b, N, 0, 1);
+    vt_linear_packed(n->pool, r->x, r->h, &B->fc2, B->fc2b, N, 1, 0);
 }
 
 /* x[n, C] of stage i: patch embedding of the image (stage 0) or of the
@@ -1011,11 +1065,11 @@ static void embed(dge_net *n, int i, const float *img)
     int C = s->dim, E = s->extra, g = s->grid, p = s->patch, m = g * g;
     float *grid = r->x + (size_t)E * C;
     if (i == 0) {
-        vt_conv2d_tokens(n->pool, grid, img, 3, s->in_grid, s->in_grid, W->pew[0], W->peb[0], C,
-                         p, p, 0, r->cols);
+        vt_im2col(r->cols, img, 3, s->in_grid, s->in_grid, p, p, 0);
+        vt_linear_packed(n->pool, grid, r->cols, &W->pe[0], W->peb[0], m, 0, 0);
     } else {
         vt_patchify_tokens(r->cols, r->x, s->in_grid, s->in_grid, s->cin, p);
-        vt_linear(n->pool, grid, r->cols, W->pew[i], W->peb[i], m, s->cin * p * p, C, 0, 0);
+        vt_linear_packed(n->pool, grid, r->cols, &W->pe[i], W->peb[i], m, 0, 0);
     }
     if (W->penw[i])
         vt_layernorm_mt(n->pool, grid, grid, W->penw[i], W->penb[i], m, C, c->pe_eps);
@@ -1070,8 +1124,7 @@ static int dge_forward(void *net, const float *x, int batch, float *logits)
     n->last_batch = 0;
     for (int b = 0; b < batch; b++)
         forward_image(n, b, x + b * img);
-    int CL = c->st[c->nstages - 1].dim;
-    vt_linear(n->pool, logits, n->r.feat, n->w.headw, n->w.headb, batch, CL, c->classes, 0, 0);
+    vt_linear_packed(n->pool, logits, n->r.feat, &n->w.head, n->w.headb, batch, 0, 0);
     n->last_batch = batch;
     return 0;
 }
@@ -1086,6 +1139,7 @@ static void dge_destroy(void *net)
     run_free(&n->r);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
+    dge_unpack(&n->w, n->c.layers);
     free(n->w.blocks);
     free(n->lstage);
     free(n->lblock);
@@ -1099,12 +1153,15 @@ static void *dge_create(const cJSON *cfg, const vt_frame *weights, const vt_run_
 {
     dge_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = DGE_MAGIC;
-    if (dge_config_read(cfg, &n->c) < 0 || dge_bind(n, weights) < 0) {
+    if (dge_config_read(cfg, &n->c) < 0 || dge_bind(n, weights) < 0 || dge_pack(n) < 0) {
         dge_destroy(n);
         return NULL;
     }
     dge_layout(n);
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    /* the mapped model file never changes: vt_linear packs its weights once */
+    if (n->pool)
+        vt_pool_readonly(n->pool, weights->map, weights->map_len);
     if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         dge_destroy(n);
         return NULL;
