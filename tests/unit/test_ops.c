@@ -173,6 +173,42 @@ static void test_elementwise(void)
     free(x); free(y); free(w); free(b); free(want);
 }
 
+/* LayerNorm on both kernels (AVX-512 rows with a masked tail, portable)
+ * against a double-precision reference, widths around the vector size. */
+static void test_layernorm_widths(void)
+{
+    int widths[] = {1, 7, 16, 17, 64, 100, 384, 513};
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        for (size_t t = 0; t < sizeof widths / sizeof *widths; t++) {
+            int m = 5, n = widths[t];
+            float *x = randv((size_t)m * n, 40 + (int)t), *w = randv(n, 50), *b = randv(n, 51);
+            float *y = malloc(sizeof(float) * m * n);
+            double *want = malloc(sizeof(double) * m * n);
+            for (int i = 0; i < m * n; i++)
+                x[i] += 2;
+            for (int i = 0; i < m; i++) {
+                double mu = 0, v = 0;
+                for (int j = 0; j < n; j++)
+                    mu += x[i * n + j];
+                mu /= n;
+                for (int j = 0; j < n; j++)
+                    v += (x[i * n + j] - mu) * (x[i * n + j] - mu);
+                v /= n;
+                for (int j = 0; j < n; j++)
+                    want[i * n + j] = (x[i * n + j] - mu) / sqrt(v + 1e-5) * w[j] + b[j];
+            }
+            vt_layernorm(y, x, w, b, m, n, 1e-5f);
+            int good = maxdiff(y, want, (size_t)m * n) < 1e-5;
+            vt_layernorm(x, x, w, b, m, n, 1e-5f);
+            good = good && maxdiff(x, want, (size_t)m * n) < 1e-5;
+            ok(good, "layernorm width %d (%s), also in place", n, level ? "best" : "portable");
+            free(x); free(y); free(w); free(b); free(want);
+        }
+    }
+    vt_cpu_cap(-1);
+}
+
 static void test_linear(void)
 {
     vt_pool *pools[2] = {NULL, vt_pool_create(2)};
@@ -635,6 +671,7 @@ int main(void)
     test_argsort();
     test_pool();
     test_elementwise();
+    test_layernorm_widths();
     test_linear();
     test_attention();
     test_conv();
