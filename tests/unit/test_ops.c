@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "ops/grid.h"
 #include "ops/attend.h"
+#include "ops/deform.h"
 #include "ops/cpu.h"
 #include "ops/gemm.h"
 #include "tap.h"
@@ -207,6 +208,65 @@ static void test_layernorm_widths(void)
         }
     }
     vt_cpu_cap(-1);
+}
+
+/* One bilinear sample of channel c of v[h*w, ld] at (x, y) in double,
+ * corners outside the map 0 (grid_sample, zero padding). */
+static double bilinear_ref(const float *v, int ld, int h, int w, int c, double x, double y)
+{
+    double x0 = floor(x), y0 = floor(y), tx = x - x0, ty = y - y0, s = 0;
+    double cw[4] = {(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty};
+    double fx[4] = {x0, x0 + 1, x0, x0 + 1}, fy[4] = {y0, y0, y0 + 1, y0 + 1};
+    for (int k = 0; k < 4; k++)
+        if (fx[k] >= 0 && fx[k] < w && fy[k] >= 0 && fy[k] < h)
+            s += cw[k] * v[((size_t)fy[k] * w + (size_t)fx[k]) * ld + c];
+    return s;
+}
+
+/* vt_deform_attend (and so vt_bilinear_point) against a plain reference:
+ * offsets reaching past every edge, head widths around the channel chunk,
+ * pool sizes 1 and 2, on both kernels. */
+static void test_deform(void)
+{
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    int shapes[][4] = {{5, 7, 1, 3}, {9, 9, 2, 64}, {4, 6, 3, 65}, {12, 11, 1, 130}};
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+            int h = shapes[t][0], w = shapes[t][1], heads = shapes[t][2], d = shapes[t][3];
+            int P = 4, N = h * w, C = heads * d, ldv = C + 3, ldo = C + 1;
+            float *v = randv((size_t)N * ldv, 60 + (int)t);
+            float *off = randv((size_t)N * heads * P * 2, 61), *wts = randv((size_t)N * heads * P, 62);
+            for (int i = 0; i < N * heads * P * 2; i++)
+                off[i] *= 3.0f;     /* up to 3 tokens away: past the edges */
+            double *want = calloc((size_t)N * C, sizeof *want);
+            for (int n = 0; n < N; n++)
+                for (int j = 0; j < heads; j++)
+                    for (int p = 0; p < P; p++) {
+                        int k = (n * heads + j) * P + p;
+                        double x = n % w + off[2 * k], y = n / w + off[2 * k + 1];
+                        for (int c = 0; c < d; c++)
+                            want[(size_t)n * C + j * d + c] +=
+                                wts[k] * bilinear_ref(v + j * d, ldv, h, w, c, x, y);
+                    }
+            for (int pi = 0; pi < 2; pi++) {
+                float *out = malloc(sizeof(float) * N * ldo);
+                vt_deform_attend(pools[pi], out, ldo, v, ldv, off, wts, h, w, heads, P, d);
+                double err = 0;
+                for (int n = 0; n < N; n++)
+                    for (int c = 0; c < C; c++) {
+                        double e = fabs(out[(size_t)n * ldo + c] - want[(size_t)n * C + c]);
+                        err = e > err ? e : err;
+                    }
+                ok(err < 1e-5, "deform attend %dx%d, %d heads of %d, %d threads (%s): err %.2g",
+                   h, w, heads, d, pi + 1, level ? "best" : "portable", err);
+                free(out);
+            }
+            free(v); free(off); free(wts); free(want);
+        }
+    }
+    vt_cpu_cap(-1);
+    vt_pool_free(pools[1]);
 }
 
 static void test_linear(void)
@@ -672,6 +732,7 @@ int main(void)
     test_pool();
     test_elementwise();
     test_layernorm_widths();
+    test_deform();
     test_linear();
     test_attention();
     test_conv();
