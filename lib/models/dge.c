@@ -881,94 +881,160 @@ static int run_alloc(dge_net *n, int batch)
 
 /* ---- forward: the DGE router and the sparse queries ------------------ */
 
-/* Route the grid of image b's x[n, C] (layer l): region means of the raw
- * tokens, gate logits, argmax (the first maximum wins). Records logits and
- * decisions; returns the query rows in pt and their count. */
-static int route(dge_net *n, const dge_stage_cfg *s, const dge_block *B, int l, int b,
-                 const float *x, dge_patch *pt)
+/* Work of a router / patch job split into chunks for the pool: enough
+ * that both threads get some, whole items (regions, queries) each. */
+#define DGE_CHUNKS 8
+
+typedef struct patch_job {
+    const dge_net *n;
+    const dge_stage_cfg *s;
+    const dge_block *B;
+    const dge_patch *pt;
+    const float *x;     /* compress, route: the image's stream [n, C] */
+    float *xw;          /* decompress: the stream written */
+    float *q;           /* decompress: the queries, overwritten */
+    const float *q0;
+    float *q0w;         /* compress: the raw queries written */
+    float *logits;      /* route: [regions, S] */
+    int8_t *dec;        /* route: [regions] */
+    int count;          /* regions or queries */
+} patch_job;
+
+static void chunk_range(int count, int task, int *i0, int *i1)
 {
-    const dge_config *c = &n->c;
-    dge_run *r = &n->r;
-    int C = s->dim, E = s->extra, W = s->grid, R = c->region, wr = W / R, S = c->nsplits;
-    const float *grid = x + (size_t)E * C;
-    float *logits = r->gate + ((size_t)b * n->region_total + n->reg_off[l]) * S;
-    int8_t *dec = r->decision + (size_t)b * n->region_total + n->reg_off[l];
-    int nq = 0;
-    for (int e = 0; e < E; e++)
-        pt[nq++] = (dge_patch){-1 - e, 0, 1};
-    for (int reg = 0; reg < s->regions; reg++) {
+    int per = (count + DGE_CHUNKS - 1) / DGE_CHUNKS;
+    *i0 = task * per;
+    *i1 = *i0 + per < count ? *i0 + per : count;
+}
+
+/* Regions [i0, i1) of the router: AvgPool2d(R, R) of the raw grid tokens
+ * (sum row-major, then divide), gate logits in double, argmax (the first
+ * maximum wins). */
+static void route_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const patch_job *j = ctx;
+    const dge_config *c = &j->n->c;
+    const dge_stage_cfg *s = j->s;
+    int C = s->dim, W = s->grid, R = c->region, wr = W / R, S = c->nsplits, i0, i1;
+    const float *grid = j->x + (size_t)s->extra * C;
+    chunk_range(j->count, task, &i0, &i1);
+    for (int reg = i0; reg < i1; reg++) {
         int ry = reg / wr, rx = reg % wr;
-        /* AvgPool2d(R, R): sum row-major, then divide */
-        float *g = r->pooled + (size_t)reg * C;
+        float *g = j->n->r.pooled + (size_t)reg * C;
         memset(g, 0, (size_t)C * sizeof *g);
         for (int dy = 0; dy < R; dy++)
             for (int dx = 0; dx < R; dx++)
                 vt_add(g, grid + ((size_t)(ry * R + dy) * W + rx * R + dx) * C, (size_t)C);
         for (int ch = 0; ch < C; ch++)
             g[ch] /= (float)(R * R);
+        float *lg = j->logits + (size_t)reg * S;
         int best = 0;
         for (int k = 0; k < S; k++) {
-            double acc = B->gateb[k];
+            double acc = j->B->gateb[k];
             for (int ch = 0; ch < C; ch++)
-                acc += (double)g[ch] * B->gatew[(size_t)k * C + ch];
-            logits[(size_t)reg * S + k] = (float)acc;
-            if (logits[(size_t)reg * S + k] > logits[(size_t)reg * S + best])
+                acc += (double)g[ch] * j->B->gatew[(size_t)k * C + ch];
+            lg[k] = (float)acc;
+            if (lg[k] > lg[best])
                 best = k;
         }
-        int sp = c->splits[best], side = R / sp;
-        dec[reg] = (int8_t)sp;
+        j->dec[reg] = (int8_t)c->splits[best];
+    }
+}
+
+/* Route the grid of image b's x[n, C] (layer l): the gates' decisions per
+ * region (recorded with their logits), then the query rows in pt (extra
+ * tokens, then each region's patches row-major). Returns their count. */
+static int route(dge_net *n, const dge_stage_cfg *s, const dge_block *B, int l, int b,
+                 const float *x, dge_patch *pt)
+{
+    const dge_config *c = &n->c;
+    dge_run *r = &n->r;
+    int C = s->dim, E = s->extra, R = c->region, wr = s->grid / R, S = c->nsplits;
+    patch_job j = {.n = n, .s = s, .B = B, .x = x, .count = s->regions,
+                   .logits = r->gate + ((size_t)b * n->region_total + n->reg_off[l]) * S,
+                   .dec = r->decision + (size_t)b * n->region_total + n->reg_off[l]};
+    vt_pool_run_work(n->pool, DGE_CHUNKS, route_task, &j,
+                     (double)s->grid * s->grid * C + 2.0 * s->regions * C * S);
+    int nq = 0;
+    for (int e = 0; e < E; e++)
+        pt[nq++] = (dge_patch){-1 - e, 0, 1};
+    for (int reg = 0; reg < s->regions; reg++) {
+        int ry = reg / wr, rx = reg % wr, sp = j.dec[reg], side = R / sp;
         for (int i = 0; i < sp; i++)
-            for (int j = 0; j < sp; j++)
-                pt[nq++] = (dge_patch){ry * R + i * side, rx * R + j * side, side};
+            for (int k = 0; k < sp; k++)
+                pt[nq++] = (dge_patch){ry * R + i * side, rx * R + k * side, side};
     }
     return nq;
 }
 
-/* q0[nq, C]: each query row's patch mean of x (grained_sample_compress:
- * sum row-major, then divide by side^2); extra tokens copied. */
-static void compress(const dge_stage_cfg *s, const dge_patch *pt, int nq, const float *x,
-                     float *q0)
+/* Query rows [i0, i1) of q0: each row's patch mean of x
+ * (grained_sample_compress: sum row-major, then divide by side^2); extra
+ * tokens copied. */
+static void compress_task(void *ctx, int task, int thread)
 {
-    int C = s->dim, E = s->extra, W = s->grid;
-    for (int i = 0; i < nq; i++) {
-        float *o = q0 + (size_t)i * C;
-        const dge_patch *p = &pt[i];
+    (void)thread;
+    const patch_job *j = ctx;
+    int C = j->s->dim, E = j->s->extra, W = j->s->grid, i0, i1;
+    chunk_range(j->count, task, &i0, &i1);
+    for (int i = i0; i < i1; i++) {
+        float *o = j->q0w + (size_t)i * C;
+        const dge_patch *p = &j->pt[i];
         if (p->y0 < 0) {
-            memcpy(o, x + (size_t)(-1 - p->y0) * C, (size_t)C * sizeof *o);
+            memcpy(o, j->x + (size_t)(-1 - p->y0) * C, (size_t)C * sizeof *o);
             continue;
         }
-        memcpy(o, x + ((size_t)E + (size_t)p->y0 * W + p->x0) * C, (size_t)C * sizeof *o);
+        const float *x = j->x + ((size_t)E + (size_t)p->y0 * W + p->x0) * C;
+        memcpy(o, x, (size_t)C * sizeof *o);
         if (p->side == 1)
             continue;
         for (int dy = 0; dy < p->side; dy++)
             for (int dx = dy ? 0 : 1; dx < p->side; dx++)
-                vt_add(o, x + ((size_t)E + (size_t)(p->y0 + dy) * W + p->x0 + dx) * C, (size_t)C);
+                vt_add(o, x + ((size_t)dy * W + dx) * C, (size_t)C);
         float area = (float)(p->side * p->side);
         for (int ch = 0; ch < C; ch++)
             o[ch] /= area;
     }
 }
 
-/* x += (q - q0) on every token of each row's patch
- * (grained_sample_decompress with add_ref on q - q0). q is overwritten. */
-static void decompress(const dge_stage_cfg *s, const dge_patch *pt, int nq, float *q,
-                       const float *q0, float *x)
+static void compress(dge_net *n, const dge_stage_cfg *s, const dge_patch *pt, int nq,
+                     const float *x, float *q0)
 {
-    int C = s->dim, E = s->extra, W = s->grid;
-    for (int i = 0; i < nq; i++) {
-        float *d = q + (size_t)i * C;
-        const float *z = q0 + (size_t)i * C;
+    patch_job j = {.n = n, .s = s, .pt = pt, .x = x, .q0w = q0, .count = nq};
+    vt_pool_run_work(n->pool, DGE_CHUNKS, compress_task, &j, (double)s->n * s->dim);
+}
+
+/* Query rows [i0, i1): x += (q - q0) on every token of the row's patch
+ * (grained_sample_decompress with add_ref on q - q0); q is overwritten.
+ * The patches do not overlap, so chunks write disjoint tokens. */
+static void decompress_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const patch_job *j = ctx;
+    int C = j->s->dim, E = j->s->extra, W = j->s->grid, i0, i1;
+    chunk_range(j->count, task, &i0, &i1);
+    for (int i = i0; i < i1; i++) {
+        float *d = j->q + (size_t)i * C;
+        const float *z = j->q0 + (size_t)i * C;
         for (int ch = 0; ch < C; ch++)
             d[ch] -= z[ch];
-        const dge_patch *p = &pt[i];
+        const dge_patch *p = &j->pt[i];
         if (p->y0 < 0) {
-            vt_add(x + (size_t)(-1 - p->y0) * C, d, (size_t)C);
+            vt_add(j->xw + (size_t)(-1 - p->y0) * C, d, (size_t)C);
             continue;
         }
+        float *x = j->xw + ((size_t)E + (size_t)p->y0 * W + p->x0) * C;
         for (int dy = 0; dy < p->side; dy++)
             for (int dx = 0; dx < p->side; dx++)
-                vt_add(x + ((size_t)E + (size_t)(p->y0 + dy) * W + p->x0 + dx) * C, d, (size_t)C);
+                vt_add(x + ((size_t)dy * W + dx) * C, d, (size_t)C);
     }
+}
+
+static void decompress(dge_net *n, const dge_stage_cfg *s, const dge_patch *pt, int nq,
+                       float *q, const float *q0, float *x)
+{
+    patch_job j = {.n = n, .s = s, .pt = pt, .q = q, .q0 = q0, .xw = x, .count = nq};
+    vt_pool_run_work(n->pool, DGE_CHUNKS, decompress_task, &j, (double)s->n * s->dim);
 }
 
 /* The queries of layer l for images b0 .. b0+batch-1 (streams xs[batch,
@@ -986,7 +1052,7 @@ static int gather_queries(dge_net *n, const dge_stage_cfg *s, int l, int b0, int
         const float *x = xs + b * N * C;
         dge_patch *pt = r->patches + b * N;
         int nq = route(n, s, B, l, b0 + b, x, pt);
-        compress(s, pt, nq, x, r->q0 + (size_t)r->qoff[b] * C);
+        compress(n, s, pt, nq, x, r->q0 + (size_t)r->qoff[b] * C);
         r->qoff[b + 1] = r->qoff[b] + nq;
         if (l == 0 && n->record)
             memcpy(r->q0rec + (size_t)(b0 + b) * n->c.st[0].n * C, r->q0 + (size_t)r->qoff[b] * C,
@@ -1116,7 +1182,7 @@ static void block(dge_net *n, int i, int l, int b0, int batch, float *x)
     for (int b = 0; b < batch; b++) {
         int q0 = r->qoff[b], nq = r->qoff[b + 1] - q0;
         if (c->gated)
-            decompress(s, r->patches + (size_t)b * N, nq, q + (size_t)q0 * C,
+            decompress(n, s, r->patches + (size_t)b * N, nq, q + (size_t)q0 * C,
                        r->q0 + (size_t)q0 * C, x + (size_t)b * N * C);
         r->nq[(size_t)(b0 + b) * c->layers + l] = nq;
     }
