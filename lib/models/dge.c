@@ -1135,8 +1135,8 @@ static const float *kv_input(dge_net *n, const dge_stage_cfg *s, const dge_block
     int g = s->grid, gs = g / s->sr;
     size_t C = s->dim, kk = C * s->sr * s->sr, m = (size_t)gs * gs;
     for (int b = 0; b < batch; b++)
-        vt_patchify_tokens(r->cols + b * m * kk, r->xn + b * (size_t)s->n * C, g, g, (int)C,
-                           s->sr);
+        vt_patchify_tokens_mt(n->pool, r->cols + b * m * kk, r->xn + b * (size_t)s->n * C, g,
+                              g, (int)C, s->sr);
     vt_linear_packed(n->pool, r->kvin, r->cols, &B->sr, B->srb, batch * (int)m, 0, 0);
     vt_layernorm_mt(n->pool, r->kvin, r->kvin, B->srnw, B->srnb, batch * (int)m, (int)C,
                     n->c.sr_eps);
@@ -1232,8 +1232,8 @@ static void embed(dge_net *n, int i, const float *img, int batch)
         if (i == 0)
             vt_im2col(cols, img + (size_t)b * 3 * side * side, 3, side, side, p, p, 0);
         else
-            vt_patchify_tokens(cols, r->x + (size_t)b * c->st[i - 1].n * s->cin, side, side,
-                               s->cin, p);
+            vt_patchify_tokens_mt(n->pool, cols, r->x + (size_t)b * c->st[i - 1].n * s->cin,
+                                  side, side, s->cin, p);
     }
     /* tokens [B*m, C] into xn, then into each image's grid rows of x */
     vt_linear_packed(n->pool, r->xn, r->cols, &W->pe[i], W->peb[i], batch * (int)m, 0, 0);

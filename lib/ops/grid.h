@@ -40,6 +40,9 @@ void vt_tokens_to_planes(float *out, const float *x, int n, int c);
  * in the weight's (c, ky, kx) order. Trailing rows/columns that do not fill
  * a whole patch are dropped, as the convolution does. */
 void vt_patchify_tokens(float *cols, const float *x, int h, int w, int c, int r);
+/* The same split over bands of output rows on the pool (same result). */
+void vt_patchify_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w, int c,
+                           int r);
 
 /* idx[n] = the indices of v[n] in ascending order of value; equal values
  * keep their index order (stable) and NaNs go last, as torch.sort puts

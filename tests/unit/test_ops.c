@@ -269,6 +269,41 @@ static void test_deform(void)
     vt_pool_free(pools[1]);
 }
 
+/* vt_patchify_tokens against the convolution's input read directly, and
+ * its pooled form (bands of output rows) equal to it, sizes that leave
+ * trailing rows and columns out, more threads than bands. */
+static void test_patchify(void)
+{
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    int shapes[][4] = {{8, 8, 3, 2}, {9, 7, 5, 2}, {64, 64, 4, 8}, {3, 5, 2, 3}, {2, 2, 1, 4}};
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        int h = shapes[t][0], w = shapes[t][1], c = shapes[t][2], r = shapes[t][3];
+        int ho = h / r, wo = w / r;
+        size_t kk = (size_t)c * r * r, len = (size_t)(ho * wo) * kk;
+        float *x = randv((size_t)h * w * c, 70 + (int)t);
+        float *want = malloc(sizeof(float) * (len ? len : 1));
+        float *got = malloc(sizeof(float) * (len ? len : 1));
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+                for (int ch = 0; ch < c; ch++)
+                    for (int ky = 0; ky < r; ky++)
+                        for (int kx = 0; kx < r; kx++)
+                            want[((size_t)oy * wo + ox) * kk + ((size_t)ch * r + ky) * r + kx] =
+                                x[((size_t)(oy * r + ky) * w + ox * r + kx) * c + ch];
+        vt_patchify_tokens(got, x, h, w, c, r);
+        int good = memcmp(got, want, len * sizeof *got) == 0;
+        for (int pi = 0; pi < 2; pi++) {
+            memset(got, 0, len * sizeof *got);
+            vt_patchify_tokens_mt(pools[pi], got, x, h, w, c, r);
+            good = good && memcmp(got, want, len * sizeof *got) == 0;
+        }
+        ok(good, "patchify %dx%d, %d channels, patch %d (serial, pooled on 1 and 2 threads)", h, w,
+           c, r);
+        free(x); free(want); free(got);
+    }
+    vt_pool_free(pools[1]);
+}
+
 static void test_linear(void)
 {
     vt_pool *pools[2] = {NULL, vt_pool_create(2)};
@@ -733,6 +768,7 @@ int main(void)
     test_elementwise();
     test_layernorm_widths();
     test_deform();
+    test_patchify();
     test_linear();
     test_attention();
     test_conv();
