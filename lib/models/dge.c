@@ -727,6 +727,16 @@ static int dge_bind(dge_net *n, const vt_frame *w)
     return 0;
 }
 
+/* A stride-r convolution's weight [o, c, r, r] over token patches, packed
+ * in the (ky, kx, c) order of vt_patchify_tokens_hwc's rows (copies of
+ * runs of tokens instead of a transpose per patch). */
+static int pack_patch_conv(dge_net *n, vt_wpack *out, const float *wt, int o, int c, int r)
+{
+    float *hwc = own(n, (size_t)o * c * r * r);
+    vt_conv_weight_hwc(hwc, wt, o, c, r);
+    return vt_wpack_init(out, hwc, o, c * r * r);
+}
+
 /* Every linear weight (and the convolutions read as linears over their
  * patches) packed once for vt_linear_packed. */
 static int dge_pack(dge_net *n)
@@ -737,7 +747,10 @@ static int dge_pack(dge_net *n)
     for (int i = 0; i < c->nstages; i++) {
         const dge_stage_cfg *s = &c->st[i];
         int C = s->dim, F = s->hidden, hp = s->heads * s->points, p = s->patch;
-        if (vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p) < 0)
+        /* stage 1 reads the image (im2col, the weight's order), the others
+         * tokens */
+        if ((i == 0 ? vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p)
+                    : pack_patch_conv(n, &W->pe[i], W->pew[i], C, s->cin, p)) < 0)
             return -1;
         for (int b = 0; b < s->depth; b++, l++) {
             dge_block *B = &W->blocks[l];
@@ -751,7 +764,7 @@ static int dge_pack(dge_net *n)
                 if (!c->fused_qkv)
                     rc |= vt_wpack_init(&B->kv, B->kvw, 2 * C, C);
                 if (s->sr > 1)
-                    rc |= vt_wpack_init(&B->sr, B->srw, C, C * s->sr * s->sr);
+                    rc |= pack_patch_conv(n, &B->sr, B->srw, C, C, s->sr);
             }
             rc |= vt_wpack_init(&B->proj, B->projw, C, C);
             rc |= vt_wpack_init(&B->fc1, B->fc1w, F, C);
@@ -1136,7 +1149,7 @@ static const float *kv_input(dge_net *n, const dge_stage_cfg *s, const dge_block
     size_t C = s->dim, kk = C * s->sr * s->sr, m = (size_t)gs * gs;
     for (int b = 0; b < batch; b++)
         vt_patchify_tokens_mt(n->pool, r->cols + b * m * kk, r->xn + b * (size_t)s->n * C, g,
-                              g, (int)C, s->sr);
+                              g, (int)C, s->sr, 1);
     vt_linear_packed(n->pool, r->kvin, r->cols, &B->sr, B->srb, batch * (int)m, 0, 0);
     vt_layernorm_mt(n->pool, r->kvin, r->kvin, B->srnw, B->srnb, batch * (int)m, (int)C,
                     n->c.sr_eps);
@@ -1233,7 +1246,7 @@ static void embed(dge_net *n, int i, const float *img, int batch)
             vt_im2col(cols, img + (size_t)b * 3 * side * side, 3, side, side, p, p, 0);
         else
             vt_patchify_tokens_mt(n->pool, cols, r->x + (size_t)b * c->st[i - 1].n * s->cin,
-                                  side, side, s->cin, p);
+                                  side, side, s->cin, p, 1);
     }
     /* tokens [B*m, C] into xn, then into each image's grid rows of x */
     vt_linear_packed(n->pool, r->xn, r->cols, &W->pe[i], W->peb[i], batch * (int)m, 0, 0);

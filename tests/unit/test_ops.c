@@ -294,11 +294,36 @@ static void test_patchify(void)
         int good = memcmp(got, want, len * sizeof *got) == 0;
         for (int pi = 0; pi < 2; pi++) {
             memset(got, 0, len * sizeof *got);
-            vt_patchify_tokens_mt(pools[pi], got, x, h, w, c, r);
+            vt_patchify_tokens_mt(pools[pi], got, x, h, w, c, r, 0);
             good = good && memcmp(got, want, len * sizeof *got) == 0;
         }
         ok(good, "patchify %dx%d, %d channels, patch %d (serial, pooled on 1 and 2 threads)", h, w,
            c, r);
+        /* (ky, kx, c) rows times the reordered weight: the same products */
+        int o = 3;
+        float *wt = randv((size_t)o * kk, 80), *wh = malloc(sizeof(float) * o * kk);
+        float *hwc = malloc(sizeof(float) * (len ? len : 1));
+        vt_conv_weight_hwc(wh, wt, o, c, r);
+        vt_patchify_tokens_hwc(hwc, x, h, w, c, r);
+        double err = 0;
+        for (int i = 0; i < ho * wo; i++)
+            for (int oc = 0; oc < o; oc++) {
+                double a = 0, b = 0;
+                for (size_t k = 0; k < kk; k++) {
+                    a += (double)want[i * kk + k] * wt[oc * kk + k];
+                    b += (double)hwc[i * kk + k] * wh[oc * kk + k];
+                }
+                err = fabs(a - b) > err ? fabs(a - b) : err;
+            }
+        good = err < 1e-9;
+        for (int pi = 0; pi < 2; pi++) {
+            memset(got, 0, len * sizeof *got);
+            vt_patchify_tokens_mt(pools[pi], got, x, h, w, c, r, 1);
+            good = good && memcmp(got, hwc, len * sizeof *got) == 0;
+        }
+        ok(good, "patchify (ky, kx, c) rows %dx%d, %d channels, patch %d: the same products by "
+           "the reordered weight (err %.2g), pooled equal", h, w, c, r, err);
+        free(wt); free(wh); free(hwc);
         free(x); free(want); free(got);
     }
     vt_pool_free(pools[1]);
