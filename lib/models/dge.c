@@ -47,6 +47,9 @@
 #define DGE_STAGES 4
 #define DGE_MAX_DEPTH 256
 #define DGE_MAX_SPLITS 4
+#define DGE_MLP_ROWS 1024   /* rows of one MLP chunk (hidden [rows, F] in cache) */
+#define DGE_ATTEND_HEADS 64 /* (image, head) pairs per vt_attend call */
+#define DGE_GROUP_ROWS 256  /* token rows of a group of images (stage_group) */
 
 extern const vt_family vt_family_dge;
 
@@ -530,6 +533,9 @@ typedef struct dge_block {
     const float *fc1w, *fc1b;               /* [F, C], [F] */
     const float *fc2w, *fc2b;               /* [C, F], [C] */
     const float *gatew, *gateb;             /* router [S, C], [S] */
+    /* the linear weights packed once for vt_linear_packed (ops.h); q is
+     * the fused [3C, C] qkv of plain DeiT */
+    vt_wpack q, kv, sr, v, off, aw, proj, fc1, fc2;
 } dge_block;
 
 typedef struct dge_weights {
@@ -540,6 +546,8 @@ typedef struct dge_weights {
     dge_block *blocks;              /* [layers] */
     const float *normw, *normb;     /* [C_last] */
     const float *headw, *headb;     /* [classes, C_last], [classes] */
+    vt_wpack pe[DGE_STAGES];        /* patch embeddings as [C, Cin*p*p] */
+    vt_wpack head;
 } dge_weights;
 
 /* ---- run state ------------------------------------------------------- */
@@ -550,25 +558,28 @@ typedef struct dge_patch {
     int y0, x0, side;
 } dge_patch;
 
-/* Buffers for one image (images run one after another), sized for the
- * largest stage; the gates' record for every image of a batch. */
+/* Buffers for a whole batch (every image of a stage goes through each
+ * op at once: images are B consecutive row blocks), sized for the largest
+ * stage; the gates' record for every image. Q is the batch's query count:
+ * B*n for dense blocks, the sum of the images' nq for gated ones. */
 typedef struct dge_run {
     int batch;
-    float *x;           /* [n, C] residual stream */
-    float *xn;          /* [n, C] LN1(x) */
-    float *cols;        /* im2col / patchify scratch */
-    float *kvin;        /* [nkv, C] reduced keys/values input (sr > 1) */
-    float *kv;          /* [nkv, 2C] k | v; plain DeiT [n, 3C] q | k | v; dpvt v [n, C] */
-    float *q0;          /* [nq, C] raw queries (patch means) */
-    float *q;           /* [nq, C] query stream */
-    float *qn;          /* [nq, C] normed queries */
-    float *qp;          /* [nq, C] projected queries */
-    float *att;         /* [nq, C] attention output */
-    float *h;           /* [nq, F] MLP hidden */
-    float *aux;         /* dpvt: [n, 3hP] offsets | point weights */
+    float *x;           /* [B, n, C] residual streams */
+    float *xn;          /* [B, n, C] LN1(x); patch embedding output */
+    float *cols;        /* [B, ...] im2col / patchify scratch */
+    float *kvin;        /* [B, nkv, C] reduced keys/values input (sr > 1) */
+    float *kv;          /* [B, nkv, 2C] k | v; plain DeiT [B, n, 3C] q | k | v; dpvt v */
+    float *q0;          /* [Q, C] raw queries (patch means) */
+    float *q;           /* [Q, C] query stream */
+    float *qn;          /* [Q, C] normed queries */
+    float *qp;          /* [Q, C] projected queries */
+    float *att;         /* [Q, C] attention output */
+    float *h;           /* [DGE_MLP_ROWS, F] MLP hidden of one row chunk */
+    float *aux;         /* dpvt: [B, n, 3hP] offsets | point weights */
     float *pooled;      /* [regions, C] region means */
-    float *scratch;     /* vt_attend_scratch */
-    dge_patch *patches; /* [n] query rows of the current layer */
+    float *scratch;     /* vt_attend_scratch / vt_attention_scratch */
+    dge_patch *patches; /* [B, n] query rows of the current layer, per image */
+    int *qoff;          /* [B + 1] first row of each image's queries in q */
     float *feat;        /* [batch, C_last] head input */
     float *gate;        /* [batch, region_total, S] gate logits of every gated layer */
     int8_t *decision;   /* [batch, region_total] split s per region */
@@ -716,6 +727,69 @@ static int dge_bind(dge_net *n, const vt_frame *w)
     return 0;
 }
 
+/* A stride-r convolution's weight [o, c, r, r] over token patches, packed
+ * in the (ky, kx, c) order of vt_patchify_tokens_hwc's rows (copies of
+ * runs of tokens instead of a transpose per patch). */
+static int pack_patch_conv(dge_net *n, vt_wpack *out, const float *wt, int o, int c, int r)
+{
+    float *hwc = own(n, (size_t)o * c * r * r);
+    vt_conv_weight_hwc(hwc, wt, o, c, r);
+    return vt_wpack_init(out, hwc, o, c * r * r);
+}
+
+/* Every linear weight (and the convolutions read as linears over their
+ * patches) packed once for vt_linear_packed. */
+static int dge_pack(dge_net *n)
+{
+    const dge_config *c = &n->c;
+    dge_weights *W = &n->w;
+    int l = 0;
+    for (int i = 0; i < c->nstages; i++) {
+        const dge_stage_cfg *s = &c->st[i];
+        int C = s->dim, F = s->hidden, hp = s->heads * s->points, p = s->patch;
+        /* stage 1 reads the image (im2col, the weight's order), the others
+         * tokens */
+        if ((i == 0 ? vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p)
+                    : pack_patch_conv(n, &W->pe[i], W->pew[i], C, s->cin, p)) < 0)
+            return -1;
+        for (int b = 0; b < s->depth; b++, l++) {
+            dge_block *B = &W->blocks[l];
+            int rc = 0;
+            if (c->kind == K_DPVT) {
+                rc |= vt_wpack_init(&B->v, B->vw, C, C);
+                rc |= vt_wpack_init(&B->off, B->offw, 2 * hp, C);
+                rc |= vt_wpack_init(&B->aw, B->aww, hp, C);
+            } else {
+                rc |= vt_wpack_init(&B->q, B->qw, c->fused_qkv ? 3 * C : C, C);
+                if (!c->fused_qkv)
+                    rc |= vt_wpack_init(&B->kv, B->kvw, 2 * C, C);
+                if (s->sr > 1)
+                    rc |= pack_patch_conv(n, &B->sr, B->srw, C, C, s->sr);
+            }
+            rc |= vt_wpack_init(&B->proj, B->projw, C, C);
+            rc |= vt_wpack_init(&B->fc1, B->fc1w, F, C);
+            rc |= vt_wpack_init(&B->fc2, B->fc2w, C, F);
+            if (rc)
+                return -1;
+        }
+    }
+    return vt_wpack_init(&W->head, W->headw, c->classes, c->st[c->nstages - 1].dim);
+}
+
+static void dge_unpack(dge_weights *W, int layers)
+{
+    for (int i = 0; i < DGE_STAGES; i++)
+        vt_wpack_free(&W->pe[i]);
+    vt_wpack_free(&W->head);
+    for (int l = 0; W->blocks && l < layers; l++) {
+        vt_wpack *pk[] = {&W->blocks[l].q, &W->blocks[l].kv, &W->blocks[l].sr,
+                          &W->blocks[l].v, &W->blocks[l].off, &W->blocks[l].aw,
+                          &W->blocks[l].proj, &W->blocks[l].fc1, &W->blocks[l].fc2};
+        for (size_t j = 0; j < sizeof pk / sizeof *pk; j++)
+            vt_wpack_free(pk[j]);
+    }
+}
+
 /* Per-layer bookkeeping: which stage/block, where its records live. */
 static void dge_layout(dge_net *n)
 {
@@ -742,6 +816,7 @@ static void run_free(dge_run *r)
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
     free(r->patches);
+    free(r->qoff);
     free(r->decision);
     free(r->nq);
     memset(r, 0, sizeof *r);
@@ -751,6 +826,19 @@ static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static void *zalloc(size_t n, size_t size) { return vt_xcalloc(n ? n : 1, size); }
 
+/* Scratch floats of stage s's attention for a batch of B images (see
+ * attend_images: up to DGE_ATTEND_HEADS heads per call). */
+static size_t attention_scratch(const dge_net *n, const dge_stage_cfg *s, int B)
+{
+    int d = s->dim / s->heads;
+    if (n->c.fused_qkv)
+        return vt_attention_scratch(n->pool, s->n, d);
+    int images = DGE_ATTEND_HEADS / s->heads > 0 ? DGE_ATTEND_HEADS / s->heads : 1;
+    images = images < B ? images : B;
+    int heads = images * s->heads < DGE_ATTEND_HEADS ? images * s->heads : DGE_ATTEND_HEADS;
+    return vt_attend_scratch(n->pool, heads, s->n, s->nkv, d);
+}
+
 static int run_alloc(dge_net *n, int batch)
 {
     const dge_config *c = &n->c;
@@ -759,22 +847,23 @@ static int run_alloc(dge_net *n, int batch)
         return vt_seterr("dge: batch %d out of range", batch);
     run_free(r);
     r->batch = batch;
+    size_t B = batch;
     size_t nc = 0, nf = 0, ncols = 0, nkv = 0, kv = 0, aux = 0, pooled = 0, scr = 0, nmax = 0;
     for (int i = 0; i < c->nstages; i++) {
         const dge_stage_cfg *s = &c->st[i];
         size_t N = s->n, C = s->dim, hp = (size_t)s->heads * s->points;
         nmax = zmax(nmax, N);
-        nc = zmax(nc, N * C);
-        nf = zmax(nf, N * s->hidden);
-        ncols = zmax(ncols, (size_t)s->grid * s->grid * s->cin * s->patch * s->patch);
-        ncols = zmax(ncols, (size_t)s->grid * s->grid * C);    /* sr patchify */
-        nkv = zmax(nkv, (size_t)s->nkv * C);
-        kv = zmax(kv, (size_t)s->nkv * 2 * C);
-        kv = zmax(kv, N * (c->fused_qkv ? 3 : 1) * C);
-        aux = zmax(aux, N * 3 * hp);
+        nc = zmax(nc, B * N * C);
+        nf = zmax(nf, (size_t)DGE_MLP_ROWS * s->hidden);
+        ncols = zmax(ncols, B * s->grid * s->grid * s->cin * s->patch * s->patch);
+        ncols = zmax(ncols, B * s->grid * s->grid * C);    /* sr patchify */
+        nkv = zmax(nkv, B * s->nkv * C);
+        kv = zmax(kv, B * s->nkv * 2 * C);
+        kv = zmax(kv, B * N * (c->fused_qkv ? 3 : 1) * C);
+        aux = zmax(aux, B * N * 3 * hp);
         pooled = zmax(pooled, (size_t)s->regions * C);
         if (c->kind != K_DPVT)
-            scr = zmax(scr, vt_attend_scratch(n->pool, s->heads, s->n, s->nkv, s->dim / s->heads));
+            scr = zmax(scr, attention_scratch(n, s, batch));
     }
     r->x = zalloc(nc, sizeof(float));
     r->xn = zalloc(nc, sizeof(float));
@@ -790,269 +879,438 @@ static int run_alloc(dge_net *n, int batch)
     r->aux = zalloc(aux, sizeof(float));
     r->pooled = zalloc(pooled, sizeof(float));
     r->scratch = zalloc(scr, sizeof(float));
-    r->patches = zalloc(nmax, sizeof *r->patches);
-    r->feat = zalloc((size_t)batch * c->st[c->nstages - 1].dim, sizeof(float));
-    r->gate = zalloc((size_t)batch * n->region_total * c->nsplits, sizeof(float));
-    r->decision = zalloc((size_t)batch * n->region_total, sizeof(int8_t));
-    r->nq = zalloc((size_t)batch * c->layers, sizeof(int));
+    r->patches = zalloc(B * nmax, sizeof *r->patches);
+    r->qoff = zalloc(B + 1, sizeof *r->qoff);
+    r->feat = zalloc(B * c->st[c->nstages - 1].dim, sizeof(float));
+    r->gate = zalloc(B * n->region_total * c->nsplits, sizeof(float));
+    r->decision = zalloc(B * n->region_total, sizeof(int8_t));
+    r->nq = zalloc(B * c->layers, sizeof(int));
     if (n->record) {
-        r->out = zalloc((size_t)batch * n->out_total, sizeof(float));
-        r->q0rec = zalloc((size_t)batch * c->st[0].n * c->st[0].dim, sizeof(float));
+        r->out = zalloc(B * n->out_total, sizeof(float));
+        r->q0rec = zalloc(B * c->st[0].n * c->st[0].dim, sizeof(float));
     }
     return 0;
 }
 
 /* ---- forward: the DGE router and the sparse queries ------------------ */
 
-/* Route the grid of x[n, C] (layer l, image b): region means of the raw
- * tokens, gate logits, argmax (the first maximum wins). Records logits and
- * decisions; returns the query rows in r->patches and their count. */
-static int route(dge_net *n, const dge_stage_cfg *s, const dge_block *B, int l, int b)
+/* Work of a router / patch job split into chunks for the pool: enough
+ * that both threads get some, whole items (regions, queries) each. */
+#define DGE_CHUNKS 8
+
+typedef struct patch_job {
+    const dge_net *n;
+    const dge_stage_cfg *s;
+    const dge_block *B;
+    const dge_patch *pt;
+    const float *x;     /* compress, route: the image's stream [n, C] */
+    float *xw;          /* decompress: the stream written */
+    float *q;           /* decompress: the queries, overwritten */
+    const float *q0;
+    float *q0w;         /* compress: the raw queries written */
+    float *logits;      /* route: [regions, S] */
+    int8_t *dec;        /* route: [regions] */
+    int count;          /* regions or queries */
+} patch_job;
+
+static void chunk_range(int count, int task, int *i0, int *i1)
 {
-    const dge_config *c = &n->c;
-    dge_run *r = &n->r;
-    int C = s->dim, E = s->extra, W = s->grid, R = c->region, wr = W / R, S = c->nsplits;
-    const float *grid = r->x + (size_t)E * C;
-    float *logits = r->gate + ((size_t)b * n->region_total + n->reg_off[l]) * S;
-    int8_t *dec = r->decision + (size_t)b * n->region_total + n->reg_off[l];
-    dge_patch *pt = r->patches;
-    int nq = 0;
-    for (int e = 0; e < E; e++)
-        pt[nq++] = (dge_patch){-1 - e, 0, 1};
-    for (int reg = 0; reg < s->regions; reg++) {
+    int per = (count + DGE_CHUNKS - 1) / DGE_CHUNKS;
+    *i0 = task * per;
+    *i1 = *i0 + per < count ? *i0 + per : count;
+}
+
+/* Regions [i0, i1) of the router: AvgPool2d(R, R) of the raw grid tokens
+ * (sum row-major, then divide), gate logits in double, argmax (the first
+ * maximum wins). */
+static void route_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const patch_job *j = ctx;
+    const dge_config *c = &j->n->c;
+    const dge_stage_cfg *s = j->s;
+    int C = s->dim, W = s->grid, R = c->region, wr = W / R, S = c->nsplits, i0, i1;
+    const float *grid = j->x + (size_t)s->extra * C;
+    chunk_range(j->count, task, &i0, &i1);
+    for (int reg = i0; reg < i1; reg++) {
         int ry = reg / wr, rx = reg % wr;
-        /* AvgPool2d(R, R): sum row-major, then divide */
-        float *g = r->pooled + (size_t)reg * C;
+        float *g = j->n->r.pooled + (size_t)reg * C;
         memset(g, 0, (size_t)C * sizeof *g);
         for (int dy = 0; dy < R; dy++)
             for (int dx = 0; dx < R; dx++)
                 vt_add(g, grid + ((size_t)(ry * R + dy) * W + rx * R + dx) * C, (size_t)C);
         for (int ch = 0; ch < C; ch++)
             g[ch] /= (float)(R * R);
+        float *lg = j->logits + (size_t)reg * S;
         int best = 0;
         for (int k = 0; k < S; k++) {
-            double acc = B->gateb[k];
+            double acc = j->B->gateb[k];
             for (int ch = 0; ch < C; ch++)
-                acc += (double)g[ch] * B->gatew[(size_t)k * C + ch];
-            logits[(size_t)reg * S + k] = (float)acc;
-            if (logits[(size_t)reg * S + k] > logits[(size_t)reg * S + best])
+                acc += (double)g[ch] * j->B->gatew[(size_t)k * C + ch];
+            lg[k] = (float)acc;
+            if (lg[k] > lg[best])
                 best = k;
         }
-        int sp = c->splits[best], side = R / sp;
-        dec[reg] = (int8_t)sp;
+        j->dec[reg] = (int8_t)c->splits[best];
+    }
+}
+
+/* Route the grid of image b's x[n, C] (layer l): the gates' decisions per
+ * region (recorded with their logits), then the query rows in pt (extra
+ * tokens, then each region's patches row-major). Returns their count. */
+static int route(dge_net *n, const dge_stage_cfg *s, const dge_block *B, int l, int b,
+                 const float *x, dge_patch *pt)
+{
+    const dge_config *c = &n->c;
+    dge_run *r = &n->r;
+    int C = s->dim, E = s->extra, R = c->region, wr = s->grid / R, S = c->nsplits;
+    patch_job j = {.n = n, .s = s, .B = B, .x = x, .count = s->regions,
+                   .logits = r->gate + ((size_t)b * n->region_total + n->reg_off[l]) * S,
+                   .dec = r->decision + (size_t)b * n->region_total + n->reg_off[l]};
+    vt_pool_run_work(n->pool, DGE_CHUNKS, route_task, &j,
+                     (double)s->grid * s->grid * C + 2.0 * s->regions * C * S);
+    int nq = 0;
+    for (int e = 0; e < E; e++)
+        pt[nq++] = (dge_patch){-1 - e, 0, 1};
+    for (int reg = 0; reg < s->regions; reg++) {
+        int ry = reg / wr, rx = reg % wr, sp = j.dec[reg], side = R / sp;
         for (int i = 0; i < sp; i++)
-            for (int j = 0; j < sp; j++)
-                pt[nq++] = (dge_patch){ry * R + i * side, rx * R + j * side, side};
+            for (int k = 0; k < sp; k++)
+                pt[nq++] = (dge_patch){ry * R + i * side, rx * R + k * side, side};
     }
     return nq;
 }
 
-/* q0[nq, C]: each query row's patch mean of x (grained_sample_compress:
- * sum row-major, then divide by side^2); extra tokens copied. */
-static void compress(const dge_stage_cfg *s, const dge_patch *pt, int nq, const float *x,
-                     float *q0)
+/* Query rows [i0, i1) of q0: each row's patch mean of x
+ * (grained_sample_compress: sum row-major, then divide by side^2); extra
+ * tokens copied. */
+static void compress_task(void *ctx, int task, int thread)
 {
-    int C = s->dim, E = s->extra, W = s->grid;
-    for (int i = 0; i < nq; i++) {
-        float *o = q0 + (size_t)i * C;
-        const dge_patch *p = &pt[i];
+    (void)thread;
+    const patch_job *j = ctx;
+    int C = j->s->dim, E = j->s->extra, W = j->s->grid, i0, i1;
+    chunk_range(j->count, task, &i0, &i1);
+    for (int i = i0; i < i1; i++) {
+        float *o = j->q0w + (size_t)i * C;
+        const dge_patch *p = &j->pt[i];
         if (p->y0 < 0) {
-            memcpy(o, x + (size_t)(-1 - p->y0) * C, (size_t)C * sizeof *o);
+            memcpy(o, j->x + (size_t)(-1 - p->y0) * C, (size_t)C * sizeof *o);
             continue;
         }
-        memcpy(o, x + ((size_t)E + (size_t)p->y0 * W + p->x0) * C, (size_t)C * sizeof *o);
+        const float *x = j->x + ((size_t)E + (size_t)p->y0 * W + p->x0) * C;
+        memcpy(o, x, (size_t)C * sizeof *o);
         if (p->side == 1)
             continue;
         for (int dy = 0; dy < p->side; dy++)
             for (int dx = dy ? 0 : 1; dx < p->side; dx++)
-                vt_add(o, x + ((size_t)E + (size_t)(p->y0 + dy) * W + p->x0 + dx) * C, (size_t)C);
+                vt_add(o, x + ((size_t)dy * W + dx) * C, (size_t)C);
         float area = (float)(p->side * p->side);
         for (int ch = 0; ch < C; ch++)
             o[ch] /= area;
     }
 }
 
-/* x += (q - q0) on every token of each row's patch
- * (grained_sample_decompress with add_ref on q - q0). q is overwritten. */
-static void decompress(const dge_stage_cfg *s, const dge_patch *pt, int nq, float *q,
-                       const float *q0, float *x)
+static void compress(dge_net *n, const dge_stage_cfg *s, const dge_patch *pt, int nq,
+                     const float *x, float *q0)
 {
-    int C = s->dim, E = s->extra, W = s->grid;
-    for (int i = 0; i < nq; i++) {
-        float *d = q + (size_t)i * C;
-        const float *z = q0 + (size_t)i * C;
+    patch_job j = {.n = n, .s = s, .pt = pt, .x = x, .q0w = q0, .count = nq};
+    vt_pool_run_work(n->pool, DGE_CHUNKS, compress_task, &j, (double)s->n * s->dim);
+}
+
+/* Query rows [i0, i1): x += (q - q0) on every token of the row's patch
+ * (grained_sample_decompress with add_ref on q - q0); q is overwritten.
+ * The patches do not overlap, so chunks write disjoint tokens. */
+static void decompress_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const patch_job *j = ctx;
+    int C = j->s->dim, E = j->s->extra, W = j->s->grid, i0, i1;
+    chunk_range(j->count, task, &i0, &i1);
+    for (int i = i0; i < i1; i++) {
+        float *d = j->q + (size_t)i * C;
+        const float *z = j->q0 + (size_t)i * C;
         for (int ch = 0; ch < C; ch++)
             d[ch] -= z[ch];
-        const dge_patch *p = &pt[i];
+        const dge_patch *p = &j->pt[i];
         if (p->y0 < 0) {
-            vt_add(x + (size_t)(-1 - p->y0) * C, d, (size_t)C);
+            vt_add(j->xw + (size_t)(-1 - p->y0) * C, d, (size_t)C);
             continue;
         }
+        float *x = j->xw + ((size_t)E + (size_t)p->y0 * W + p->x0) * C;
         for (int dy = 0; dy < p->side; dy++)
             for (int dx = 0; dx < p->side; dx++)
-                vt_add(x + ((size_t)E + (size_t)(p->y0 + dy) * W + p->x0 + dx) * C, d, (size_t)C);
+                vt_add(x + ((size_t)dy * W + dx) * C, d, (size_t)C);
     }
+}
+
+static void decompress(dge_net *n, const dge_stage_cfg *s, const dge_patch *pt, int nq,
+                       float *q, const float *q0, float *x)
+{
+    patch_job j = {.n = n, .s = s, .pt = pt, .q = q, .q0 = q0, .xw = x, .count = nq};
+    vt_pool_run_work(n->pool, DGE_CHUNKS, decompress_task, &j, (double)s->n * s->dim);
+}
+
+/* The queries of layer l for images b0 .. b0+batch-1 (streams xs[batch,
+ * n, C]): routed, pooled into r->q0 (the group's image b's rows from
+ * r->qoff[b]) and copied to the query stream r->q. Returns the group's
+ * query count. */
+static int gather_queries(dge_net *n, const dge_stage_cfg *s, int l, int b0, int batch,
+                          const float *xs)
+{
+    dge_run *r = &n->r;
+    const dge_block *B = &n->w.blocks[l];
+    size_t C = s->dim, N = s->n;
+    r->qoff[0] = 0;
+    for (int b = 0; b < batch; b++) {
+        const float *x = xs + b * N * C;
+        dge_patch *pt = r->patches + b * N;
+        int nq = route(n, s, B, l, b0 + b, x, pt);
+        compress(n, s, pt, nq, x, r->q0 + (size_t)r->qoff[b] * C);
+        r->qoff[b + 1] = r->qoff[b] + nq;
+        if (l == 0 && n->record)
+            memcpy(r->q0rec + (size_t)(b0 + b) * n->c.st[0].n * C, r->q0 + (size_t)r->qoff[b] * C,
+                   (size_t)nq * C * sizeof(float));
+    }
+    int Q = r->qoff[batch];
+    memcpy(r->q, r->q0, (size_t)Q * C * sizeof *r->q);
+    return Q;
+}
+
+/* Every token its own query: image b's rows from b*n. */
+static int dense_queries(dge_run *r, const dge_stage_cfg *s, int batch)
+{
+    for (int b = 0; b <= batch; b++)
+        r->qoff[b] = b * s->n;
+    return batch * s->n;
 }
 
 /* ---- forward: blocks ------------------------------------------------- */
 
-/* Attention of the nq queries qp (row stride ldq) over the keys/values
- * k, v (row stride ldkv): att[nq, C], heads concatenated. */
-static void attend(dge_net *n, const dge_stage_cfg *s, const float *qp, int ldq, const float *k,
-                   const float *v, int ldkv, int nq, int nkv)
+/* Attention of every image's queries (qp[Q, C], image b's from qoff[b])
+ * over its own keys/values (k, v: image b's nkv rows from b*nkv, row stride
+ * ldkv) into r->att[Q, C], heads concatenated. Consecutive images with as
+ * many queries share one call (dense blocks: the whole batch). */
+static void attend_images(dge_net *n, const dge_stage_cfg *s, const float *qp, const float *k,
+                          const float *v, int ldkv, int batch)
 {
     dge_run *r = &n->r;
-    int C = s->dim, d = C / s->heads;
-    vt_attend_head hd[64];
+    int C = s->dim, d = C / s->heads, nkv = s->nkv;
+    vt_attend_head hd[DGE_ATTEND_HEADS];
     float scale = (float)pow((double)d, -0.5);   /* head_dim ** -0.5, as a C float */
-    for (int j0 = 0; j0 < s->heads; j0 += 64) {
-        int nh = s->heads - j0 < 64 ? s->heads - j0 : 64;
-        for (int j = 0; j < nh; j++) {
-            size_t o = (size_t)(j0 + j) * d;
-            hd[j] = (vt_attend_head){qp + o, k + o, v + o, r->att + o};
+    for (int b0 = 0, b1; b0 < batch; b0 = b1) {
+        int nq = r->qoff[b0 + 1] - r->qoff[b0], nh = 0;
+        for (b1 = b0; b1 < batch && r->qoff[b1 + 1] - r->qoff[b1] == nq &&
+                      nh + s->heads <= DGE_ATTEND_HEADS; b1++)
+            for (int j = 0; j < s->heads; j++, nh++) {
+                size_t qo = (size_t)r->qoff[b1] * C + (size_t)j * d;
+                size_t ko = (size_t)b1 * nkv * ldkv + (size_t)j * d;
+                hd[nh] = (vt_attend_head){qp + qo, k + ko, v + ko, r->att + qo};
+            }
+        if (b1 == b0) {
+            /* more heads than one call takes: this image alone, in parts */
+            for (int j0 = 0; j0 < s->heads; j0 += DGE_ATTEND_HEADS) {
+                int m = s->heads - j0 < DGE_ATTEND_HEADS ? s->heads - j0 : DGE_ATTEND_HEADS;
+                for (int j = 0; j < m; j++) {
+                    size_t qo = (size_t)r->qoff[b0] * C + (size_t)(j0 + j) * d;
+                    size_t ko = (size_t)b0 * nkv * ldkv + (size_t)(j0 + j) * d;
+                    hd[j] = (vt_attend_head){qp + qo, k + ko, v + ko, r->att + qo};
+                }
+                vt_attend(n->pool, hd, m, C, ldkv, ldkv, C, nq, nkv, d, scale, r->scratch, NULL);
+            }
+            b1 = b0 + 1;
+            continue;
         }
-        vt_attend(n->pool, hd, nh, ldq, ldkv, ldkv, C, nq, nkv, d, scale, r->scratch, NULL);
+        vt_attend(n->pool, hd, nh, C, ldkv, ldkv, C, nq, nkv, d, scale, r->scratch, NULL);
     }
 }
 
-/* One transformer block on image b's stream x[n, C]; a DGE block when
- * the net is gated (queries: the patch means the router chose; dense:
- * every token, updated in place). Returns the number of queries. */
-static int block(dge_net *n, int i, int l, int b)
+/* q[rows, C] += fc2(GELU(fc1(LN2(q)))), the hidden layer made DGE_MLP_ROWS
+ * rows at a time (a whole batch's [rows, F] would not stay in cache). */
+static void mlp(dge_net *n, const dge_stage_cfg *s, const dge_block *B, float *q, int rows)
+{
+    dge_run *r = &n->r;
+    size_t C = s->dim;
+    vt_layernorm_mt(n->pool, r->qn, q, B->n2w, B->n2b, rows, (int)C, n->c.ln_eps);
+    for (int r0 = 0; r0 < rows; r0 += DGE_MLP_ROWS) {
+        int m = rows - r0 < DGE_MLP_ROWS ? rows - r0 : DGE_MLP_ROWS;
+        vt_linear_packed(n->pool, r->h, r->qn + r0 * C, &B->fc1, B->fc1b, m, 0, 1);
+        vt_linear_packed(n->pool, q + r0 * C, r->h, &B->fc2, B->fc2b, m, 1, 0);
+    }
+}
+
+/* PVT's keys/values input for every image: LN(conv_sr(xn)) [B, nkv, C]
+ * when sr > 1, else xn itself. */
+static const float *kv_input(dge_net *n, const dge_stage_cfg *s, const dge_block *B, int batch)
+{
+    dge_run *r = &n->r;
+    if (s->sr == 1)
+        return r->xn;
+    int g = s->grid, gs = g / s->sr;
+    size_t C = s->dim, kk = C * s->sr * s->sr, m = (size_t)gs * gs;
+    for (int b = 0; b < batch; b++)
+        vt_patchify_tokens_mt(n->pool, r->cols + b * m * kk, r->xn + b * (size_t)s->n * C, g,
+                              g, (int)C, s->sr, 1);
+    vt_linear_packed(n->pool, r->kvin, r->cols, &B->sr, B->srb, batch * (int)m, 0, 0);
+    vt_layernorm_mt(n->pool, r->kvin, r->kvin, B->srnw, B->srnb, batch * (int)m, (int)C,
+                    n->c.sr_eps);
+    return r->kvin;
+}
+
+/* Layer l on the streams x[batch, n, C] of images b0 .. b0+batch-1; a
+ * DGE block when the net is gated (queries: the patch means the router
+ * chose; dense: every token, updated in place). The query counts go to
+ * r->nq. */
+static void block(dge_net *n, int i, int l, int b0, int batch, float *x)
 {
     const dge_config *c = &n->c;
     const dge_stage_cfg *s = &c->st[i];
     const dge_block *B = &n->w.blocks[l];
     dge_run *r = &n->r;
-    int C = s->dim, N = s->n, F = s->hidden, nq = N, nkv = s->nkv;
+    int C = s->dim, N = s->n;
     float eps = c->ln_eps;
-    float *q = r->x;        /* the query stream */
-    if (c->gated) {
-        nq = route(n, s, B, l, b);
-        compress(s, r->patches, nq, r->x, r->q0);
-        if (l == 0 && n->record)
-            memcpy(r->q0rec + (size_t)b * c->st[0].n * c->st[0].dim, r->q0,
-                   (size_t)nq * C * sizeof(float));
-        q = r->q;
-        memcpy(q, r->q0, (size_t)nq * C * sizeof *q);
-    }
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, eps);
-    const float *qp, *k, *v;
-    int ldq = C, ldkv = 2 * C;
+    float *q = c->gated ? r->q : x;         /* the query stream */
+    int Q = c->gated ? gather_queries(n, s, l, b0, batch, x) : dense_queries(r, s, batch);
+    vt_layernorm_mt(n->pool, r->xn, x, B->n1w, B->n1b, batch * N, C, eps);
     if (c->fused_qkv) {
-        /* plain DeiT: one product gives q | k | v */
-        vt_linear(n->pool, r->kv, r->xn, B->qw, B->qb, N, C, 3 * C, 0, 0);
-        qp = r->kv, k = r->kv + C, v = r->kv + 2 * C, ldq = ldkv = 3 * C;
+        /* plain DeiT: one product gives q | k | v, then timm-layout attention */
+        int d = C / s->heads;
+        vt_linear_packed(n->pool, r->kv, r->xn, &B->q, B->qb, batch * N, 0, 0);
+        vt_attention(n->pool, r->att, r->kv, batch, N, s->heads, d,
+                     (float)pow((double)d, -0.5), r->scratch, NULL, NULL);
     } else {
-        const float *kvin = r->xn;
-        if (s->sr > 1) {
-            int g = s->grid, gs = g / s->sr;
-            vt_patchify_tokens(r->cols, r->xn, g, g, C, s->sr);
-            vt_linear(n->pool, r->kvin, r->cols, B->srw, B->srb, gs * gs, C * s->sr * s->sr,
-                      C, 0, 0);
-            vt_layernorm_mt(n->pool, r->kvin, r->kvin, B->srnw, B->srnb, gs * gs, C, c->sr_eps);
-            kvin = r->kvin;
-        }
-        vt_linear(n->pool, r->kv, kvin, B->kvw, B->kvb, nkv, C, 2 * C, 0, 0);
-        k = r->kv, v = r->kv + C;
+        const float *kvin = kv_input(n, s, B, batch);
+        vt_linear_packed(n->pool, r->kv, kvin, &B->kv, B->kvb, batch * s->nkv, 0, 0);
         /* queries: LN1 of the pooled queries (dense: LN1(x), done) */
         const float *qn = r->xn;
         if (c->gated) {
-            vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, nq, C, eps);
+            vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, Q, C, eps);
             qn = r->qn;
         }
-        vt_linear(n->pool, r->qp, qn, B->qw, B->qb, nq, C, C, 0, 0);
-        qp = r->qp;
+        vt_linear_packed(n->pool, r->qp, qn, &B->q, B->qb, Q, 0, 0);
+        attend_images(n, s, r->qp, r->kv, r->kv + C, 2 * C, batch);
     }
-    attend(n, s, qp, ldq, k, v, ldkv, nq, nkv);
     /* q += proj(att); q += fc2(GELU(fc1(LN2(q)))) */
-    vt_linear(n->pool, q, r->att, B->projw, B->projb, nq, C, C, 1, 0);
-    vt_layernorm_mt(n->pool, r->qn, q, B->n2w, B->n2b, nq, C, eps);
-    vt_linear(n->pool, r->h, r->qn, B->fc1w, B->fc1b, nq, C, F, 0, 1);
-    vt_linear(n->pool, q, r->h, B->fc2w, B->fc2b, nq, F, C, 1, 0);
-    if (c->gated)
-        decompress(s, r->patches, nq, q, r->q0, r->x);
-    return nq;
+    vt_linear_packed(n->pool, q, r->att, &B->proj, B->projb, Q, 1, 0);
+    mlp(n, s, B, q, Q);
+    for (int b = 0; b < batch; b++) {
+        int q0 = r->qoff[b], nq = r->qoff[b + 1] - q0;
+        if (c->gated)
+            decompress(n, s, r->patches + (size_t)b * N, nq, q + (size_t)q0 * C,
+                       r->q0 + (size_t)q0 * C, x + (size_t)b * N * C);
+        r->nq[(size_t)(b0 + b) * c->layers + l] = nq;
+    }
 }
 
-/* A deformable-PVT block on x[n, C] (no CLS, no sr), in place:
+/* A deformable-PVT block on x[batch, n, C] (no CLS, no sr; images b0 ..),
+ * in place:
  *   x += proj(points(LN1 x));  x += fc2(GELU(fc1(LN2 x)))
  * points: v = Linear(u), offsets [n, h, P, 2] and point weights
  * softmax_P(Linear(u)) [n, h, P] from u = LN1(x); lib/ops/deform.h. */
-static void dpvt_block(dge_net *n, int i, int l)
+static void dpvt_block(dge_net *n, int i, int l, int b0, int batch, float *x)
 {
     const dge_config *c = &n->c;
     const dge_stage_cfg *s = &c->st[i];
     const dge_block *B = &n->w.blocks[l];
     dge_run *r = &n->r;
-    int C = s->dim, N = s->n, F = s->hidden, hp = s->heads * s->points, g = s->grid;
-    float *off = r->aux, *wts = r->aux + (size_t)N * 2 * hp;
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, c->ln_eps);
-    vt_linear(n->pool, r->kv, r->xn, B->vw, B->vb, N, C, C, 0, 0);
-    vt_linear(n->pool, off, r->xn, B->offw, B->offb, N, C, 2 * hp, 0, 0);
-    vt_linear(n->pool, wts, r->xn, B->aww, B->awb, N, C, hp, 0, 0);
-    vt_softmax(wts, N * s->heads, s->points);
-    vt_deform_attend(n->pool, r->att, C, r->kv, C, off, wts, g, g, s->heads, s->points,
-                     C / s->heads);
-    vt_linear(n->pool, r->x, r->att, B->projw, B->projb, N, C, C, 1, 0);
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, c->ln_eps);
-    vt_linear(n->pool, r->h, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 1);
-    vt_linear(n->pool, r->x, r->h, B->fc2w, B->fc2b, N, F, C, 1, 0);
+    int C = s->dim, N = s->n, M = batch * N, hp = s->heads * s->points, g = s->grid;
+    float *off = r->aux, *wts = r->aux + (size_t)M * 2 * hp;
+    vt_layernorm_mt(n->pool, r->xn, x, B->n1w, B->n1b, M, C, c->ln_eps);
+    vt_linear_packed(n->pool, r->kv, r->xn, &B->v, B->vb, M, 0, 0);
+    vt_linear_packed(n->pool, off, r->xn, &B->off, B->offb, M, 0, 0);
+    vt_linear_packed(n->pool, wts, r->xn, &B->aw, B->awb, M, 0, 0);
+    vt_softmax(wts, M * s->heads, s->points);
+    for (int b = 0; b < batch; b++) {
+        size_t o = (size_t)b * N;
+        vt_deform_attend(n->pool, r->att + o * C, C, r->kv + o * C, C, off + o * 2 * hp,
+                         wts + o * hp, g, g, s->heads, s->points, C / s->heads);
+        r->nq[(size_t)(b0 + b) * c->layers + l] = N;
+    }
+    vt_linear_packed(n->pool, x, r->att, &B->proj, B->projb, M, 1, 0);
+    mlp(n, s, B, x, M);
 }
 
-/* x[n, C] of stage i: patch embedding of the image (stage 0) or of the
- * previous stage's grid (in r->x), PVT's LayerNorm, CLS, + pos. */
-static void embed(dge_net *n, int i, const float *img)
+/* x[B, n, C] of stage i: patch embedding of the images (stage 0) or of
+ * the previous stage's grids (in r->x, no extra tokens there), PVT's
+ * LayerNorm, CLS, + pos. */
+static void embed(dge_net *n, int i, const float *img, int batch)
 {
     const dge_config *c = &n->c;
     const dge_stage_cfg *s = &c->st[i];
     const dge_weights *W = &n->w;
     dge_run *r = &n->r;
-    int C = s->dim, E = s->extra, g = s->grid, p = s->patch, m = g * g;
-    float *grid = r->x + (size_t)E * C;
-    if (i == 0) {
-        vt_conv2d_tokens(n->pool, grid, img, 3, s->in_grid, s->in_grid, W->pew[0], W->peb[0], C,
-                         p, p, 0, r->cols);
-    } else {
-        vt_patchify_tokens(r->cols, r->x, s->in_grid, s->in_grid, s->cin, p);
-        vt_linear(n->pool, grid, r->cols, W->pew[i], W->peb[i], m, s->cin * p * p, C, 0, 0);
+    int C = s->dim, E = s->extra, p = s->patch, side = s->in_grid;
+    size_t m = (size_t)s->grid * s->grid, kk = (size_t)s->cin * p * p;
+    for (int b = 0; b < batch; b++) {
+        float *cols = r->cols + b * m * kk;
+        if (i == 0)
+            vt_im2col(cols, img + (size_t)b * 3 * side * side, 3, side, side, p, p, 0);
+        else
+            vt_patchify_tokens_mt(n->pool, cols, r->x + (size_t)b * c->st[i - 1].n * s->cin,
+                                  side, side, s->cin, p, 1);
     }
+    /* tokens [B*m, C] into xn, then into each image's grid rows of x */
+    vt_linear_packed(n->pool, r->xn, r->cols, &W->pe[i], W->peb[i], batch * (int)m, 0, 0);
     if (W->penw[i])
-        vt_layernorm_mt(n->pool, grid, grid, W->penw[i], W->penb[i], m, C, c->pe_eps);
-    if (E)
-        memcpy(r->x, W->cls, (size_t)C * sizeof(float));
-    vt_add(r->x, W->pos[i], (size_t)s->n * C);
+        vt_layernorm_mt(n->pool, r->xn, r->xn, W->penw[i], W->penb[i], batch * (int)m, C,
+                        c->pe_eps);
+    for (int b = 0; b < batch; b++) {
+        float *x = r->x + (size_t)b * s->n * C;
+        memcpy(x + (size_t)E * C, r->xn + b * m * C, m * C * sizeof *x);
+        if (E)
+            memcpy(x, W->cls, (size_t)C * sizeof(float));
+        vt_add(x, W->pos[i], (size_t)s->n * C);
+    }
 }
 
-/* Image b through every stage; its features into r->feat[b]. */
-static void forward_image(dge_net *n, int b, const float *img)
+/* Images that go through a stage's blocks together: enough for
+ * DGE_GROUP_ROWS token rows. Measured (2 cores, b8, CPU time): whole-batch
+ * products won nothing over image by image on the large stages (the
+ * weights stay in L3 anyway, and a batch's activations fall out of L2),
+ * so only small stages (PVT's last, sparse DGE layers) are grouped, which
+ * gives their products rows enough to split over the threads. */
+static int stage_group(const dge_stage_cfg *s, int batch)
+{
+    int g = (DGE_GROUP_ROWS + s->n - 1) / s->n;
+    return g < 1 ? 1 : g > batch ? batch : g;
+}
+
+/* Every stage on the whole batch; image b's features into r->feat[b]. */
+static void forward_batch(dge_net *n, const float *img, int batch)
 {
     const dge_config *c = &n->c;
     dge_run *r = &n->r;
-    int l = 0;
-    for (int i = 0; i < c->nstages; i++) {
+    int l0 = 0;
+    for (int i = 0; i < c->nstages; l0 += c->st[i].depth, i++) {
         const dge_stage_cfg *s = &c->st[i];
-        embed(n, i, img);
-        for (int k = 0; k < s->depth; k++, l++) {
-            int nq = s->n;
-            if (c->kind == K_DPVT)
-                dpvt_block(n, i, l);
-            else
-                nq = block(n, i, l, b);
-            r->nq[(size_t)b * c->layers + l] = nq;
-            if (n->record)
-                memcpy(r->out + (size_t)b * n->out_total + n->out_off[l], r->x,
-                       (size_t)s->n * s->dim * sizeof(float));
+        size_t nc = (size_t)s->n * s->dim;
+        int G = stage_group(s, batch);
+        embed(n, i, img, batch);
+        /* a group through all of the stage's blocks, then the next group */
+        for (int b0 = 0; b0 < batch; b0 += G) {
+            int nb = batch - b0 < G ? batch - b0 : G;
+            float *x = r->x + b0 * nc;
+            for (int l = l0; l < l0 + s->depth; l++) {
+                if (c->kind == K_DPVT)
+                    dpvt_block(n, i, l, b0, nb, x);
+                else
+                    block(n, i, l, b0, nb, x);
+                for (int b = 0; n->record && b < nb; b++)
+                    memcpy(r->out + (size_t)(b0 + b) * n->out_total + n->out_off[l],
+                           x + b * nc, nc * sizeof(float));
+            }
         }
     }
     const dge_stage_cfg *s = &c->st[c->nstages - 1];
     int C = s->dim;
-    float *f = r->feat + (size_t)b * C;
     if (c->kind == K_DPVT) {
-        vt_layernorm_mt(n->pool, r->xn, r->x, n->w.normw, n->w.normb, s->n, C, c->ln_eps);
-        vt_mean_rows(f, r->xn, s->n, C);
+        vt_layernorm_mt(n->pool, r->xn, r->x, n->w.normw, n->w.normb, batch * s->n, C,
+                        c->ln_eps);
+        for (int b = 0; b < batch; b++)
+            vt_mean_rows(r->feat + (size_t)b * C, r->xn + (size_t)b * s->n * C, s->n, C);
     } else {
-        vt_layernorm(f, r->x, n->w.normw, n->w.normb, 1, C, c->ln_eps);
+        for (int b = 0; b < batch; b++)
+            vt_layernorm(r->feat + (size_t)b * C, r->x + (size_t)b * s->n * C, n->w.normw,
+                         n->w.normb, 1, C, c->ln_eps);
     }
 }
 
@@ -1065,13 +1323,9 @@ static int dge_forward(void *net, const float *x, int batch, float *logits)
         return vt_seterr("dge: batch %d", batch);
     if (batch > n->r.batch && run_alloc(n, batch) < 0)
         return -1;
-    const dge_config *c = &n->c;
-    size_t img = (size_t)3 * c->img_size * c->img_size;
     n->last_batch = 0;
-    for (int b = 0; b < batch; b++)
-        forward_image(n, b, x + b * img);
-    int CL = c->st[c->nstages - 1].dim;
-    vt_linear(n->pool, logits, n->r.feat, n->w.headw, n->w.headb, batch, CL, c->classes, 0, 0);
+    forward_batch(n, x, batch);
+    vt_linear_packed(n->pool, logits, n->r.feat, &n->w.head, n->w.headb, batch, 0, 0);
     n->last_batch = batch;
     return 0;
 }
@@ -1086,6 +1340,7 @@ static void dge_destroy(void *net)
     run_free(&n->r);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
+    dge_unpack(&n->w, n->c.layers);
     free(n->w.blocks);
     free(n->lstage);
     free(n->lblock);
@@ -1099,12 +1354,15 @@ static void *dge_create(const cJSON *cfg, const vt_frame *weights, const vt_run_
 {
     dge_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = DGE_MAGIC;
-    if (dge_config_read(cfg, &n->c) < 0 || dge_bind(n, weights) < 0) {
+    if (dge_config_read(cfg, &n->c) < 0 || dge_bind(n, weights) < 0 || dge_pack(n) < 0) {
         dge_destroy(n);
         return NULL;
     }
     dge_layout(n);
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    /* the mapped model file never changes: vt_linear packs its weights once */
+    if (n->pool)
+        vt_pool_readonly(n->pool, weights->map, weights->map_len);
     if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         dge_destroy(n);
         return NULL;

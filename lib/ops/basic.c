@@ -11,6 +11,9 @@
 
 #include "ops.h"
 #include "ops/cpu.h"
+#ifdef VT_HAVE_X86_KERNELS
+#include <immintrin.h>
+#endif
 
 
 #define LANES 16
@@ -155,10 +158,59 @@ static inline float sum_lanes(const float *restrict x, int n)
     return s;
 }
 
+#ifdef VT_HAVE_X86_KERNELS
+/* One row of LayerNorm in AVX-512 registers. Why not the plain loops: the
+ * compiler keeps their 16 partial sums in memory and adds them up one
+ * scalar at a time, twice a row, which for rows of 64 to 512 floats costs
+ * more than the row itself. Same two-pass math (mean, then the mean square
+ * of x - mean). */
+VT_AVX512 static void layernorm_row_avx512(float *o, const float *r, const float *w,
+                                           const float *b, int n, float eps)
+{
+    int tail = n % 16, full = n - tail;
+    __mmask16 t = (__mmask16)((1u << tail) - 1);
+    __m512 acc = _mm512_setzero_ps();
+    for (int j = 0; j < full; j += 16)
+        acc = _mm512_add_ps(acc, _mm512_loadu_ps(r + j));
+    if (tail)
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(t, r + full));
+    float mean = _mm512_reduce_add_ps(acc) / (float)n;
+    __m512 vm = _mm512_set1_ps(mean);
+    acc = _mm512_setzero_ps();
+    for (int j = 0; j < full; j += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(r + j), vm);
+        acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    if (tail) {
+        __m512 d = _mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, r + full), vm);
+        acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    float rstd = 1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)n + eps);
+    __m512 vr = _mm512_set1_ps(rstd);
+    for (int j = 0; j < full; j += 16) {
+        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(r + j), vm), vr);
+        _mm512_storeu_ps(o + j, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + j),
+                                                _mm512_loadu_ps(b + j)));
+    }
+    if (tail) {
+        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, r + full), vm), vr);
+        _mm512_mask_storeu_ps(o + full, t, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(t, w + full),
+                                                           _mm512_maskz_loadu_ps(t, b + full)));
+    }
+}
+#endif
+
 VT_CLONES
 void vt_layernorm(float *y, const float *x, const float *restrict w,
                   const float *restrict b, int m, int n, float eps)
 {
+#ifdef VT_HAVE_X86_KERNELS
+    if (vt_cpu() >= VT_CPU_AVX512) {
+        for (int i = 0; i < m; i++)
+            layernorm_row_avx512(y + (size_t)i * n, x + (size_t)i * n, w, b, n, eps);
+        return;
+    }
+#endif
     for (int i = 0; i < m; i++) {
         const float *r = x + (size_t)i * n;
         float *o = y + (size_t)i * n;

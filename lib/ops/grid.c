@@ -131,6 +131,58 @@ void vt_patchify_tokens(float *cols, const float *x, int h, int w, int c, int r)
         }
 }
 
+void vt_patchify_tokens_hwc(float *cols, const float *x, int h, int w, int c, int r)
+{
+    int ho = h / r, wo = w / r;
+    size_t run = (size_t)r * c, kk = run * r;
+    for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++) {
+            float *row = cols + ((size_t)oy * wo + ox) * kk;
+            for (int ky = 0; ky < r; ky++)
+                memcpy(row + ky * run, x + ((size_t)(oy * r + ky) * w + (size_t)ox * r) * c,
+                       run * sizeof *row);
+        }
+}
+
+void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int r)
+{
+    size_t kk = (size_t)c * r * r;
+    for (int oc = 0; oc < o; oc++)
+        for (int ch = 0; ch < c; ch++)
+            for (int k = 0; k < r * r; k++)
+                out[oc * kk + (size_t)k * c + ch] = wt[oc * kk + (size_t)ch * r * r + k];
+}
+
+typedef struct patchify_job {
+    float *cols;
+    const float *x;
+    int h, w, c, r, ntask, hwc;
+} patchify_job;
+
+/* Output rows [oy0, oy1) are the patchify of the band of input rows
+ * [oy0 r, oy1 r): the same call on a shorter grid. */
+static void patchify_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const patchify_job *j = ctx;
+    int ho = j->h / j->r, per = (ho + j->ntask - 1) / j->ntask, oy0 = task * per;
+    int oy1 = oy0 + per < ho ? oy0 + per : ho;
+    if (oy0 >= oy1)
+        return;
+    size_t kk = (size_t)j->c * j->r * j->r;
+    (j->hwc ? vt_patchify_tokens_hwc : vt_patchify_tokens)(
+        j->cols + (size_t)oy0 * (j->w / j->r) * kk, j->x + (size_t)oy0 * j->r * j->w * j->c,
+        (oy1 - oy0) * j->r, j->w, j->c, j->r);
+}
+
+void vt_patchify_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w, int c,
+                           int r, int hwc)
+{
+    int ho = h / r, T = vt_pool_size(p);
+    patchify_job j = {cols, x, h, w, c, r, ho < 4 * T ? (ho > 0 ? ho : 1) : 4 * T, hwc};
+    vt_pool_run_work(p, j.ntask, patchify_task, &j, (double)(ho * r) * (w / r * r) * c);
+}
+
 /* a sorts after b: larger value, NaN after every number */
 static int after(float a, float b)
 {

@@ -270,6 +270,50 @@ static void compare_macs(const char *what, void *net, const cJSON *cfg, int B)
        sum / B, 100 * sum / B / cost.macs, plain);
 }
 
+/* A batch of three images (the fixture's first, the same reversed in
+ * memory, which the gates route differently, and the first again) gives
+ * each image the logits and query counts it gets alone: the batched
+ * forward pass mixes no rows between images, also when their query counts
+ * differ or match in runs. */
+static void batch_vs_alone(const char *base, const cJSON *cfg, const vt_frame *w,
+                           const float *img, size_t isz, int K)
+{
+    enum { NB = 3 };
+    float *in = malloc(sizeof(float) * NB * isz), *got = malloc(sizeof(float) * NB * K);
+    float *one = malloc(sizeof(float) * K);
+    for (size_t i = 0; i < isz; i++) {
+        in[i] = in[2 * isz + i] = img[i];
+        in[isz + i] = img[isz - 1 - i];
+    }
+    vt_run_opts o = {2, NB};
+    void *net = fam->create(cfg, w, &o);
+    int L = net ? vt_dge_layers(net) : 0, good = net && fam->forward(net, in, NB, got) == 0;
+    int *nq = calloc((size_t)NB * (L ? L : 1), sizeof *nq);
+    for (int b = 0; good && b < NB; b++)
+        for (int l = 0; l < L; l++)
+            nq[b * L + l] = vt_dge_queries(net, b, l);
+    double err = 0, mx = 0;
+    for (int b = 0; good && b < NB; b++) {
+        good = fam->forward(net, in + b * isz, 1, one) == 0;
+        for (int l = 0; good && l < L; l++)
+            good = vt_dge_queries(net, 0, l) == nq[b * L + l];
+        for (int k = 0; good && k < K; k++) {
+            double e = fabs(one[k] - got[b * K + k]);
+            err = e > err ? e : err;
+            mx = fabs(one[k]) > mx ? fabs(one[k]) : mx;
+        }
+    }
+    ok(good && err <= 1e-6 * (mx > 1 ? mx : 1),
+       "%s: a batch of %d gives each image its logits (max abs err %.3g) and query counts "
+       "alone", base, NB, err);
+    if (net)
+        fam->destroy(net);
+    free(nq);
+    free(in);
+    free(got);
+    free(one);
+}
+
 static void fixture(const char *dir)
 {
     conform_fixture fx;
@@ -311,6 +355,7 @@ static void fixture(const char *dir)
         }
         fam->destroy(net);
     }
+    batch_vs_alone(base, cfg, &w, in.data, (size_t)vt_tensor_numel(&in) / B, K);
     free(logits);
     vt_tensor_free(&in);
     vt_tensor_free(&want);

@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "ops/grid.h"
 #include "ops/attend.h"
+#include "ops/deform.h"
 #include "ops/cpu.h"
 #include "ops/gemm.h"
 #include "tap.h"
@@ -171,6 +172,161 @@ static void test_elementwise(void)
     vt_layernorm(x, x, w, b, m, n, 1e-6f);
     ok(maxdiff(x, want, (size_t)m * n) < 1e-5, "layernorm in place");
     free(x); free(y); free(w); free(b); free(want);
+}
+
+/* LayerNorm on both kernels (AVX-512 rows with a masked tail, portable)
+ * against a double-precision reference, widths around the vector size. */
+static void test_layernorm_widths(void)
+{
+    int widths[] = {1, 7, 16, 17, 64, 100, 384, 513};
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        for (size_t t = 0; t < sizeof widths / sizeof *widths; t++) {
+            int m = 5, n = widths[t];
+            float *x = randv((size_t)m * n, 40 + (int)t), *w = randv(n, 50), *b = randv(n, 51);
+            float *y = malloc(sizeof(float) * m * n);
+            double *want = malloc(sizeof(double) * m * n);
+            for (int i = 0; i < m * n; i++)
+                x[i] += 2;
+            for (int i = 0; i < m; i++) {
+                double mu = 0, v = 0;
+                for (int j = 0; j < n; j++)
+                    mu += x[i * n + j];
+                mu /= n;
+                for (int j = 0; j < n; j++)
+                    v += (x[i * n + j] - mu) * (x[i * n + j] - mu);
+                v /= n;
+                for (int j = 0; j < n; j++)
+                    want[i * n + j] = (x[i * n + j] - mu) / sqrt(v + 1e-5) * w[j] + b[j];
+            }
+            vt_layernorm(y, x, w, b, m, n, 1e-5f);
+            int good = maxdiff(y, want, (size_t)m * n) < 1e-5;
+            vt_layernorm(x, x, w, b, m, n, 1e-5f);
+            good = good && maxdiff(x, want, (size_t)m * n) < 1e-5;
+            ok(good, "layernorm width %d (%s), also in place", n, level ? "best" : "portable");
+            free(x); free(y); free(w); free(b); free(want);
+        }
+    }
+    vt_cpu_cap(-1);
+}
+
+/* One bilinear sample of channel c of v[h*w, ld] at (x, y) in double,
+ * corners outside the map 0 (grid_sample, zero padding). */
+static double bilinear_ref(const float *v, int ld, int h, int w, int c, double x, double y)
+{
+    double x0 = floor(x), y0 = floor(y), tx = x - x0, ty = y - y0, s = 0;
+    double cw[4] = {(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty};
+    double fx[4] = {x0, x0 + 1, x0, x0 + 1}, fy[4] = {y0, y0, y0 + 1, y0 + 1};
+    for (int k = 0; k < 4; k++)
+        if (fx[k] >= 0 && fx[k] < w && fy[k] >= 0 && fy[k] < h)
+            s += cw[k] * v[((size_t)fy[k] * w + (size_t)fx[k]) * ld + c];
+    return s;
+}
+
+/* vt_deform_attend (and so vt_bilinear_point) against a plain reference:
+ * offsets reaching past every edge, head widths around the channel chunk,
+ * pool sizes 1 and 2, on both kernels. */
+static void test_deform(void)
+{
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    int shapes[][4] = {{5, 7, 1, 3}, {9, 9, 2, 64}, {4, 6, 3, 65}, {12, 11, 1, 130}};
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+            int h = shapes[t][0], w = shapes[t][1], heads = shapes[t][2], d = shapes[t][3];
+            int P = 4, N = h * w, C = heads * d, ldv = C + 3, ldo = C + 1;
+            float *v = randv((size_t)N * ldv, 60 + (int)t);
+            float *off = randv((size_t)N * heads * P * 2, 61), *wts = randv((size_t)N * heads * P, 62);
+            for (int i = 0; i < N * heads * P * 2; i++)
+                off[i] *= 3.0f;     /* up to 3 tokens away: past the edges */
+            double *want = calloc((size_t)N * C, sizeof *want);
+            for (int n = 0; n < N; n++)
+                for (int j = 0; j < heads; j++)
+                    for (int p = 0; p < P; p++) {
+                        int k = (n * heads + j) * P + p;
+                        double x = n % w + off[2 * k], y = n / w + off[2 * k + 1];
+                        for (int c = 0; c < d; c++)
+                            want[(size_t)n * C + j * d + c] +=
+                                wts[k] * bilinear_ref(v + j * d, ldv, h, w, c, x, y);
+                    }
+            for (int pi = 0; pi < 2; pi++) {
+                float *out = malloc(sizeof(float) * N * ldo);
+                vt_deform_attend(pools[pi], out, ldo, v, ldv, off, wts, h, w, heads, P, d);
+                double err = 0;
+                for (int n = 0; n < N; n++)
+                    for (int c = 0; c < C; c++) {
+                        double e = fabs(out[(size_t)n * ldo + c] - want[(size_t)n * C + c]);
+                        err = e > err ? e : err;
+                    }
+                ok(err < 1e-5, "deform attend %dx%d, %d heads of %d, %d threads (%s): err %.2g",
+                   h, w, heads, d, pi + 1, level ? "best" : "portable", err);
+                free(out);
+            }
+            free(v); free(off); free(wts); free(want);
+        }
+    }
+    vt_cpu_cap(-1);
+    vt_pool_free(pools[1]);
+}
+
+/* vt_patchify_tokens against the convolution's input read directly, and
+ * its pooled form (bands of output rows) equal to it, sizes that leave
+ * trailing rows and columns out, more threads than bands. */
+static void test_patchify(void)
+{
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    int shapes[][4] = {{8, 8, 3, 2}, {9, 7, 5, 2}, {64, 64, 4, 8}, {3, 5, 2, 3}, {2, 2, 1, 4}};
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        int h = shapes[t][0], w = shapes[t][1], c = shapes[t][2], r = shapes[t][3];
+        int ho = h / r, wo = w / r;
+        size_t kk = (size_t)c * r * r, len = (size_t)(ho * wo) * kk;
+        float *x = randv((size_t)h * w * c, 70 + (int)t);
+        float *want = malloc(sizeof(float) * (len ? len : 1));
+        float *got = malloc(sizeof(float) * (len ? len : 1));
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+                for (int ch = 0; ch < c; ch++)
+                    for (int ky = 0; ky < r; ky++)
+                        for (int kx = 0; kx < r; kx++)
+                            want[((size_t)oy * wo + ox) * kk + ((size_t)ch * r + ky) * r + kx] =
+                                x[((size_t)(oy * r + ky) * w + ox * r + kx) * c + ch];
+        vt_patchify_tokens(got, x, h, w, c, r);
+        int good = memcmp(got, want, len * sizeof *got) == 0;
+        for (int pi = 0; pi < 2; pi++) {
+            memset(got, 0, len * sizeof *got);
+            vt_patchify_tokens_mt(pools[pi], got, x, h, w, c, r, 0);
+            good = good && memcmp(got, want, len * sizeof *got) == 0;
+        }
+        ok(good, "patchify %dx%d, %d channels, patch %d (serial, pooled on 1 and 2 threads)", h, w,
+           c, r);
+        /* (ky, kx, c) rows times the reordered weight: the same products */
+        int o = 3;
+        float *wt = randv((size_t)o * kk, 80), *wh = malloc(sizeof(float) * o * kk);
+        float *hwc = malloc(sizeof(float) * (len ? len : 1));
+        vt_conv_weight_hwc(wh, wt, o, c, r);
+        vt_patchify_tokens_hwc(hwc, x, h, w, c, r);
+        double err = 0;
+        for (int i = 0; i < ho * wo; i++)
+            for (int oc = 0; oc < o; oc++) {
+                double a = 0, b = 0;
+                for (size_t k = 0; k < kk; k++) {
+                    a += (double)want[i * kk + k] * wt[oc * kk + k];
+                    b += (double)hwc[i * kk + k] * wh[oc * kk + k];
+                }
+                err = fabs(a - b) > err ? fabs(a - b) : err;
+            }
+        good = err < 1e-9;
+        for (int pi = 0; pi < 2; pi++) {
+            memset(got, 0, len * sizeof *got);
+            vt_patchify_tokens_mt(pools[pi], got, x, h, w, c, r, 1);
+            good = good && memcmp(got, hwc, len * sizeof *got) == 0;
+        }
+        ok(good, "patchify (ky, kx, c) rows %dx%d, %d channels, patch %d: the same products by "
+           "the reordered weight (err %.2g), pooled equal", h, w, c, r, err);
+        free(wt); free(wh); free(hwc);
+        free(x); free(want); free(got);
+    }
+    vt_pool_free(pools[1]);
 }
 
 static void test_linear(void)
@@ -635,6 +791,9 @@ int main(void)
     test_argsort();
     test_pool();
     test_elementwise();
+    test_layernorm_widths();
+    test_deform();
+    test_patchify();
     test_linear();
     test_attention();
     test_conv();
