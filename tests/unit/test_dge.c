@@ -355,7 +355,7 @@ static void fixture(const char *dir)
         }
         fam->destroy(net);
     }
-    batch_vs_alone(base, cfg, &w, in.data, (size_t)vt_tensor_numel(&in) / B, K);
+    batch_vs_alone(base, cfg, &fx.w, in.data, (size_t)vt_tensor_numel(&in) / B, K);
     free(logits);
     vt_tensor_free(&in);
     vt_tensor_free(&want);
