@@ -83,6 +83,9 @@ float vt_expf(float x);
 float vt_erff(float x);
 /* Softmax over each row of x[m,n], in place. */
 void vt_softmax(float *x, int m, int n);
+/* Softmax over each column of x[m, ld] (columns 0..n-1; over the m rows,
+ * as torch's softmax(dim=-2)), in place. */
+void vt_softmax_cols(float *x, int m, int n, int ld);
 /* y[m,n] = LayerNorm(x[m,n]) * w[n] + b[n], biased variance as PyTorch.
  * y may equal x. */
 void vt_layernorm(float *y, const float *x, const float *w, const float *b,

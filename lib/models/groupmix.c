@@ -696,8 +696,16 @@ typedef struct head_job {
     int sig;            /* record the received-attention map */
 } head_job;
 
-/* One head h: K~ = softmax over tokens of K^ (per lane), G = K~^T V^,
- * o[:, h*d..] = scale * Q^ G. */
+/* K~ = softmax over the tokens of K^, per lane: columns [16 task, +16). */
+static void softmax_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const head_job *j = ctx;
+    int c0 = task * 16, nc = j->s->ca - c0 < 16 ? j->s->ca - c0 : 16;
+    vt_softmax_cols(j->n->r.kh + c0, j->s->n, nc, j->s->ca);
+}
+
+/* One head h: G = K~^T V^, o[:, h*d..] = scale * Q^ G. */
 static void head_task(void *ctx, int h, int thread)
 {
     (void)thread;
@@ -705,24 +713,6 @@ static void head_task(void *ctx, int h, int thread)
     gm_run *r = &j->n->r;
     int N = j->s->n, d = j->s->d, Ca = j->s->ca, C = j->s->dim;
     float *k = r->kh + (size_t)h * d, *g = r->g + (size_t)h * d * d;
-    float mx[64];
-    double sum[64];
-    for (int l = 0; l < d; l++)
-        mx[l] = -INFINITY, sum[l] = 0;
-    for (int t = 0; t < N; t++)
-        for (int l = 0; l < d; l++)
-            mx[l] = fmaxf(mx[l], k[(size_t)t * Ca + l]);
-    for (int t = 0; t < N; t++)
-        for (int l = 0; l < d; l++) {
-            float e = expf(k[(size_t)t * Ca + l] - mx[l]);
-            k[(size_t)t * Ca + l] = e;
-            sum[l] += e;
-        }
-    for (int l = 0; l < d; l++)
-        mx[l] = (float)(1.0 / sum[l]);
-    for (int t = 0; t < N; t++)
-        for (int l = 0; l < d; l++)
-            k[(size_t)t * Ca + l] *= mx[l];
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, Ca,
                 r->vh + (size_t)h * d, Ca, 0.0f, g, d);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale,
@@ -764,6 +754,7 @@ static void gma(gm_net *n, const gm_stage_cfg *s, const gm_block *B, int sig, in
         vt_dwk_tokens(n->pool, r->p + h0 * d, Ca, r->vh + h0 * d, Ca, s->h, s->w,
                       crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
     head_job j = {n, s, sig};
+    vt_pool_run_work(n->pool, (Ca + 15) / 16, softmax_task, &j, 12.0 * N * Ca);
     vt_pool_run(n->pool, GM_HEADS, head_task, &j);
     for (int t = 0; t < N; t++) {
         float *o = r->o + (size_t)t * C;

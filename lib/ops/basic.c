@@ -140,6 +140,65 @@ void vt_softmax(float *x, int m, int n)
     }
 }
 
+/* One block of LANES columns (or fewer, scalar): max, exp and sum, scale.
+ * The sums run in float over chunks of 64 rows and add up in double, so a
+ * column of thousands of rows keeps float accuracy. */
+static inline __attribute__((always_inline)) void
+softmax_col_block(float *x, int m, int ld)
+{
+    float mx[LANES], part[LANES], inv[LANES];
+    double tot[LANES];
+    for (int l = 0; l < LANES; l++)
+        mx[l] = -INFINITY, part[l] = 0, tot[l] = 0;
+    for (int i = 0; i < m; i++) {
+        const float *restrict r = x + (size_t)i * ld;
+        for (int l = 0; l < LANES; l++)
+            mx[l] = r[l] > mx[l] ? r[l] : mx[l];
+    }
+    for (int i = 0; i < m; i++) {
+        float *restrict r = x + (size_t)i * ld;
+        for (int l = 0; l < LANES; l++) {
+            float e = expf_inline(r[l] - mx[l]);
+            r[l] = e;
+            part[l] += e;
+        }
+        if (i % 64 == 63 || i == m - 1)
+            for (int l = 0; l < LANES; l++)
+                tot[l] += part[l], part[l] = 0;
+    }
+    for (int l = 0; l < LANES; l++)
+        inv[l] = (float)(1.0 / tot[l]);
+    for (int i = 0; i < m; i++) {
+        float *restrict r = x + (size_t)i * ld;
+        for (int l = 0; l < LANES; l++)
+            r[l] *= inv[l];
+    }
+}
+
+VT_CLONES
+void vt_softmax_cols(float *x, int m, int n, int ld)
+{
+    if (m < 1)
+        return;
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        softmax_col_block(x + j, m, ld);
+    for (; j < n; j++) {
+        float mx = -INFINITY;
+        double tot = 0;
+        for (int i = 0; i < m; i++)
+            mx = x[(size_t)i * ld + j] > mx ? x[(size_t)i * ld + j] : mx;
+        for (int i = 0; i < m; i++) {
+            float e = expf_inline(x[(size_t)i * ld + j] - mx);
+            x[(size_t)i * ld + j] = e;
+            tot += e;
+        }
+        float inv = (float)(1.0 / tot);
+        for (int i = 0; i < m; i++)
+            x[(size_t)i * ld + j] *= inv;
+    }
+}
+
 static inline float sum_lanes(const float *restrict x, int n)
 {
     float acc[LANES] = {0};

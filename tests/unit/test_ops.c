@@ -630,11 +630,48 @@ static void test_argsort(void)
     vt_tensor_free(&order);
 }
 
+/* softmax over the rows of each column of a slice of a wider matrix: block
+ * and tail columns, long columns (the chunked sums), one row */
+static void test_softmax_cols(void)
+{
+    static const int shapes[][3] = {{3136, 64, 80}, {49, 37, 40}, {1, 16, 16}, {300, 5, 9}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int m = shapes[si][0], n = shapes[si][1], ld = shapes[si][2];
+        float *x = randv((size_t)m * ld, 21 + (unsigned)si);
+        float *x0 = malloc(sizeof(float) * m * ld);
+        for (size_t i = 0; i < (size_t)m * ld; i++)
+            x[i] *= 20;
+        memcpy(x0, x, sizeof(float) * m * ld);
+        vt_softmax_cols(x, m, n, ld);
+        double err = 0;
+        for (int j = 0; j < n; j++) {
+            double mx = -1e30, s = 0;
+            for (int i = 0; i < m; i++)
+                mx = fmax(mx, x0[(size_t)i * ld + j]);
+            for (int i = 0; i < m; i++)
+                s += exp(x0[(size_t)i * ld + j] - mx);
+            for (int i = 0; i < m; i++) {
+                double want = exp(x0[(size_t)i * ld + j] - mx) / s;
+                double d = fabs(x[(size_t)i * ld + j] - want) / (want + 1e-30);
+                err = d > err || isnan(d) ? d : err;
+            }
+        }
+        int kept = 1;
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ld; j++)
+                kept &= x[(size_t)i * ld + j] == x0[(size_t)i * ld + j];
+        ok(err < 2e-6 && kept, "softmax over columns %dx%d of %d: relative err %.2g%s", m, n, ld,
+           err, kept ? "" : ", touched other columns");
+        free(x), free(x0);
+    }
+}
+
 int main(void)
 {
     test_argsort();
     test_pool();
     test_elementwise();
+    test_softmax_cols();
     test_linear();
     test_attention();
     test_conv();
