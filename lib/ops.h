@@ -145,6 +145,12 @@ void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
  * position in the weight's (c, ky, kx) order, zeros outside the image. */
 void vt_im2col(float *cols, const float *x, int c, int h, int w, int k,
                int s, int pad);
+/* im2col for one image of tokens x[h*w, c] (NHWC): cols[ho*wo, k*k*c],
+ * one row per output position in (ky, kx, c) order (a weight [o, k, k, c],
+ * i.e. PyTorch's [o, c, k, k] permuted), zeros outside the image. Each tap
+ * is one run of c floats, so no transpose to planes is needed. */
+void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
+                      int s, int pad);
 /* Convolution of x[c,h,w] (one image, NCHW) by w[o,c,k,k] with stride s and
  * zero padding pad, written as tokens out[ho*wo, o] (+ b[o]), the layout a
  * transformer uses after patch embedding. cols: scratch of

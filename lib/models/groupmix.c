@@ -350,7 +350,7 @@ typedef struct gm_block {
 
 typedef struct gm_weights {
     gm_conv stem1;                          /* [m, 3, 3, 3] + BN, [m] */
-    gm_conv stem2;                          /* [C1, m, 3, 3] + BN, [C1] */
+    gm_conv stem2;                          /* [C1, 3, 3, m] (taps, channels) + BN, [C1] */
     const float *pe_dw[GM_STAGES];          /* [9, Cin] tap-major */
     gm_conv pe_pw[GM_STAGES];               /* [C, Cin] + BN, [C] */
     gm_block *blocks[GM_STAGES];            /* [depth] */
@@ -382,7 +382,6 @@ typedef struct gm_run {
     float *stage[GM_STAGES];    /* [N_i, C_i] stage outputs */
     float *stem;        /* [N0, C1] */
     float *s_tok;       /* [hm*wm, m] */
-    float *s_pl;        /* [m, hm*wm] */
     float *cols;        /* im2col scratch */
     float *pooled;      /* [C4] */
     /* stage 1 block 0 records (vt_groupmix_record) */
@@ -453,9 +452,10 @@ static float *bn_affine(gm_net *n, const vt_frame *w, const char *prefix, int c)
 }
 
 /* conv weight [o, per] (+ bias [o] or NULL) followed by BatchNorm `bn`:
- * the folded convolution. */
+ * the folded convolution. With cin > 0 the weight is [o, cin, k, k] and
+ * goes to [o, k, k, cin], the order vt_im2col_tokens makes its columns in. */
 static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
-                const char *bname, const char *bn, int o, size_t per)
+                const char *bname, const char *bn, int o, size_t per, int cin)
 {
     const float *wt = weight(n, w, wname, (size_t)o * per);
     const float *b = bname ? weight(n, w, bname, (size_t)o) : NULL;
@@ -467,6 +467,17 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
         for (size_t k = 0; k < per; k++)
             fw[i * per + k] = wt[i * per + k] * gb[i];
         fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
+    }
+    if (cin > 0) {
+        size_t kk = per / cin;
+        float *t = own(n, per);
+        for (int i = 0; i < o; i++) {
+            float *row = fw + i * per;
+            for (size_t ch = 0; ch < (size_t)cin; ch++)
+                for (size_t tap = 0; tap < kk; tap++)
+                    t[tap * cin + ch] = row[ch * kk + tap];
+            memcpy(row, t, per * sizeof *row);
+        }
     }
     out->w = fw, out->b = fb;
     return vt_wpack_init(&out->pk, fw, o, (int)per);
@@ -481,9 +492,9 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
 #define BN(...) snprintf(bn, sizeof bn, __VA_ARGS__)
     if (fold(n, w, &W->stem1, "conv_stem.proj1.weight", "conv_stem.proj1.bias",
-             "conv_stem.norm1", m, 27) < 0 ||
+             "conv_stem.norm1", m, 27, 0) < 0 ||
         fold(n, w, &W->stem2, "conv_stem.proj2.weight", "conv_stem.proj2.bias",
-             "conv_stem.norm2", C1, (size_t)m * 9) < 0)
+             "conv_stem.norm2", C1, (size_t)m * 9, m) < 0)
         return -1;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
@@ -493,7 +504,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             return -1;
         NAME("patch_embed_layers.%d.proj.pointwise_conv.weight", i);
         BN("patch_embed_layers.%d.norm", i);
-        if (fold(n, w, &W->pe_pw[i], name, NULL, bn, C, (size_t)Cin) < 0)
+        if (fold(n, w, &W->pe_pw[i], name, NULL, bn, C, (size_t)Cin, 0) < 0)
             return -1;
         W->blocks[i] = vt_xcalloc((size_t)s->depth, sizeof(gm_block));
         for (int j = 0; j < s->depth; j++) {
@@ -524,7 +535,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
                 DW(B->agg_dw[k], sfx, S, agg_k[k]);
                 NAME("%satt.aggregator.agg%d.pointwise_conv.weight", pre, k);
                 BN("%satt.aggregator.norm%d", pre, k);
-                if (fold(n, w, &B->agg_pw[k], name, NULL, bn, S, (size_t)S) < 0)
+                if (fold(n, w, &B->agg_pw[k], name, NULL, bn, S, (size_t)S, 0) < 0)
                     return -1;
             }
             const float *ldw;
@@ -578,7 +589,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 static void run_free(gm_run *r)
 {
     float *f[] = {r->x, r->t, r->xn, r->qkv, r->qh, r->kh, r->vh, r->p, r->o, r->dwt, r->pwt,
-                  r->hid, r->pe, r->g, r->qbar, r->sigh, r->sig, r->stem, r->s_tok, r->s_pl,
+                  r->hid, r->pe, r->g, r->qbar, r->sigh, r->sig, r->stem, r->s_tok,
                   r->cols, r->pooled, r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
@@ -626,7 +637,7 @@ static void run_alloc1(const gm_net *n, gm_run *r)
     r->hid = falloc(nf), r->pe = falloc(npe);
     r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
     r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
-    r->stem = falloc(n0 * C1), r->s_tok = falloc(nm * m), r->s_pl = falloc(nm * m);
+    r->stem = falloc(n0 * C1), r->s_tok = falloc(nm * m);
     r->cols = falloc(zmax(nm * 27, n0 * m * 9));
     r->pooled = falloc(c->st[3].dim);
     if (n->record) {
@@ -669,8 +680,7 @@ static void stem(const gm_pass *P, const float *img)
     vt_im2col(r->cols, img, 3, S, S, 3, 2, 1);
     vt_linear_packed(P->pool, r->s_tok, r->cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
     vt_hswish(r->s_tok, (size_t)nm * m);
-    vt_tokens_to_planes(r->s_pl, r->s_tok, nm, m);
-    vt_im2col(r->cols, r->s_pl, m, c->hm, c->wm, 3, 2, 1);
+    vt_im2col_tokens(r->cols, r->s_tok, c->hm, c->wm, m, 3, 2, 1);
     vt_linear_packed(P->pool, r->stem, r->cols, &W->stem2.pk, W->stem2.b, c->h0 * c->w0, 0, 0);
     vt_hswish(r->stem, (size_t)c->h0 * c->w0 * C1);
 }

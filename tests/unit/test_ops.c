@@ -149,28 +149,39 @@ static void test_elementwise(void)
     vt_softmax(x, m, n);
     ok(maxdiff(x, want, (size_t)m * n) < 1e-6, "softmax rows");
 
-    float *w = randv(n, 2), *b = randv(n, 3);
     free(x);
-    x = randv((size_t)m * n, 4);
-    for (int i = 0; i < m; i++) {
-        double mu = 0, v = 0;
-        for (int j = 0; j < n; j++)
-            mu += x[i * n + j] + 3;
-        mu /= n;
-        for (int j = 0; j < n; j++)
-            v += (x[i * n + j] + 3 - mu) * (x[i * n + j] + 3 - mu);
-        v /= n;
-        for (int j = 0; j < n; j++)
-            want[i * n + j] = (x[i * n + j] + 3 - mu) / sqrt(v + 1e-6) * w[j] + b[j];
-    }
-    for (int i = 0; i < m * n; i++)
-        x[i] += 3;
-    float *y = malloc(sizeof(float) * m * n);
-    vt_layernorm(y, x, w, b, m, n, 1e-6f);
-    ok(maxdiff(y, want, (size_t)m * n) < 1e-5, "layernorm");
-    vt_layernorm(x, x, w, b, m, n, 1e-6f);
-    ok(maxdiff(x, want, (size_t)m * n) < 1e-5, "layernorm in place");
-    free(x); free(y); free(w); free(b); free(want);
+    free(want);
+    /* layernorm: row widths with and without a vector tail, both levels */
+    static const int widths[] = {37, 80, 16, 7, 320, 1};
+    for (int level = 0; level < 2; level++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+            vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+            n = widths[wi];
+            float *w = randv(n, 2), *b = randv(n, 3);
+            x = randv((size_t)m * n, 4);
+            want = malloc(sizeof(double) * m * n);
+            for (int i = 0; i < m; i++) {
+                double mu = 0, v = 0;
+                for (int j = 0; j < n; j++)
+                    mu += x[i * n + j] + 3;
+                mu /= n;
+                for (int j = 0; j < n; j++)
+                    v += (x[i * n + j] + 3 - mu) * (x[i * n + j] + 3 - mu);
+                v /= n;
+                for (int j = 0; j < n; j++)
+                    want[i * n + j] = (x[i * n + j] + 3 - mu) / sqrt(v + 1e-6) * w[j] + b[j];
+            }
+            for (int i = 0; i < m * n; i++)
+                x[i] += 3;
+            float *y = malloc(sizeof(float) * m * n);
+            const char *lv = level ? "best kernels" : "portable";
+            vt_layernorm(y, x, w, b, m, n, 1e-6f);
+            ok(maxdiff(y, want, (size_t)m * n) < 1e-5, "layernorm width %d, %s", n, lv);
+            vt_layernorm(x, x, w, b, m, n, 1e-6f);
+            ok(maxdiff(x, want, (size_t)m * n) < 1e-5, "layernorm in place width %d, %s", n, lv);
+            free(x); free(y); free(w); free(b); free(want);
+        }
+    vt_cpu_cap(-1);
 }
 
 static void test_linear(void)
@@ -503,6 +514,20 @@ static void test_conv(void)
             for (int i = 0; i < ho * wo; i++)
                 e = fmax(e, fabs(tok[i * o + oc] - want[oc * ho * wo + i]));
         ok(e < 1e-5, "conv2d to tokens k=%d s=%d pad=%d", k, s, pad);
+        /* the same from tokens: im2col in (ky, kx, c) order */
+        float *xt = malloc(sizeof(float) * h * w * c), *cols2 = malloc(sizeof(float) * ho * wo * c * k * k);
+        for (int ic = 0; ic < c; ic++)
+            for (int i = 0; i < h * w; i++)
+                xt[i * c + ic] = x[ic * h * w + i];
+        vt_im2col(cols, x, c, h, w, k, s, pad);
+        vt_im2col_tokens(cols2, xt, h, w, c, k, s, pad);
+        int same = 1;
+        for (int i = 0; i < ho * wo; i++)
+            for (int ic = 0; ic < c; ic++)
+                for (int t = 0; t < k * k; t++)
+                    same &= cols2[((size_t)i * k * k + t) * c + ic] == cols[((size_t)i * c + ic) * k * k + t];
+        ok(same, "im2col from tokens k=%d s=%d pad=%d: the columns of im2col, permuted", k, s, pad);
+        free(xt); free(cols2);
         free(x); free(wt); free(b); free(cols); free(tok); free(nchw); free(want);
     }
     /* depthwise on tokens [h*w, c] */
