@@ -11,6 +11,7 @@
 
 #include "ops.h"
 #include "ops/cpu.h"
+#include "ops/vecmath.h"
 
 
 #define LANES 16
@@ -214,9 +215,62 @@ static inline float sum_lanes(const float *restrict x, int n)
     return s;
 }
 
+#ifdef VT_HAVE_X86_KERNELS
+/* LayerNorm rows in registers: the sums as vectors with one tree
+ * reduction each (the portable loop adds its 16 partial sums one after
+ * another, which for the short rows of the conv hybrids (C = 64..320)
+ * costs as much as the passes), the tail under a mask. */
+VT_AVX512 static void layernorm_avx512(float *y, const float *x, const float *w,
+                                       const float *b, int m, int n, float eps)
+{
+    int nv = n / 16 * 16;
+    __mmask16 mt = (__mmask16)((1u << (n - nv)) - 1);
+    for (int i = 0; i < m; i++) {
+        const float *r = x + (size_t)i * n;
+        float *o = y + (size_t)i * n;
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        int j = 0;
+        for (; j + 32 <= nv; j += 32) {
+            s0 = _mm512_add_ps(s0, _mm512_loadu_ps(r + j));
+            s1 = _mm512_add_ps(s1, _mm512_loadu_ps(r + j + 16));
+        }
+        if (j < nv)
+            s0 = _mm512_add_ps(s0, _mm512_loadu_ps(r + j));
+        s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(mt, r + nv));
+        float mean = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / (float)n;
+        __m512 mv = _mm512_set1_ps(mean);
+        s0 = s1 = _mm512_setzero_ps();
+        for (j = 0; j + 32 <= nv; j += 32) {
+            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(r + j), mv);
+            __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(r + j + 16), mv);
+            s0 = _mm512_fmadd_ps(d0, d0, s0);
+            s1 = _mm512_fmadd_ps(d1, d1, s1);
+        }
+        if (j < nv) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(r + j), mv);
+            s0 = _mm512_fmadd_ps(d, d, s0);
+        }
+        __m512 dt = _mm512_maskz_sub_ps(mt, _mm512_maskz_loadu_ps(mt, r + nv), mv);
+        s1 = _mm512_fmadd_ps(dt, dt, s1);
+        float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / (float)n;
+        __m512 rs = _mm512_set1_ps(1.0f / sqrtf(var + eps));
+        for (j = 0; j < nv; j += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(r + j), mv), rs);
+            _mm512_storeu_ps(o + j, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + j),
+                                                    _mm512_loadu_ps(b + j)));
+        }
+        if (mt) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mt, r + nv), mv), rs);
+            _mm512_mask_storeu_ps(o + nv, mt, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mt, w + nv),
+                                                               _mm512_maskz_loadu_ps(mt, b + nv)));
+        }
+    }
+}
+#endif
+
 VT_CLONES
-void vt_layernorm(float *y, const float *x, const float *restrict w,
-                  const float *restrict b, int m, int n, float eps)
+static void layernorm_portable(float *y, const float *x, const float *restrict w,
+                               const float *restrict b, int m, int n, float eps)
 {
     for (int i = 0; i < m; i++) {
         const float *r = x + (size_t)i * n;
@@ -242,4 +296,16 @@ void vt_layernorm(float *y, const float *x, const float *restrict w,
         for (; j < n; j++)
             o[j] = (r[j] - mean) * rstd * w[j] + b[j];
     }
+}
+
+void vt_layernorm(float *y, const float *x, const float *w, const float *b, int m,
+                  int n, float eps)
+{
+#ifdef VT_HAVE_X86_KERNELS
+    if (vt_cpu() >= VT_CPU_AVX512) {
+        layernorm_avx512(y, x, w, b, m, n, eps);
+        return;
+    }
+#endif
+    layernorm_portable(y, x, w, b, m, n, eps);
 }
