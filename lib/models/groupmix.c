@@ -46,6 +46,7 @@
 #include "model.h"
 #include "models/groupmix.h"
 #include "ops.h"
+#include "ops/cpu.h"
 #include "ops/grid.h"
 #include "ops/sepconv.h"
 #include "util.h"
@@ -709,26 +710,15 @@ static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B
     gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
     float *dst[3] = {r->qh, r->kh, r->vh};
-    for (int m = 0; m < 3; m++) {
-        const float *src = r->qkv + (size_t)m * C;
-        for (int t = 0; t < N; t++) {
-            float *o = dst[m] + (size_t)t * Ca;
-            const float *x = src + (size_t)t * ld;
-            for (int ch = 0; ch < S; ch++)
-                o[ch] = x[ch] * B->bn0_g[ch] + B->bn0_b[ch];
-            vt_hswish(o, (size_t)S);
-        }
-    }
+    for (int m = 0; m < 3; m++)
+        vt_hswish_rows(dst[m], Ca, r->qkv + (size_t)m * C, ld, N, S, B->bn0_g, B->bn0_b);
     for (int j = 1; j < 4; j++) {
         for (int m = 0; m < 3; m++)
             vt_dwk_tokens(P->pool, r->dwt + (size_t)m * N * S, S, r->qkv + (size_t)m * C + j * S,
                           ld, s->h, s->w, S, B->agg_dw[j], NULL, agg_k[j], 1);
         vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
-        vt_hswish(r->pwt, (size_t)3 * N * S);
         for (int m = 0; m < 3; m++)
-            for (int t = 0; t < N; t++)
-                memcpy(dst[m] + (size_t)t * Ca + j * S, r->pwt + ((size_t)m * N + t) * S,
-                       (size_t)S * sizeof(float));
+            vt_hswish_rows(dst[m] + j * S, Ca, r->pwt + (size_t)m * N * S, S, N, S, NULL, NULL);
     }
 }
 
@@ -742,9 +732,7 @@ static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block
                       3 * C, s->h, s->w, S, B->loc_dw[m], NULL, 3, 1);
     vt_linear_packed(P->pool, r->pwt, r->dwt, &B->loc, NULL, N, 0, 0);
     vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
-    vt_hswish(r->pwt, (size_t)N * S);
-    for (int t = 0; t < N; t++)
-        memcpy(r->o + (size_t)t * C + Ca, r->pwt + (size_t)t * S, (size_t)S * sizeof(float));
+    vt_hswish_rows(r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
 }
 
 typedef struct head_job {
@@ -762,7 +750,7 @@ static void softmax_task(void *ctx, int task, int thread)
     vt_softmax_cols(j->P->r->kh + c0, j->s->n, nc, j->s->ca);
 }
 
-/* One head h: G = K~^T V^, o[:, h*d..] = scale * Q^ G. */
+/* One head h: G = K~^T V^, o[:, h*d..] += scale * Q^ G. */
 static void head_task(void *ctx, int h, int thread)
 {
     (void)thread;
@@ -773,7 +761,7 @@ static void head_task(void *ctx, int h, int thread)
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, Ca,
                 r->vh + (size_t)h * d, Ca, 0.0f, g, d);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale,
-                r->qh + (size_t)h * d, Ca, g, d, 0.0f, r->o + (size_t)h * d, C);
+                r->qh + (size_t)h * d, Ca, g, d, 1.0f, r->o + (size_t)h * d, C);
     if (j->sig) {
         /* received[n] = scale * mean_q(Q^) . K~[n] */
         float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
@@ -789,6 +777,24 @@ static void head_task(void *ctx, int h, int thread)
                 a += qb[l] * k[(size_t)t * Ca + l];
             out[t] = j->s->scale * a;
         }
+    }
+}
+
+/* o[t, 0:ca] = Q^[t] * CRPE(V^)[t]: the heads add theirs to it (o rows
+ * ldo apart, q and p rows ca apart) */
+VT_CLONES
+static void crpe_gate(float *restrict o, int ldo, const float *restrict q,
+                      const float *restrict p, int ca, int n)
+{
+    for (int t = 0; t < n; t++) {
+        float *restrict ot = o + (size_t)t * ldo;
+        const float *restrict qt = q + (size_t)t * ca, *restrict pt = p + (size_t)t * ca;
+        int c = 0;
+        for (; c + 16 <= ca; c += 16)
+            for (int l = 0; l < 16; l++)
+                ot[c + l] = qt[c + l] * pt[c + l];
+        for (; c < ca; c++)
+            ot[c] = qt[c] * pt[c];
     }
 }
 
@@ -812,13 +818,8 @@ static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int 
                       crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
     head_job j = {P, s, sig};
     vt_pool_run_work(P->pool, (Ca + 15) / 16, softmax_task, &j, 12.0 * N * Ca);
+    crpe_gate(r->o, C, r->qh, r->p, Ca, N);
     vt_pool_run(P->pool, GM_HEADS, head_task, &j);
-    for (int t = 0; t < N; t++) {
-        float *o = r->o + (size_t)t * C;
-        const float *q = r->qh + (size_t)t * Ca, *p = r->p + (size_t)t * Ca;
-        for (int ch = 0; ch < Ca; ch++)
-            o[ch] += q[ch] * p[ch];
-    }
     if (sig)
         for (int t = 0; t < N; t++) {
             float a = 0;
@@ -840,7 +841,7 @@ static void block(const gm_pass *P, int si, int bj)
     int rec = n->record && si == 0 && bj == 0;
     int sig = si == GM_STAGES - 1 && bj == s->depth - 1;
     /* CPE: x = x + dw3x3(x) + b */
-    vt_dw3_tokens(P->pool, r->t, r->x, s->h, s->w, C, B->cpe_w, B->cpe_b, VT_DW3_RESIDUAL);
+    vt_dwk_tokens_residual(P->pool, r->t, r->x, C, s->h, s->w, C, B->cpe_w, B->cpe_b, 3);
     float *tmp = r->x;
     r->x = r->t, r->t = tmp;
     vt_layernorm_mt(P->pool, r->xn, r->x, B->n1w, B->n1b, N, C, n->c.ln_eps);

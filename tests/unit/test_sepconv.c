@@ -2,7 +2,7 @@
  * references, on both kernel levels (vt_cpu_cap), serial and on a pool:
  * every kernel size and stride the models use and odd ones, grids smaller
  * than the kernel, channel counts that are not a multiple of 16, channel
- * slices of wider rows. */
+ * slices of wider rows; the residual form where the stride is 1. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +88,23 @@ static void test_dwk(void)
                             kept &= out[t * ld + ch] == -7.0f;
                     }
                 }
+                if (s == 1) {
+                    /* the residual form: x + conv(x) + b, rows of ld in and out */
+                    double rerr = 0;
+                    ref_dwk(want, x, ld, h, w, c, wt, b, k, s);
+                    for (size_t i = 0; i < no * ld; i++)
+                        out[i] = -7.0f;
+                    vt_dwk_tokens_residual(pools[pi], out, x, ld, h, w, c, wtk, b, k);
+                    for (size_t t = 0; t < no; t++) {
+                        for (int ch = 0; ch < c; ch++) {
+                            double d = fabs(out[t * ld + ch] - (want[t * c + ch] + x[t * ld + ch]));
+                            rerr = d > rerr || isnan(d) ? d : rerr;
+                        }
+                        for (int ch = c; ch < ld; ch++)
+                            kept &= out[t * ld + ch] == -7.0f;
+                    }
+                    err = rerr > err ? rerr : err;
+                }
                 ok(err < 1e-5 && kept,
                    "dwk %dx%d c %d (ld %d) k %d s %d, %d threads, %s: err %.2g%s", h, w, c, ld,
                    k, s, vt_pool_size(pools[pi]), level ? "best kernels" : "portable", err,
@@ -98,8 +115,57 @@ static void test_dwk(void)
     vt_pool_free(pools[1]);
 }
 
+static double ref_hswish(double v)
+{
+    double t = v + 3;
+    t = t < 0 ? 0 : t > 6 ? 6 : t;
+    return v * t / 6;
+}
+
+/* hard-swish rows: with and without the affine map, strided, in place,
+ * widths with and without a 16-lane tail */
+static void test_hswish_rows(void)
+{
+    static const int shapes[][4] = {{50, 16, 240, 64}, {7, 37, 40, 37}, {3, 5, 5, 9}, {1, 1, 1, 1}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int m = shapes[si][0], n = shapes[si][1], ldx = shapes[si][2], ldy = shapes[si][3];
+        float *x = randv((size_t)m * ldx, 11), *g = randv(n, 12), *b = randv(n, 13);
+        float *y = malloc(sizeof(float) * m * ldy);
+        for (size_t i = 0; i < (size_t)m * ldx; i++)
+            x[i] *= 5;
+        for (int affine = 0; affine < 2; affine++) {
+            for (size_t i = 0; i < (size_t)m * ldy; i++)
+                y[i] = -7.0f;
+            vt_hswish_rows(y, ldy, x, ldx, m, n, affine ? g : NULL, affine ? b : NULL);
+            double err = 0;
+            int kept = 1;
+            for (int r = 0; r < m; r++) {
+                for (int c = 0; c < n; c++) {
+                    double v = x[(size_t)r * ldx + c];
+                    if (affine)
+                        v = (double)(float)(v * g[c]) + b[c];
+                    double d = fabs(y[(size_t)r * ldy + c] - ref_hswish(v));
+                    err = d > err || isnan(d) ? d : err;
+                }
+                for (int c = n; c < ldy; c++)
+                    kept &= y[(size_t)r * ldy + c] == -7.0f;
+            }
+            ok(err < 1e-5 && kept, "hswish rows %dx%d (ld %d -> %d)%s: err %.2g%s", m, n, ldx,
+               ldy, affine ? " with affine" : "", err, kept ? "" : ", wrote past n");
+        }
+        /* in place over the whole row: vt_hswish's values */
+        float *z = malloc(sizeof(float) * m * ldx);
+        memcpy(z, x, sizeof(float) * m * ldx);
+        vt_hswish(z, (size_t)m * ldx);
+        vt_hswish_rows(x, ldx, x, ldx, m, ldx, NULL, NULL);
+        ok(memcmp(x, z, sizeof(float) * m * ldx) == 0, "hswish rows in place = vt_hswish");
+        free(x), free(g), free(b), free(y), free(z);
+    }
+}
+
 int main(void)
 {
     test_dwk();
+    test_hswish_rows();
     return tap_done();
 }
