@@ -132,6 +132,44 @@ dwk_pixels(const dwk_job *j, int oy, int ox, int ch, __mmask16 m, int R, int cli
             _mm512_mask_storeu_ps(o + (size_t)r * j->ldo, m, acc[r]);
 }
 
+/* GROUP pixels from ox, stride 1, every tap inside, k = K known at compile
+ * time: per kernel row the GROUP + K - 1 input vectors are loaded once and
+ * each feeds up to K sums (the generic loop loads one per FMA). Same sums
+ * in the same order as dwk_pixels. */
+VT_AVX512 static inline __attribute__((always_inline)) void
+dwk_group_s1(const dwk_job *j, int oy, int ox, int ch, __mmask16 m, int ky0, int ky1, int K)
+{
+    int iy0 = oy - K / 2, ix0 = ox - K / 2;
+    size_t ld = (size_t)j->ldx;
+    float *o = j->out + ((size_t)oy * j->wo + ox) * j->ldo + ch;
+    __m512 acc[GROUP], xv[GROUP + 6];
+    __m512 init = j->b ? _mm512_maskz_loadu_ps(m, j->b + ch) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int r = 0; r < GROUP; r++) {
+        acc[r] = init;
+        if (j->res)
+            acc[r] = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(m, j->x + ((size_t)oy * j->w + ox + r) * ld + ch), init);
+    }
+    for (int ky = ky0; ky < ky1; ky++) {
+        const float *xr = j->x + ((size_t)(iy0 + ky) * j->w + ix0) * ld + ch;
+        const float *wr = j->wtk + (size_t)ky * K * j->c + ch;
+#pragma GCC unroll 14
+        for (int i = 0; i < GROUP + K - 1; i++)
+            xv[i] = _mm512_maskz_loadu_ps(m, xr + i * ld);
+#pragma GCC unroll 7
+        for (int kx = 0; kx < K; kx++) {
+            __m512 wv = _mm512_maskz_loadu_ps(m, wr + (size_t)kx * j->c);
+#pragma GCC unroll 8
+            for (int r = 0; r < GROUP; r++)
+                acc[r] = _mm512_fmadd_ps(xv[r + kx], wv, acc[r]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < GROUP; r++)
+        _mm512_mask_storeu_ps(o + (size_t)r * j->ldo, m, acc[r]);
+}
+
 /* Output rows of one task: per row and block of 16 channels, the pixels
  * whose windows lie inside the row in groups of GROUP and GROUP/2, the
  * others (the edges, the few left over) in clipped groups. */
@@ -155,6 +193,15 @@ VT_AVX512 static void dwk_task_avx512(void *ctx, int task, int thread)
             for (; ox < in0; ox += GROUP)
                 dwk_pixels(j, oy, ox, ch, m, in0 - ox < GROUP ? in0 - ox : GROUP, 1, ky0, ky1);
             ox = in0;
+            if (s == 1 && k == 3)
+                for (; ox + GROUP <= in1; ox += GROUP)
+                    dwk_group_s1(j, oy, ox, ch, m, ky0, ky1, 3);
+            else if (s == 1 && k == 5)
+                for (; ox + GROUP <= in1; ox += GROUP)
+                    dwk_group_s1(j, oy, ox, ch, m, ky0, ky1, 5);
+            else if (s == 1 && k == 7)
+                for (; ox + GROUP <= in1; ox += GROUP)
+                    dwk_group_s1(j, oy, ox, ch, m, ky0, ky1, 7);
             for (; ox + GROUP <= in1; ox += GROUP)
                 dwk_pixels(j, oy, ox, ch, m, GROUP, 0, ky0, ky1);
             for (; ox + GROUP / 2 <= in1; ox += GROUP / 2)
