@@ -333,19 +333,21 @@ typedef struct gm_conv {
 typedef struct gm_block {
     const float *cpe_w, *cpe_b;             /* [9, C] tap-major, [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
-    const float *qkvw, *qkvb;               /* [3C, C], [3C] or NULL */
+    const float *qkvw;                      /* [3C, C] as the file has it */
+    const float *qkvb;                      /* [3C] segment-major (see qkv_src) or NULL */
     const float *projw, *projb;             /* [C, C], [C] */
     const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
-    const float *agg_dw[4];                 /* 1..3: [k*k, s] tap-major */
+    const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, the [s] for Q, K, V side by side */
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
-    const float *loc_dw[3];                 /* [9, s] tap-major, for Q, K, V seg 4 */
+    const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
     const float *loc_pw;                    /* [s, 3s] */
     const float *loc_nw, *loc_nb;           /* [s] */
     const float *crpe_w[3], *crpe_b[3];     /* [k*k, hd] tap-major, [hd]: hd = 2d, 3d, 3d */
     const float *fc1w, *fc1b;               /* [F, C], [F] */
     const float *fc2w, *fc2b;               /* [C, F], [C] */
     /* the linear layers packed once at load: every image, on any thread,
-     * runs the same kernel on them (vt_pool_wpack is for the caller thread) */
+     * runs the same kernel on them (vt_pool_wpack is for the caller thread);
+     * qkv with its output features segment-major (qkv_src) */
     vt_wpack qkv, proj, fc1, fc2, loc;
 } gm_block;
 
@@ -368,7 +370,7 @@ typedef struct gm_weights {
 typedef struct gm_run {
     float *x, *t;       /* [N, C] residual stream; t: CPE output (swapped in) */
     float *xn;          /* [N, C] normed */
-    float *qkv;         /* [N, 3C] */
+    float *qkv;         /* [N, 3C] segment-major: [seg g: Q K V] (qkv_src) */
     float *qh, *kh, *vh;    /* [N, Ca] Q^, K^ (softmaxed in place), V^ */
     float *p;           /* [N, Ca] CRPE: dwconv(V^) */
     float *o;           /* [N, C] heads | local, proj input */
@@ -484,6 +486,57 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
     return vt_wpack_init(&out->pk, fw, o, (int)per);
 }
 
+/* The qkv layer's outputs are used segment-major, [seg 0: Q K V | seg 1:
+ * Q K V | ... | seg 4: Q K V] (each s wide), so an aggregator reads its
+ * three inputs as one run of 3s channels; the official order is [Q | K |
+ * V], each 5 segments. Output feature f comes from official feature: */
+static int qkv_src(int f, int C, int S)
+{
+    int g = f / (3 * S), m = f % (3 * S) / S, c = f % S;
+    return m * C + g * S + c;
+}
+
+/* B->qkv packed from the official weight wt [3C, C] with its rows (and
+ * the bias) in segment-major order. The reordered copy is kept only when
+ * the pack needs it (no panels: the portable path multiplies by it). */
+static int qkv_pack(gm_net *n, gm_block *B, const float *wt, const float *bias, int C, int S)
+{
+    size_t row = (size_t)C;
+    float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
+    for (int f = 0; f < 3 * C; f++)
+        memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
+    int rc = vt_wpack_init(&B->qkv, t, 3 * C, C);
+    if (rc == 0 && !B->qkv.data) {
+        float *keep = own(n, (size_t)3 * C * row);
+        memcpy(keep, t, (size_t)3 * C * row * sizeof *t);
+        B->qkv.raw = keep;
+    } else {
+        B->qkv.raw = NULL;      /* multiplied through the panels only */
+    }
+    free(t);
+    if (bias) {
+        float *b = own(n, (size_t)3 * C);
+        for (int f = 0; f < 3 * C; f++)
+            b[f] = bias[qkv_src(f, C, S)];
+        B->qkvb = b;
+    }
+    return rc;
+}
+
+/* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
+ * for the Q, K and V runs of a segment-major block */
+static const float *dw_weight3(gm_net *n, const vt_frame *w, const char *name, int s, int k)
+{
+    const float *one = dw_weight(n, w, name, s, k);
+    if (!one)
+        return NULL;
+    float *t = own(n, (size_t)3 * s * k * k);
+    for (int tap = 0; tap < k * k; tap++)
+        for (int m = 0; m < 3; m++)
+            memcpy(t + ((size_t)tap * 3 + m) * s, one + (size_t)tap * s, (size_t)s * sizeof *t);
+    return t;
+}
+
 static int gm_bind(gm_net *n, const vt_frame *w)
 {
     const gm_config *c = &n->c;
@@ -520,9 +573,12 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             G(B->cpe_b, "cpe.proj.bias", C);
             G(B->n1w, "norm1.weight", C);
             G(B->n1b, "norm1.bias", C);
+            const float *qkvb = NULL;
             G(B->qkvw, "att.qkv.weight", (size_t)3 * C * C);
             if (c->qkv_bias)
-                G(B->qkvb, "att.qkv.bias", (size_t)3 * C);
+                G(qkvb, "att.qkv.bias", (size_t)3 * C);
+            if (qkv_pack(n, B, B->qkvw, qkvb, C, S) < 0)
+                return -1;
             G(B->projw, "att.proj.weight", (size_t)C * C);
             G(B->projb, "att.proj.bias", C);
             BN("%satt.aggregator.norm0", pre);
@@ -533,19 +589,15 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             for (int k = 1; k < 4; k++) {
                 char sfx[64];
                 snprintf(sfx, sizeof sfx, "att.aggregator.agg%d.conv1.weight", k);
-                DW(B->agg_dw[k], sfx, S, agg_k[k]);
+                NAME("%s%s", pre, sfx);
+                if (!(B->agg_dw[k] = dw_weight3(n, w, name, S, agg_k[k])))
+                    return -1;
                 NAME("%satt.aggregator.agg%d.pointwise_conv.weight", pre, k);
                 BN("%satt.aggregator.norm%d", pre, k);
                 if (fold(n, w, &B->agg_pw[k], name, NULL, bn, S, (size_t)S, 0) < 0)
                     return -1;
             }
-            const float *ldw;
-            G(ldw, "att.aggregator.agg0.conv.conv1.weight", (size_t)3 * S * 9);
-            for (int q = 0; q < 3; q++) {
-                float *t = own(n, (size_t)9 * S);
-                vt_dwk_weights(t, ldw + (size_t)q * S * 9, S, 3);
-                B->loc_dw[q] = t;
-            }
+            DW(B->loc_dw, "att.aggregator.agg0.conv.conv1.weight", 3 * S, 3);
             G(B->loc_pw, "att.aggregator.agg0.conv.pointwise_conv.weight", (size_t)3 * S * S);
             G(B->loc_nw, "att.aggregator.agg0.norm.weight", S);
             G(B->loc_nb, "att.aggregator.agg0.norm.bias", S);
@@ -563,8 +615,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             G(B->fc1b, "mlp.fc1.bias", F);
             G(B->fc2w, "mlp.fc2.weight", (size_t)C * F);
             G(B->fc2b, "mlp.fc2.bias", C);
-            if (vt_wpack_init(&B->qkv, B->qkvw, 3 * C, C) < 0 ||
-                vt_wpack_init(&B->proj, B->projw, C, C) < 0 ||
+            if (vt_wpack_init(&B->proj, B->projw, C, C) < 0 ||
                 vt_wpack_init(&B->fc1, B->fc1w, F, C) < 0 ||
                 vt_wpack_init(&B->fc2, B->fc2w, C, F) < 0 ||
                 vt_wpack_init(&B->loc, B->loc_pw, S, 3 * S) < 0)
@@ -703,7 +754,7 @@ static void patch_embed(const gm_pass *P, int i)
 
 /* ---- forward: Group-Mix attention ------------------------------------ */
 
-/* Aggregators on Q, K, V (qkv [N, 3C]) into qh, kh, vh [N, Ca]:
+/* Aggregators on Q, K, V (qkv [N, 3C], segment-major) into qh, kh, vh [N, Ca]:
  * seg 0: hswish(BN(x)); seg j = 1..3: hswish(BN(pw(dw k_j(x)))). */
 static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
 {
@@ -711,14 +762,14 @@ static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
     float *dst[3] = {r->qh, r->kh, r->vh};
     for (int m = 0; m < 3; m++)
-        vt_hswish_rows(dst[m], Ca, r->qkv + (size_t)m * C, ld, N, S, B->bn0_g, B->bn0_b);
+        vt_hswish_rows(dst[m], Ca, r->qkv + (size_t)m * S, ld, N, S, B->bn0_g, B->bn0_b);
     for (int j = 1; j < 4; j++) {
-        for (int m = 0; m < 3; m++)
-            vt_dwk_tokens(P->pool, r->dwt + (size_t)m * N * S, S, r->qkv + (size_t)m * C + j * S,
-                          ld, s->h, s->w, S, B->agg_dw[j], NULL, agg_k[j], 1);
+        /* dwt [N, 3s] = [3N, s]: row 3t+m is token t of Q, K or V */
+        vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)j * 3 * S, ld, s->h, s->w, 3 * S,
+                      B->agg_dw[j], NULL, agg_k[j], 1);
         vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
         for (int m = 0; m < 3; m++)
-            vt_hswish_rows(dst[m] + j * S, Ca, r->pwt + (size_t)m * N * S, S, N, S, NULL, NULL);
+            vt_hswish_rows(dst[m] + j * S, Ca, r->pwt + (size_t)m * S, 3 * S, N, S, NULL, NULL);
     }
 }
 
@@ -727,9 +778,8 @@ static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block
 {
     gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
-    for (int m = 0; m < 3; m++)
-        vt_dwk_tokens(P->pool, r->dwt + (size_t)m * S, 3 * S, r->qkv + (size_t)m * C + 4 * S,
-                      3 * C, s->h, s->w, S, B->loc_dw[m], NULL, 3, 1);
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)4 * 3 * S, 3 * C, s->h, s->w, 3 * S,
+                  B->loc_dw, NULL, 3, 1);
     vt_linear_packed(P->pool, r->pwt, r->dwt, &B->loc, NULL, N, 0, 0);
     vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
     vt_hswish_rows(r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
