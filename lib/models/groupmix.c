@@ -762,14 +762,16 @@ static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
     float *dst[3] = {r->qh, r->kh, r->vh};
     for (int m = 0; m < 3; m++)
-        vt_hswish_rows(dst[m], Ca, r->qkv + (size_t)m * S, ld, N, S, B->bn0_g, B->bn0_b);
+        vt_hswish_rows(P->pool, dst[m], Ca, r->qkv + (size_t)m * S, ld, N, S, B->bn0_g,
+                       B->bn0_b);
     for (int j = 1; j < 4; j++) {
         /* dwt [N, 3s] = [3N, s]: row 3t+m is token t of Q, K or V */
         vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)j * 3 * S, ld, s->h, s->w, 3 * S,
                       B->agg_dw[j], NULL, agg_k[j], 1);
         vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
         for (int m = 0; m < 3; m++)
-            vt_hswish_rows(dst[m] + j * S, Ca, r->pwt + (size_t)m * S, 3 * S, N, S, NULL, NULL);
+            vt_hswish_rows(P->pool, dst[m] + j * S, Ca, r->pwt + (size_t)m * S, 3 * S, N, S,
+                           NULL, NULL);
     }
 }
 
@@ -782,7 +784,7 @@ static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block
                   B->loc_dw, NULL, 3, 1);
     vt_linear_packed(P->pool, r->pwt, r->dwt, &B->loc, NULL, N, 0, 0);
     vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
-    vt_hswish_rows(r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
+    vt_hswish_rows(P->pool, r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
 }
 
 typedef struct head_job {
@@ -848,6 +850,22 @@ static void crpe_gate(float *restrict o, int ldo, const float *restrict q,
     }
 }
 
+typedef struct gate_job {
+    float *o;
+    const float *q, *p;
+    int ldo, ca, rows, n;
+} gate_job;
+
+/* crpe_gate on rows [task * rows, +rows) */
+static void gate_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const gate_job *j = ctx;
+    size_t r0 = (size_t)task * j->rows;
+    int nr = j->n - (int)r0 < j->rows ? j->n - (int)r0 : j->rows;
+    crpe_gate(j->o + r0 * j->ldo, j->ldo, j->q + r0 * j->ca, j->p + r0 * j->ca, j->ca, nr);
+}
+
 /* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the input. */
 static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
 {
@@ -868,7 +886,9 @@ static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int 
                       crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
     head_job j = {P, s, sig};
     vt_pool_run_work(P->pool, (Ca + 15) / 16, softmax_task, &j, 12.0 * N * Ca);
-    crpe_gate(r->o, C, r->qh, r->p, Ca, N);
+    gate_job gj = {r->o, r->qh, r->p, C, Ca, (N + 2 * vt_pool_size(P->pool) - 1) /
+                                             (2 * vt_pool_size(P->pool)), N};
+    vt_pool_run_work(P->pool, (N + gj.rows - 1) / gj.rows, gate_task, &gj, 2.0 * N * Ca);
     vt_pool_run(P->pool, GM_HEADS, head_task, &j);
     if (sig)
         for (int t = 0; t < N; t++) {

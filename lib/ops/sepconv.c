@@ -285,10 +285,29 @@ hswish_row(float *restrict y, const float *restrict x, int n, const float *restr
     }
 }
 
+typedef struct hsw_job {
+    float *y;
+    const float *x, *g, *b;
+    int ldy, ldx, m, n, rows;
+} hsw_job;
+
 VT_CLONES
-void vt_hswish_rows(float *y, int ldy, const float *x, int ldx, int m, int n,
+static void hswish_rows_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const hsw_job *j = ctx;
+    int r0 = task * j->rows, r1 = r0 + j->rows < j->m ? r0 + j->rows : j->m;
+    for (int r = r0; r < r1; r++)
+        hswish_row(j->y + (size_t)r * j->ldy, j->x + (size_t)r * j->ldx, j->n, j->g, j->b);
+}
+
+void vt_hswish_rows(vt_pool *p, float *y, int ldy, const float *x, int ldx, int m, int n,
                     const float *g, const float *b)
 {
-    for (int r = 0; r < m; r++)
-        hswish_row(y + (size_t)r * ldy, x + (size_t)r * ldx, n, g, b);
+    if (m < 1 || n < 1)
+        return;
+    hsw_job j = {y, x, g, b, ldy, ldx, m, n, 0};
+    int want = 2 * vt_pool_size(p);
+    j.rows = (m + want - 1) / want;
+    vt_pool_run_work(p, (m + j.rows - 1) / j.rows, hswish_rows_task, &j, 6.0 * m * n);
 }

@@ -41,8 +41,8 @@ void vt_hswish(float *x, size_t n);
  * then the activation, or a strided copy through it): y[i, 0:n] =
  * hswish(x[i, 0:n] * g + b) for i < m, x rows ldx apart, y rows ldy apart;
  * g and b are both [n] or both NULL (y = hswish(x)). y may equal x with
- * ldy = ldx; other overlaps are not allowed. */
-void vt_hswish_rows(float *y, int ldy, const float *x, int ldx, int m, int n,
-                    const float *g, const float *b);
+ * ldy = ldx; other overlaps are not allowed. Split over rows on the pool. */
+void vt_hswish_rows(vt_pool *p, float *y, int ldy, const float *x, int ldx, int m,
+                    int n, const float *g, const float *b);
 
 #endif

@@ -126,7 +126,9 @@ static double ref_hswish(double v)
  * widths with and without a 16-lane tail */
 static void test_hswish_rows(void)
 {
-    static const int shapes[][4] = {{50, 16, 240, 64}, {7, 37, 40, 37}, {3, 5, 5, 9}, {1, 1, 1, 1}};
+    static const int shapes[][4] = {{50, 16, 240, 64}, {7, 37, 40, 37}, {3, 5, 5, 9}, {1, 1, 1, 1},
+                                    {3136, 48, 240, 64}};
+    vt_pool *pool = vt_pool_create(2);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int m = shapes[si][0], n = shapes[si][1], ldx = shapes[si][2], ldy = shapes[si][3];
         float *x = randv((size_t)m * ldx, 11), *g = randv(n, 12), *b = randv(n, 13);
@@ -136,7 +138,7 @@ static void test_hswish_rows(void)
         for (int affine = 0; affine < 2; affine++) {
             for (size_t i = 0; i < (size_t)m * ldy; i++)
                 y[i] = -7.0f;
-            vt_hswish_rows(y, ldy, x, ldx, m, n, affine ? g : NULL, affine ? b : NULL);
+            vt_hswish_rows(pool, y, ldy, x, ldx, m, n, affine ? g : NULL, affine ? b : NULL);
             double err = 0;
             int kept = 1;
             for (int r = 0; r < m; r++) {
@@ -157,10 +159,11 @@ static void test_hswish_rows(void)
         float *z = malloc(sizeof(float) * m * ldx);
         memcpy(z, x, sizeof(float) * m * ldx);
         vt_hswish(z, (size_t)m * ldx);
-        vt_hswish_rows(x, ldx, x, ldx, m, ldx, NULL, NULL);
+        vt_hswish_rows(pool, x, ldx, x, ldx, m, ldx, NULL, NULL);
         ok(memcmp(x, z, sizeof(float) * m * ldx) == 0, "hswish rows in place = vt_hswish");
         free(x), free(g), free(b), free(y), free(z);
     }
+    vt_pool_free(pool);
 }
 
 int main(void)
