@@ -337,7 +337,7 @@ typedef struct gm_block {
     const float *qkvb;                      /* [3C] segment-major (see qkv_src) or NULL */
     const float *projw, *projb;             /* [C, C], [C] */
     const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
-    const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, the [s] for Q, K, V side by side */
+    const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, Q K V alike */
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
     const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
     const float *loc_pw;                    /* [s, 3s] */
@@ -473,7 +473,7 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
     }
     if (cin > 0) {
         size_t kk = per / cin;
-        float *t = own(n, per);
+        float *t = vt_xmalloc(per * sizeof *t);
         for (int i = 0; i < o; i++) {
             float *row = fw + i * per;
             for (size_t ch = 0; ch < (size_t)cin; ch++)
@@ -481,6 +481,7 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
                     t[tap * cin + ch] = row[ch * kk + tap];
             memcpy(row, t, per * sizeof *row);
         }
+        free(t);
     }
     out->w = fw, out->b = fb;
     return vt_wpack_init(&out->pk, fw, o, (int)per);

@@ -515,7 +515,8 @@ static void test_conv(void)
                 e = fmax(e, fabs(tok[i * o + oc] - want[oc * ho * wo + i]));
         ok(e < 1e-5, "conv2d to tokens k=%d s=%d pad=%d", k, s, pad);
         /* the same from tokens: im2col in (ky, kx, c) order */
-        float *xt = malloc(sizeof(float) * h * w * c), *cols2 = malloc(sizeof(float) * ho * wo * c * k * k);
+        float *xt = malloc(sizeof(float) * h * w * c);
+        float *cols2 = malloc(sizeof(float) * ho * wo * c * k * k);
         for (int ic = 0; ic < c; ic++)
             for (int i = 0; i < h * w; i++)
                 xt[i * c + ic] = x[ic * h * w + i];
@@ -525,7 +526,8 @@ static void test_conv(void)
         for (int i = 0; i < ho * wo; i++)
             for (int ic = 0; ic < c; ic++)
                 for (int t = 0; t < k * k; t++)
-                    same &= cols2[((size_t)i * k * k + t) * c + ic] == cols[((size_t)i * c + ic) * k * k + t];
+                    same &= cols2[((size_t)i * k * k + t) * c + ic] ==
+                            cols[((size_t)i * c + ic) * k * k + t];
         ok(same, "im2col from tokens k=%d s=%d pad=%d: the columns of im2col, permuted", k, s, pad);
         free(xt); free(cols2);
         free(x); free(wt); free(b); free(cols); free(tok); free(nchw); free(want);
