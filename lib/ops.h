@@ -83,6 +83,9 @@ float vt_expf(float x);
 float vt_erff(float x);
 /* Softmax over each row of x[m,n], in place. */
 void vt_softmax(float *x, int m, int n);
+/* Softmax over each column of x[m, ld] (columns 0..n-1; over the m rows,
+ * as torch's softmax(dim=-2)), in place. */
+void vt_softmax_cols(float *x, int m, int n, int ld);
 /* y[m,n] = LayerNorm(x[m,n]) * w[n] + b[n], biased variance as PyTorch.
  * y may equal x. */
 void vt_layernorm(float *y, const float *x, const float *w, const float *b,
@@ -151,6 +154,12 @@ void vt_attention(vt_pool *p, float *out, const float *qkv, int batch, int t,
  * position in the weight's (c, ky, kx) order, zeros outside the image. */
 void vt_im2col(float *cols, const float *x, int c, int h, int w, int k,
                int s, int pad);
+/* im2col for one image of tokens x[h*w, c] (NHWC): cols[ho*wo, k*k*c],
+ * one row per output position in (ky, kx, c) order (a weight [o, k, k, c],
+ * i.e. PyTorch's [o, c, k, k] permuted), zeros outside the image. Each tap
+ * is one run of c floats, so no transpose to planes is needed. */
+void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
+                      int s, int pad);
 /* Convolution of x[c,h,w] (one image, NCHW) by w[o,c,k,k] with stride s and
  * zero padding pad, written as tokens out[ho*wo, o] (+ b[o]), the layout a
  * transformer uses after patch embedding. cols: scratch of

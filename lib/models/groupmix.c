@@ -46,6 +46,7 @@
 #include "model.h"
 #include "models/groupmix.h"
 #include "ops.h"
+#include "ops/cpu.h"
 #include "ops/grid.h"
 #include "ops/sepconv.h"
 #include "util.h"
@@ -326,43 +327,50 @@ static int gm_params(const cJSON *cfg, vt_params *ps)
  * channel, b [o] = (conv bias - mean) * g + beta. */
 typedef struct gm_conv {
     const float *w, *b;
+    vt_wpack pk;        /* w packed for vt_linear_packed (pointwise and dense ones) */
 } gm_conv;
 
 typedef struct gm_block {
     const float *cpe_w, *cpe_b;             /* [9, C] tap-major, [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
-    const float *qkvw, *qkvb;               /* [3C, C], [3C] or NULL */
+    const float *qkvw;                      /* [3C, C] as the file has it */
+    const float *qkvb;                      /* [3C] segment-major (see qkv_src) or NULL */
     const float *projw, *projb;             /* [C, C], [C] */
     const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
-    const float *agg_dw[4];                 /* 1..3: [k*k, s] tap-major */
+    const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, Q K V alike */
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
-    const float *loc_dw[3];                 /* [9, s] tap-major, for Q, K, V seg 4 */
+    const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
     const float *loc_pw;                    /* [s, 3s] */
     const float *loc_nw, *loc_nb;           /* [s] */
     const float *crpe_w[3], *crpe_b[3];     /* [k*k, hd] tap-major, [hd]: hd = 2d, 3d, 3d */
     const float *fc1w, *fc1b;               /* [F, C], [F] */
     const float *fc2w, *fc2b;               /* [C, F], [C] */
+    /* the linear layers packed once at load: every image, on any thread,
+     * runs the same kernel on them (vt_pool_wpack is for the caller thread);
+     * qkv with its output features segment-major (qkv_src) */
+    vt_wpack qkv, proj, fc1, fc2, loc;
 } gm_block;
 
 typedef struct gm_weights {
     gm_conv stem1;                          /* [m, 3, 3, 3] + BN, [m] */
-    gm_conv stem2;                          /* [C1, m, 3, 3] + BN, [C1] */
+    gm_conv stem2;                          /* [C1, 3, 3, m] (taps, channels) + BN, [C1] */
     const float *pe_dw[GM_STAGES];          /* [9, Cin] tap-major */
     gm_conv pe_pw[GM_STAGES];               /* [C, Cin] + BN, [C] */
     gm_block *blocks[GM_STAGES];            /* [depth] */
     const float *n4_g, *n4_b;               /* norm4 as x * g + b, [C4] */
     const float *headw, *headb;             /* [classes, C4], [classes] */
+    vt_wpack head;
 } gm_weights;
 
 /* ---- run state ------------------------------------------------------- */
 
-/* Work buffers for one image (images run one after another), sized for
- * the largest stage. */
+/* Work buffers for one image, sized for the largest stage. A net keeps
+ * one per pool thread when batches have at least as many images as
+ * threads (then each thread runs whole images on its own), else one. */
 typedef struct gm_run {
-    int batch;
     float *x, *t;       /* [N, C] residual stream; t: CPE output (swapped in) */
     float *xn;          /* [N, C] normed */
-    float *qkv;         /* [N, 3C] */
+    float *qkv;         /* [N, 3C] segment-major: [seg g: Q K V] (qkv_src) */
     float *qh, *kh, *vh;    /* [N, Ca] Q^, K^ (softmaxed in place), V^ */
     float *p;           /* [N, Ca] CRPE: dwconv(V^) */
     float *o;           /* [N, C] heads | local, proj input */
@@ -377,7 +385,6 @@ typedef struct gm_run {
     float *stage[GM_STAGES];    /* [N_i, C_i] stage outputs */
     float *stem;        /* [N0, C1] */
     float *s_tok;       /* [hm*wm, m] */
-    float *s_pl;        /* [m, hm*wm] */
     float *cols;        /* im2col scratch */
     float *pooled;      /* [C4] */
     /* stage 1 block 0 records (vt_groupmix_record) */
@@ -388,12 +395,23 @@ typedef struct gm_net {
     uint32_t magic;
     gm_config c;
     gm_weights w;
-    gm_run r;
+    gm_run *runs;       /* [nruns] */
+    int nruns;
+    int batch;          /* the run states are for batches up to this */
+    int last_run;       /* the run state holding the last image of the last pass */
     vt_pool *pool;
     int record;
     vt_store store;
     int last_batch;
 } gm_net;
+
+/* What one image's forward pass works with: its run state and the pool
+ * its ops split over (NULL: serial, when images run in parallel). */
+typedef struct gm_pass {
+    const gm_net *n;
+    gm_run *r;
+    vt_pool *pool;
+} gm_pass;
 
 static float *own(gm_net *n, size_t count)
 {
@@ -437,9 +455,10 @@ static float *bn_affine(gm_net *n, const vt_frame *w, const char *prefix, int c)
 }
 
 /* conv weight [o, per] (+ bias [o] or NULL) followed by BatchNorm `bn`:
- * the folded convolution. */
+ * the folded convolution. With cin > 0 the weight is [o, cin, k, k] and
+ * goes to [o, k, k, cin], the order vt_im2col_tokens makes its columns in. */
 static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
-                const char *bname, const char *bn, int o, size_t per)
+                const char *bname, const char *bn, int o, size_t per, int cin)
 {
     const float *wt = weight(n, w, wname, (size_t)o * per);
     const float *b = bname ? weight(n, w, bname, (size_t)o) : NULL;
@@ -452,8 +471,71 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
             fw[i * per + k] = wt[i * per + k] * gb[i];
         fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
     }
+    if (cin > 0) {
+        size_t kk = per / cin;
+        float *t = vt_xmalloc(per * sizeof *t);
+        for (int i = 0; i < o; i++) {
+            float *row = fw + i * per;
+            for (size_t ch = 0; ch < (size_t)cin; ch++)
+                for (size_t tap = 0; tap < kk; tap++)
+                    t[tap * cin + ch] = row[ch * kk + tap];
+            memcpy(row, t, per * sizeof *row);
+        }
+        free(t);
+    }
     out->w = fw, out->b = fb;
-    return 0;
+    return vt_wpack_init(&out->pk, fw, o, (int)per);
+}
+
+/* The qkv layer's outputs are used segment-major, [seg 0: Q K V | seg 1:
+ * Q K V | ... | seg 4: Q K V] (each s wide), so an aggregator reads its
+ * three inputs as one run of 3s channels; the official order is [Q | K |
+ * V], each 5 segments. Output feature f comes from official feature: */
+static int qkv_src(int f, int C, int S)
+{
+    int g = f / (3 * S), m = f % (3 * S) / S, c = f % S;
+    return m * C + g * S + c;
+}
+
+/* B->qkv packed from the official weight wt [3C, C] with its rows (and
+ * the bias) in segment-major order. The reordered copy is kept only when
+ * the pack needs it (no panels: the portable path multiplies by it). */
+static int qkv_pack(gm_net *n, gm_block *B, const float *wt, const float *bias, int C, int S)
+{
+    size_t row = (size_t)C;
+    float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
+    for (int f = 0; f < 3 * C; f++)
+        memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
+    int rc = vt_wpack_init(&B->qkv, t, 3 * C, C);
+    if (rc == 0 && !B->qkv.data) {
+        float *keep = own(n, (size_t)3 * C * row);
+        memcpy(keep, t, (size_t)3 * C * row * sizeof *t);
+        B->qkv.raw = keep;
+    } else {
+        B->qkv.raw = NULL;      /* multiplied through the panels only */
+    }
+    free(t);
+    if (bias) {
+        float *b = own(n, (size_t)3 * C);
+        for (int f = 0; f < 3 * C; f++)
+            b[f] = bias[qkv_src(f, C, S)];
+        B->qkvb = b;
+    }
+    return rc;
+}
+
+/* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
+ * for the Q, K and V runs of a segment-major block */
+static const float *dw_weight3(gm_net *n, const vt_frame *w, const char *name, int s, int k)
+{
+    const float *one = dw_weight(n, w, name, s, k);
+    if (!one)
+        return NULL;
+    float *t = own(n, (size_t)3 * s * k * k);
+    for (int tap = 0; tap < k * k; tap++)
+        for (int m = 0; m < 3; m++)
+            memcpy(t + ((size_t)tap * 3 + m) * s, one + (size_t)tap * s, (size_t)s * sizeof *t);
+    return t;
 }
 
 static int gm_bind(gm_net *n, const vt_frame *w)
@@ -465,9 +547,9 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
 #define BN(...) snprintf(bn, sizeof bn, __VA_ARGS__)
     if (fold(n, w, &W->stem1, "conv_stem.proj1.weight", "conv_stem.proj1.bias",
-             "conv_stem.norm1", m, 27) < 0 ||
+             "conv_stem.norm1", m, 27, 0) < 0 ||
         fold(n, w, &W->stem2, "conv_stem.proj2.weight", "conv_stem.proj2.bias",
-             "conv_stem.norm2", C1, (size_t)m * 9) < 0)
+             "conv_stem.norm2", C1, (size_t)m * 9, m) < 0)
         return -1;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
@@ -477,7 +559,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             return -1;
         NAME("patch_embed_layers.%d.proj.pointwise_conv.weight", i);
         BN("patch_embed_layers.%d.norm", i);
-        if (fold(n, w, &W->pe_pw[i], name, NULL, bn, C, (size_t)Cin) < 0)
+        if (fold(n, w, &W->pe_pw[i], name, NULL, bn, C, (size_t)Cin, 0) < 0)
             return -1;
         W->blocks[i] = vt_xcalloc((size_t)s->depth, sizeof(gm_block));
         for (int j = 0; j < s->depth; j++) {
@@ -492,9 +574,12 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             G(B->cpe_b, "cpe.proj.bias", C);
             G(B->n1w, "norm1.weight", C);
             G(B->n1b, "norm1.bias", C);
+            const float *qkvb = NULL;
             G(B->qkvw, "att.qkv.weight", (size_t)3 * C * C);
             if (c->qkv_bias)
-                G(B->qkvb, "att.qkv.bias", (size_t)3 * C);
+                G(qkvb, "att.qkv.bias", (size_t)3 * C);
+            if (qkv_pack(n, B, B->qkvw, qkvb, C, S) < 0)
+                return -1;
             G(B->projw, "att.proj.weight", (size_t)C * C);
             G(B->projb, "att.proj.bias", C);
             BN("%satt.aggregator.norm0", pre);
@@ -505,19 +590,15 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             for (int k = 1; k < 4; k++) {
                 char sfx[64];
                 snprintf(sfx, sizeof sfx, "att.aggregator.agg%d.conv1.weight", k);
-                DW(B->agg_dw[k], sfx, S, agg_k[k]);
+                NAME("%s%s", pre, sfx);
+                if (!(B->agg_dw[k] = dw_weight3(n, w, name, S, agg_k[k])))
+                    return -1;
                 NAME("%satt.aggregator.agg%d.pointwise_conv.weight", pre, k);
                 BN("%satt.aggregator.norm%d", pre, k);
-                if (fold(n, w, &B->agg_pw[k], name, NULL, bn, S, (size_t)S) < 0)
+                if (fold(n, w, &B->agg_pw[k], name, NULL, bn, S, (size_t)S, 0) < 0)
                     return -1;
             }
-            const float *ldw;
-            G(ldw, "att.aggregator.agg0.conv.conv1.weight", (size_t)3 * S * 9);
-            for (int q = 0; q < 3; q++) {
-                float *t = own(n, (size_t)9 * S);
-                vt_dwk_weights(t, ldw + (size_t)q * S * 9, S, 3);
-                B->loc_dw[q] = t;
-            }
+            DW(B->loc_dw, "att.aggregator.agg0.conv.conv1.weight", 3 * S, 3);
             G(B->loc_pw, "att.aggregator.agg0.conv.pointwise_conv.weight", (size_t)3 * S * S);
             G(B->loc_nw, "att.aggregator.agg0.norm.weight", S);
             G(B->loc_nb, "att.aggregator.agg0.norm.bias", S);
@@ -535,6 +616,11 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             G(B->fc1b, "mlp.fc1.bias", F);
             G(B->fc2w, "mlp.fc2.weight", (size_t)C * F);
             G(B->fc2b, "mlp.fc2.bias", C);
+            if (vt_wpack_init(&B->proj, B->projw, C, C) < 0 ||
+                vt_wpack_init(&B->fc1, B->fc1w, F, C) < 0 ||
+                vt_wpack_init(&B->fc2, B->fc2w, C, F) < 0 ||
+                vt_wpack_init(&B->loc, B->loc_pw, S, 3 * S) < 0)
+                return -1;
 #undef DW
 #undef G
         }
@@ -545,7 +631,8 @@ static int gm_bind(gm_net *n, const vt_frame *w)
         return -1;
     W->n4_g = gb, W->n4_b = gb + C4;
     if (!(W->headw = weight(n, w, "head.weight", (size_t)c->classes * C4)) ||
-        !(W->headb = weight(n, w, "head.bias", (size_t)c->classes)))
+        !(W->headb = weight(n, w, "head.bias", (size_t)c->classes)) ||
+        vt_wpack_init(&W->head, W->headw, c->classes, C4) < 0)
         return -1;
 #undef BN
 #undef NAME
@@ -555,7 +642,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 static void run_free(gm_run *r)
 {
     float *f[] = {r->x, r->t, r->xn, r->qkv, r->qh, r->kh, r->vh, r->p, r->o, r->dwt, r->pwt,
-                  r->hid, r->pe, r->g, r->qbar, r->sigh, r->sig, r->stem, r->s_tok, r->s_pl,
+                  r->hid, r->pe, r->g, r->qbar, r->sigh, r->sig, r->stem, r->s_tok,
                   r->cols, r->pooled, r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
@@ -568,14 +655,18 @@ static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static float *falloc(size_t n) { return vt_xmalloc((n ? n : 1) * sizeof(float)); }
 
-static int run_alloc(gm_net *n, int batch)
+static void runs_free(gm_net *n)
+{
+    for (int i = 0; i < n->nruns; i++)
+        run_free(&n->runs[i]);
+    free(n->runs);
+    n->runs = NULL;
+    n->nruns = 0;
+}
+
+static void run_alloc1(const gm_net *n, gm_run *r)
 {
     const gm_config *c = &n->c;
-    gm_run *r = &n->r;
-    if (batch > 1 << 16)
-        return vt_seterr("groupmix: batch %d is too large", batch);
-    run_free(r);
-    r->batch = batch;
     size_t nc = 0, na = 0, ns = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
@@ -599,7 +690,7 @@ static int run_alloc(gm_net *n, int batch)
     r->hid = falloc(nf), r->pe = falloc(npe);
     r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
     r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
-    r->stem = falloc(n0 * C1), r->s_tok = falloc(nm * m), r->s_pl = falloc(nm * m);
+    r->stem = falloc(n0 * C1), r->s_tok = falloc(nm * m);
     r->cols = falloc(zmax(nm * 27, n0 * m * 9));
     r->pooled = falloc(c->st[3].dim);
     if (n->record) {
@@ -609,124 +700,121 @@ static int run_alloc(gm_net *n, int batch)
         r->rec_local = falloc((size_t)s->n * s->seg);
         r->rec_out = falloc((size_t)s->n * s->dim);
     }
+}
+
+/* Run states for batches up to `batch`: one per pool thread if the batch
+ * can give each thread an image, else one. */
+static int run_alloc(gm_net *n, int batch)
+{
+    if (batch > 1 << 16)
+        return vt_seterr("groupmix: batch %d is too large", batch);
+    runs_free(n);
+    int T = vt_pool_size(n->pool);
+    n->batch = batch;
+    n->nruns = batch >= T ? T : 1;
+    n->runs = vt_xcalloc((size_t)n->nruns, sizeof *n->runs);
+    for (int i = 0; i < n->nruns; i++)
+        run_alloc1(n, &n->runs[i]);
+    n->last_run = 0;
     return 0;
 }
 
 /* ---- forward: stem and patch embeddings ------------------------------ */
 
 /* stem[N0, C1] = hswish(BN(conv/2(hswish(BN(conv/2(img)))))) */
-static void stem(gm_net *n, const float *img)
+static void stem(const gm_pass *P, const float *img)
 {
+    const gm_net *n = P->n;
     const gm_config *c = &n->c;
     const gm_weights *W = &n->w;
-    gm_run *r = &n->r;
+    gm_run *r = P->r;
     int S = c->img_size, m = c->mid, C1 = c->st[0].dim, nm = c->hm * c->wm;
-    vt_conv2d_tokens(n->pool, r->s_tok, img, 3, S, S, W->stem1.w, W->stem1.b, m, 3, 2, 1, r->cols);
+    /* convolutions as im2col + the packed product: out[ho*wo, o] */
+    vt_im2col(r->cols, img, 3, S, S, 3, 2, 1);
+    vt_linear_packed(P->pool, r->s_tok, r->cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
     vt_hswish(r->s_tok, (size_t)nm * m);
-    vt_tokens_to_planes(r->s_pl, r->s_tok, nm, m);
-    vt_conv2d_tokens(n->pool, r->stem, r->s_pl, m, c->hm, c->wm, W->stem2.w, W->stem2.b, C1, 3, 2,
-                     1, r->cols);
+    vt_im2col_tokens(r->cols, r->s_tok, c->hm, c->wm, m, 3, 2, 1);
+    vt_linear_packed(P->pool, r->stem, r->cols, &W->stem2.pk, W->stem2.b, c->h0 * c->w0, 0, 0);
     vt_hswish(r->stem, (size_t)c->h0 * c->w0 * C1);
 }
 
 /* x[N_i, C_i] = hswish(BN(pw(dw3x3/stride(in)))), in = stem or stage i-1 */
-static void patch_embed(gm_net *n, int i)
+static void patch_embed(const gm_pass *P, int i)
 {
+    const gm_net *n = P->n;
     const gm_config *c = &n->c;
-    gm_run *r = &n->r;
+    gm_run *r = P->r;
     const gm_stage_cfg *s = &c->st[i];
     const float *in = i == 0 ? r->stem : r->stage[i - 1];
     int hin = i == 0 ? c->h0 : c->st[i - 1].h, win = i == 0 ? c->w0 : c->st[i - 1].w;
     int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
-    vt_dwk_tokens(n->pool, r->pe, Cin, in, Cin, hin, win, Cin, n->w.pe_dw[i], NULL, 3, s->stride);
-    vt_linear(n->pool, r->x, r->pe, n->w.pe_pw[i].w, n->w.pe_pw[i].b, s->n, Cin, s->dim, 0, 0);
+    vt_dwk_tokens(P->pool, r->pe, Cin, in, Cin, hin, win, Cin, n->w.pe_dw[i], NULL, 3, s->stride);
+    vt_linear_packed(P->pool, r->x, r->pe, &n->w.pe_pw[i].pk, n->w.pe_pw[i].b, s->n, 0, 0);
     vt_hswish(r->x, (size_t)s->n * s->dim);
 }
 
 /* ---- forward: Group-Mix attention ------------------------------------ */
 
-/* Aggregators on Q, K, V (qkv [N, 3C]) into qh, kh, vh [N, Ca]:
+/* Aggregators on Q, K, V (qkv [N, 3C], segment-major) into qh, kh, vh [N, Ca]:
  * seg 0: hswish(BN(x)); seg j = 1..3: hswish(BN(pw(dw k_j(x)))). */
-static void aggregate(gm_net *n, const gm_stage_cfg *s, const gm_block *B)
+static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
 {
-    gm_run *r = &n->r;
+    gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
     float *dst[3] = {r->qh, r->kh, r->vh};
-    for (int m = 0; m < 3; m++) {
-        const float *src = r->qkv + (size_t)m * C;
-        for (int t = 0; t < N; t++) {
-            float *o = dst[m] + (size_t)t * Ca;
-            const float *x = src + (size_t)t * ld;
-            for (int ch = 0; ch < S; ch++)
-                o[ch] = x[ch] * B->bn0_g[ch] + B->bn0_b[ch];
-            vt_hswish(o, (size_t)S);
-        }
-    }
+    for (int m = 0; m < 3; m++)
+        vt_hswish_rows(P->pool, dst[m], Ca, r->qkv + (size_t)m * S, ld, N, S, B->bn0_g,
+                       B->bn0_b);
     for (int j = 1; j < 4; j++) {
+        /* dwt [N, 3s] = [3N, s]: row 3t+m is token t of Q, K or V */
+        vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)j * 3 * S, ld, s->h, s->w, 3 * S,
+                      B->agg_dw[j], NULL, agg_k[j], 1);
+        vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
         for (int m = 0; m < 3; m++)
-            vt_dwk_tokens(n->pool, r->dwt + (size_t)m * N * S, S, r->qkv + (size_t)m * C + j * S,
-                          ld, s->h, s->w, S, B->agg_dw[j], NULL, agg_k[j], 1);
-        vt_linear(n->pool, r->pwt, r->dwt, B->agg_pw[j].w, B->agg_pw[j].b, 3 * N, S, S, 0, 0);
-        vt_hswish(r->pwt, (size_t)3 * N * S);
-        for (int m = 0; m < 3; m++)
-            for (int t = 0; t < N; t++)
-                memcpy(dst[m] + (size_t)t * Ca + j * S, r->pwt + ((size_t)m * N + t) * S,
-                       (size_t)S * sizeof(float));
+            vt_hswish_rows(P->pool, dst[m] + j * S, Ca, r->pwt + (size_t)m * S, 3 * S, N, S,
+                           NULL, NULL);
     }
 }
 
 /* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))). */
-static void local_branch(gm_net *n, const gm_stage_cfg *s, const gm_block *B)
+static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
 {
-    gm_run *r = &n->r;
+    gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
-    for (int m = 0; m < 3; m++)
-        vt_dwk_tokens(n->pool, r->dwt + (size_t)m * S, 3 * S, r->qkv + (size_t)m * C + 4 * S,
-                      3 * C, s->h, s->w, S, B->loc_dw[m], NULL, 3, 1);
-    vt_linear(n->pool, r->pwt, r->dwt, B->loc_pw, NULL, N, 3 * S, S, 0, 0);
-    vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, n->c.local_eps);
-    vt_hswish(r->pwt, (size_t)N * S);
-    for (int t = 0; t < N; t++)
-        memcpy(r->o + (size_t)t * C + Ca, r->pwt + (size_t)t * S, (size_t)S * sizeof(float));
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)4 * 3 * S, 3 * C, s->h, s->w, 3 * S,
+                  B->loc_dw, NULL, 3, 1);
+    vt_linear_packed(P->pool, r->pwt, r->dwt, &B->loc, NULL, N, 0, 0);
+    vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
+    vt_hswish_rows(P->pool, r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
 }
 
 typedef struct head_job {
-    gm_net *n;
+    const gm_pass *P;
     const gm_stage_cfg *s;
     int sig;            /* record the received-attention map */
 } head_job;
 
-/* One head h: K~ = softmax over tokens of K^ (per lane), G = K~^T V^,
- * o[:, h*d..] = scale * Q^ G. */
+/* K~ = softmax over the tokens of K^, per lane: columns [16 task, +16). */
+static void softmax_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const head_job *j = ctx;
+    int c0 = task * 16, nc = j->s->ca - c0 < 16 ? j->s->ca - c0 : 16;
+    vt_softmax_cols(j->P->r->kh + c0, j->s->n, nc, j->s->ca);
+}
+
+/* One head h: G = K~^T V^, o[:, h*d..] += scale * Q^ G. */
 static void head_task(void *ctx, int h, int thread)
 {
     (void)thread;
     const head_job *j = ctx;
-    gm_run *r = &j->n->r;
+    gm_run *r = j->P->r;
     int N = j->s->n, d = j->s->d, Ca = j->s->ca, C = j->s->dim;
     float *k = r->kh + (size_t)h * d, *g = r->g + (size_t)h * d * d;
-    float mx[64];
-    double sum[64];
-    for (int l = 0; l < d; l++)
-        mx[l] = -INFINITY, sum[l] = 0;
-    for (int t = 0; t < N; t++)
-        for (int l = 0; l < d; l++)
-            mx[l] = fmaxf(mx[l], k[(size_t)t * Ca + l]);
-    for (int t = 0; t < N; t++)
-        for (int l = 0; l < d; l++) {
-            float e = expf(k[(size_t)t * Ca + l] - mx[l]);
-            k[(size_t)t * Ca + l] = e;
-            sum[l] += e;
-        }
-    for (int l = 0; l < d; l++)
-        mx[l] = (float)(1.0 / sum[l]);
-    for (int t = 0; t < N; t++)
-        for (int l = 0; l < d; l++)
-            k[(size_t)t * Ca + l] *= mx[l];
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, Ca,
                 r->vh + (size_t)h * d, Ca, 0.0f, g, d);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale,
-                r->qh + (size_t)h * d, Ca, g, d, 0.0f, r->o + (size_t)h * d, C);
+                r->qh + (size_t)h * d, Ca, g, d, 1.0f, r->o + (size_t)h * d, C);
     if (j->sig) {
         /* received[n] = scale * mean_q(Q^) . K~[n] */
         float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
@@ -745,32 +833,64 @@ static void head_task(void *ctx, int h, int thread)
     }
 }
 
-/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the input. */
-static void gma(gm_net *n, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
+/* o[t, 0:ca] = Q^[t] * CRPE(V^)[t]: the heads add theirs to it (o rows
+ * ldo apart, q and p rows ca apart) */
+VT_CLONES
+static void crpe_gate(float *restrict o, int ldo, const float *restrict q,
+                      const float *restrict p, int ca, int n)
 {
-    gm_run *r = &n->r;
+    for (int t = 0; t < n; t++) {
+        float *restrict ot = o + (size_t)t * ldo;
+        const float *restrict qt = q + (size_t)t * ca, *restrict pt = p + (size_t)t * ca;
+        int c = 0;
+        for (; c + 16 <= ca; c += 16)
+            for (int l = 0; l < 16; l++)
+                ot[c + l] = qt[c + l] * pt[c + l];
+        for (; c < ca; c++)
+            ot[c] = qt[c] * pt[c];
+    }
+}
+
+typedef struct gate_job {
+    float *o;
+    const float *q, *p;
+    int ldo, ca, rows, n;
+} gate_job;
+
+/* crpe_gate on rows [task * rows, +rows) */
+static void gate_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const gate_job *j = ctx;
+    size_t r0 = (size_t)task * j->rows;
+    int nr = j->n - (int)r0 < j->rows ? j->n - (int)r0 : j->rows;
+    crpe_gate(j->o + r0 * j->ldo, j->ldo, j->q + r0 * j->ca, j->p + r0 * j->ca, j->ca, nr);
+}
+
+/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the input. */
+static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
+{
+    gm_run *r = P->r;
     int N = s->n, C = s->dim, Ca = s->ca, d = s->d;
-    vt_linear(n->pool, r->qkv, r->xn, B->qkvw, B->qkvb, N, C, 3 * C, 0, 0);
-    aggregate(n, s, B);
+    vt_linear_packed(P->pool, r->qkv, r->xn, &B->qkv, B->qkvb, N, 0, 0);
+    aggregate(P, s, B);
     if (rec) {
         size_t na = (size_t)N * Ca;
         memcpy(r->rec_qkv, r->qh, na * sizeof(float));
         memcpy(r->rec_qkv + na, r->kh, na * sizeof(float));
         memcpy(r->rec_qkv + 2 * na, r->vh, na * sizeof(float));
     }
-    local_branch(n, s, B);
+    local_branch(P, s, B);
     /* CRPE from V^ before anything else touches it: heads 0-1 k3, 2-4 k5, 5-7 k7 */
     for (int g = 0, h0 = 0; g < 3; h0 += crpe_heads[g], g++)
-        vt_dwk_tokens(n->pool, r->p + h0 * d, Ca, r->vh + h0 * d, Ca, s->h, s->w,
+        vt_dwk_tokens(P->pool, r->p + h0 * d, Ca, r->vh + h0 * d, Ca, s->h, s->w,
                       crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
-    head_job j = {n, s, sig};
-    vt_pool_run(n->pool, GM_HEADS, head_task, &j);
-    for (int t = 0; t < N; t++) {
-        float *o = r->o + (size_t)t * C;
-        const float *q = r->qh + (size_t)t * Ca, *p = r->p + (size_t)t * Ca;
-        for (int ch = 0; ch < Ca; ch++)
-            o[ch] += q[ch] * p[ch];
-    }
+    head_job j = {P, s, sig};
+    vt_pool_run_work(P->pool, (Ca + 15) / 16, softmax_task, &j, 12.0 * N * Ca);
+    gate_job gj = {r->o, r->qh, r->p, C, Ca, (N + 2 * vt_pool_size(P->pool) - 1) /
+                                             (2 * vt_pool_size(P->pool)), N};
+    vt_pool_run_work(P->pool, (N + gj.rows - 1) / gj.rows, gate_task, &gj, 2.0 * N * Ca);
+    vt_pool_run(P->pool, GM_HEADS, head_task, &j);
     if (sig)
         for (int t = 0; t < N; t++) {
             float a = 0;
@@ -782,53 +902,74 @@ static void gma(gm_net *n, const gm_stage_cfg *s, const gm_block *B, int sig, in
 
 /* ---- forward: blocks, stages, head ----------------------------------- */
 
-static void block(gm_net *n, int si, int bj)
+static void block(const gm_pass *P, int si, int bj)
 {
+    const gm_net *n = P->n;
     const gm_stage_cfg *s = &n->c.st[si];
     const gm_block *B = &n->w.blocks[si][bj];
-    gm_run *r = &n->r;
-    int N = s->n, C = s->dim, F = s->hidden;
+    gm_run *r = P->r;
+    int N = s->n, C = s->dim;
     int rec = n->record && si == 0 && bj == 0;
     int sig = si == GM_STAGES - 1 && bj == s->depth - 1;
     /* CPE: x = x + dw3x3(x) + b */
-    vt_dw3_tokens(n->pool, r->t, r->x, s->h, s->w, C, B->cpe_w, B->cpe_b, VT_DW3_RESIDUAL);
+    vt_dwk_tokens_residual(P->pool, r->t, r->x, C, s->h, s->w, C, B->cpe_w, B->cpe_b, 3);
     float *tmp = r->x;
     r->x = r->t, r->t = tmp;
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, n->c.ln_eps);
+    vt_layernorm_mt(P->pool, r->xn, r->x, B->n1w, B->n1b, N, C, n->c.ln_eps);
     if (rec)
         memcpy(r->rec_in, r->xn, (size_t)N * C * sizeof(float));
-    gma(n, s, B, sig, rec);
+    gma(P, s, B, sig, rec);
     if (rec) {
         for (int t = 0; t < N; t++)
             memcpy(r->rec_local + (size_t)t * s->seg, r->o + (size_t)t * C + s->ca,
                    (size_t)s->seg * sizeof(float));
-        vt_linear(n->pool, r->rec_out, r->o, B->projw, B->projb, N, C, C, 0, 0);
+        vt_linear_packed(P->pool, r->rec_out, r->o, &B->proj, B->projb, N, 0, 0);
         vt_add(r->x, r->rec_out, (size_t)N * C);
     } else {
-        vt_linear(n->pool, r->x, r->o, B->projw, B->projb, N, C, C, 1, 0);
+        vt_linear_packed(P->pool, r->x, r->o, &B->proj, B->projb, N, 1, 0);
     }
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, n->c.ln_eps);
-    vt_linear(n->pool, r->hid, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 1);
-    vt_linear(n->pool, r->x, r->hid, B->fc2w, B->fc2b, N, F, C, 1, 0);
+    vt_layernorm_mt(P->pool, r->xn, r->x, B->n2w, B->n2b, N, C, n->c.ln_eps);
+    vt_linear_packed(P->pool, r->hid, r->xn, &B->fc1, B->fc1b, N, 0, 1);
+    vt_linear_packed(P->pool, r->x, r->hid, &B->fc2, B->fc2b, N, 1, 0);
 }
 
-static void forward_image(gm_net *n, const float *img, float *logits)
+static void forward_image(const gm_pass *P, const float *img, float *logits)
 {
+    const gm_net *n = P->n;
     const gm_config *c = &n->c;
-    gm_run *r = &n->r;
-    stem(n, img);
+    gm_run *r = P->r;
+    stem(P, img);
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
-        patch_embed(n, i);
+        patch_embed(P, i);
         for (int j = 0; j < s->depth; j++)
-            block(n, i, j);
+            block(P, i, j);
         memcpy(r->stage[i], r->x, (size_t)s->n * s->dim * sizeof(float));
     }
     const gm_stage_cfg *s4 = &c->st[3];
     vt_mean_rows(r->pooled, r->stage[3], s4->n, s4->dim);
     for (int ch = 0; ch < s4->dim; ch++)
         r->pooled[ch] = r->pooled[ch] * n->w.n4_g[ch] + n->w.n4_b[ch];
-    vt_linear(n->pool, logits, r->pooled, n->w.headw, n->w.headb, 1, s4->dim, c->classes, 0, 0);
+    vt_linear_packed(P->pool, logits, r->pooled, &n->w.head, n->w.headb, 1, 0, 0);
+}
+
+typedef struct image_job {
+    gm_net *n;
+    const float *x;
+    float *logits;
+    int last;           /* the batch's last image */
+} image_job;
+
+/* Image `task`, run by pool thread `thread` alone with its own run state. */
+static void image_task(void *ctx, int task, int thread)
+{
+    const image_job *j = ctx;
+    gm_net *n = j->n;
+    gm_pass P = {n, &n->runs[thread], NULL};
+    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
+    forward_image(&P, j->x + task * img, j->logits + (size_t)task * n->c.classes);
+    if (task == j->last)
+        n->last_run = thread;
 }
 
 static int gm_forward(void *net, const float *x, int batch, float *logits)
@@ -838,11 +979,22 @@ static int gm_forward(void *net, const float *x, int batch, float *logits)
         return vt_seterr("groupmix: not a groupmix net");
     if (batch < 1)
         return vt_seterr("groupmix: batch %d", batch);
-    if (batch > n->r.batch && run_alloc(n, batch) < 0)
+    if (batch > n->batch && run_alloc(n, batch) < 0)
         return -1;
+    /* While every thread can have an image, each runs whole images on its
+     * own (no hand-over per op: most ops of the small stages are too short
+     * to split well); the images left over run one by one with their ops
+     * split over the pool. The ops give the same sums either way. */
+    int T = n->nruns, par = T > 1 ? batch - batch % T : 0;
+    n->last_run = 0;
+    if (par) {
+        image_job j = {n, x, logits, batch - 1};
+        vt_pool_run(n->pool, par, image_task, &j);
+    }
+    gm_pass P = {n, &n->runs[0], n->pool};
     size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
-    for (int b = 0; b < batch; b++)
-        forward_image(n, x + b * img, logits + (size_t)b * n->c.classes);
+    for (int b = par; b < batch; b++)
+        forward_image(&P, x + b * img, logits + (size_t)b * n->c.classes);
     n->last_batch = batch;
     return 0;
 }
@@ -854,11 +1006,27 @@ static void gm_destroy(void *net)
     gm_net *n = net;
     if (!n)
         return;
-    run_free(&n->r);
+    runs_free(n);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
-    for (int i = 0; i < GM_STAGES; i++)
-        free(n->w.blocks[i]);
+    gm_weights *W = &n->w;
+    vt_wpack_free(&W->stem1.pk);
+    vt_wpack_free(&W->stem2.pk);
+    vt_wpack_free(&W->head);
+    for (int i = 0; i < GM_STAGES; i++) {
+        vt_wpack_free(&W->pe_pw[i].pk);
+        for (int j = 0; W->blocks[i] && j < n->c.st[i].depth; j++) {
+            gm_block *B = &W->blocks[i][j];
+            vt_wpack_free(&B->qkv);
+            vt_wpack_free(&B->proj);
+            vt_wpack_free(&B->fc1);
+            vt_wpack_free(&B->fc2);
+            vt_wpack_free(&B->loc);
+            for (int k = 1; k < 4; k++)
+                vt_wpack_free(&B->agg_pw[k].pk);
+        }
+        free(W->blocks[i]);
+    }
     n->magic = 0;
     free(n);
 }
@@ -878,9 +1046,6 @@ static void *gm_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
             return NULL;
         }
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
-    /* the mapped model file never changes: vt_linear packs its weights once */
-    if (n->pool)
-        vt_pool_readonly(n->pool, weights->map, weights->map_len);
     if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         gm_destroy(n);
         return NULL;
@@ -942,28 +1107,29 @@ const float *vt_groupmix_extra(const void *net, const char *name, int *rows, int
     if (!n->last_batch)
         return vt_seterr("groupmix: no forward pass yet"), NULL;
     const gm_config *c = &n->c;
+    const gm_run *r = &n->runs[n->last_run];
     const gm_stage_cfg *s1 = &c->st[0];
     const float *p = NULL;
     int R = s1->n, K = s1->dim, H = s1->h, W = s1->w, st = 0;
     if (strcmp(name, "stem") == 0) {
-        p = n->r.stem, R = c->h0 * c->w0, H = c->h0, W = c->w0;
+        p = r->stem, R = c->h0 * c->w0, H = c->h0, W = c->w0;
     } else if (sscanf(name, "stage%d", &st) == 1 && st >= 1 && st <= GM_STAGES) {
         const gm_stage_cfg *s = &c->st[st - 1];
-        p = n->r.stage[st - 1], R = s->n, K = s->dim, H = s->h, W = s->w;
+        p = r->stage[st - 1], R = s->n, K = s->dim, H = s->h, W = s->w;
     } else if (strcmp(name, "pooled") == 0) {
-        p = n->r.pooled, R = 1, K = c->st[3].dim, H = W = 1;
+        p = r->pooled, R = 1, K = c->st[3].dim, H = W = 1;
     } else if (strncmp(name, "s1b0_", 5) == 0) {
-        if (!n->record || !n->r.rec_in)
+        if (!n->record || !r->rec_in)
             return vt_seterr("groupmix: %s is kept only after vt_groupmix_record(net, 1)", name),
                    NULL;
         if (strcmp(name + 5, "attn_in") == 0)
-            p = n->r.rec_in;
+            p = r->rec_in;
         else if (strcmp(name + 5, "qkv_proxies") == 0)
-            p = n->r.rec_qkv, R = 3 * s1->n, K = s1->ca;
+            p = r->rec_qkv, R = 3 * s1->n, K = s1->ca;
         else if (strcmp(name + 5, "local") == 0)
-            p = n->r.rec_local, K = s1->seg;
+            p = r->rec_local, K = s1->seg;
         else if (strcmp(name + 5, "attn_out") == 0)
-            p = n->r.rec_out;
+            p = r->rec_out;
     }
     if (!p)
         return vt_seterr("groupmix: no intermediate called '%s'", name), NULL;
@@ -981,7 +1147,7 @@ int vt_groupmix_record(void *net, int on)
         return -1;
     n->record = on != 0;
     n->last_batch = 0;
-    return run_alloc(n, n->r.batch > 0 ? n->r.batch : 1);
+    return run_alloc(n, n->batch > 0 ? n->batch : 1);
 }
 
 const float *vt_groupmix_sigmap(const void *net, int *h, int *w)
@@ -993,7 +1159,7 @@ const float *vt_groupmix_sigmap(const void *net, int *h, int *w)
     if (w) *w = n->c.st[3].w;
     if (!n->last_batch)
         return vt_seterr("groupmix: no forward pass yet"), NULL;
-    return n->r.sig;
+    return n->runs[n->last_run].sig;
 }
 
 const vt_family vt_family_groupmix = {

@@ -11,9 +11,7 @@
 
 #include "ops.h"
 #include "ops/cpu.h"
-#ifdef VT_HAVE_X86_KERNELS
-#include <immintrin.h>
-#endif
+#include "ops/vecmath.h"
 
 
 #define LANES 16
@@ -143,6 +141,65 @@ void vt_softmax(float *x, int m, int n)
     }
 }
 
+/* One block of LANES columns (or fewer, scalar): max, exp and sum, scale.
+ * The sums run in float over chunks of 64 rows and add up in double, so a
+ * column of thousands of rows keeps float accuracy. */
+static inline __attribute__((always_inline)) void
+softmax_col_block(float *x, int m, int ld)
+{
+    float mx[LANES], part[LANES], inv[LANES];
+    double tot[LANES];
+    for (int l = 0; l < LANES; l++)
+        mx[l] = -INFINITY, part[l] = 0, tot[l] = 0;
+    for (int i = 0; i < m; i++) {
+        const float *restrict r = x + (size_t)i * ld;
+        for (int l = 0; l < LANES; l++)
+            mx[l] = r[l] > mx[l] ? r[l] : mx[l];
+    }
+    for (int i = 0; i < m; i++) {
+        float *restrict r = x + (size_t)i * ld;
+        for (int l = 0; l < LANES; l++) {
+            float e = expf_inline(r[l] - mx[l]);
+            r[l] = e;
+            part[l] += e;
+        }
+        if (i % 64 == 63 || i == m - 1)
+            for (int l = 0; l < LANES; l++)
+                tot[l] += part[l], part[l] = 0;
+    }
+    for (int l = 0; l < LANES; l++)
+        inv[l] = (float)(1.0 / tot[l]);
+    for (int i = 0; i < m; i++) {
+        float *restrict r = x + (size_t)i * ld;
+        for (int l = 0; l < LANES; l++)
+            r[l] *= inv[l];
+    }
+}
+
+VT_CLONES
+void vt_softmax_cols(float *x, int m, int n, int ld)
+{
+    if (m < 1)
+        return;
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        softmax_col_block(x + j, m, ld);
+    for (; j < n; j++) {
+        float mx = -INFINITY;
+        double tot = 0;
+        for (int i = 0; i < m; i++)
+            mx = x[(size_t)i * ld + j] > mx ? x[(size_t)i * ld + j] : mx;
+        for (int i = 0; i < m; i++) {
+            float e = expf_inline(x[(size_t)i * ld + j] - mx);
+            x[(size_t)i * ld + j] = e;
+            tot += e;
+        }
+        float inv = (float)(1.0 / tot);
+        for (int i = 0; i < m; i++)
+            x[(size_t)i * ld + j] *= inv;
+    }
+}
+
 static inline float sum_lanes(const float *restrict x, int n)
 {
     float acc[LANES] = {0};
@@ -159,58 +216,62 @@ static inline float sum_lanes(const float *restrict x, int n)
 }
 
 #ifdef VT_HAVE_X86_KERNELS
-/* One row of LayerNorm in AVX-512 registers. Why not the plain loops: the
- * compiler keeps their 16 partial sums in memory and adds them up one
- * scalar at a time, twice a row, which for rows of 64 to 512 floats costs
- * more than the row itself. Same two-pass math (mean, then the mean square
- * of x - mean). */
-VT_AVX512 static void layernorm_row_avx512(float *o, const float *r, const float *w,
-                                           const float *b, int n, float eps)
+/* LayerNorm rows in registers: the sums as vectors with one tree
+ * reduction each (the portable loop adds its 16 partial sums one after
+ * another, which for the short rows of the conv hybrids (C = 64..320)
+ * costs as much as the passes), the tail under a mask. */
+VT_AVX512 static void layernorm_avx512(float *y, const float *x, const float *w,
+                                       const float *b, int m, int n, float eps)
 {
-    int tail = n % 16, full = n - tail;
-    __mmask16 t = (__mmask16)((1u << tail) - 1);
-    __m512 acc = _mm512_setzero_ps();
-    for (int j = 0; j < full; j += 16)
-        acc = _mm512_add_ps(acc, _mm512_loadu_ps(r + j));
-    if (tail)
-        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(t, r + full));
-    float mean = _mm512_reduce_add_ps(acc) / (float)n;
-    __m512 vm = _mm512_set1_ps(mean);
-    acc = _mm512_setzero_ps();
-    for (int j = 0; j < full; j += 16) {
-        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(r + j), vm);
-        acc = _mm512_fmadd_ps(d, d, acc);
-    }
-    if (tail) {
-        __m512 d = _mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, r + full), vm);
-        acc = _mm512_fmadd_ps(d, d, acc);
-    }
-    float rstd = 1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)n + eps);
-    __m512 vr = _mm512_set1_ps(rstd);
-    for (int j = 0; j < full; j += 16) {
-        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(r + j), vm), vr);
-        _mm512_storeu_ps(o + j, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + j),
-                                                _mm512_loadu_ps(b + j)));
-    }
-    if (tail) {
-        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, r + full), vm), vr);
-        _mm512_mask_storeu_ps(o + full, t, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(t, w + full),
-                                                           _mm512_maskz_loadu_ps(t, b + full)));
+    int nv = n / 16 * 16;
+    __mmask16 mt = (__mmask16)((1u << (n - nv)) - 1);
+    for (int i = 0; i < m; i++) {
+        const float *r = x + (size_t)i * n;
+        float *o = y + (size_t)i * n;
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        int j = 0;
+        for (; j + 32 <= nv; j += 32) {
+            s0 = _mm512_add_ps(s0, _mm512_loadu_ps(r + j));
+            s1 = _mm512_add_ps(s1, _mm512_loadu_ps(r + j + 16));
+        }
+        if (j < nv)
+            s0 = _mm512_add_ps(s0, _mm512_loadu_ps(r + j));
+        s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(mt, r + nv));
+        float mean = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / (float)n;
+        __m512 mv = _mm512_set1_ps(mean);
+        s0 = s1 = _mm512_setzero_ps();
+        for (j = 0; j + 32 <= nv; j += 32) {
+            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(r + j), mv);
+            __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(r + j + 16), mv);
+            s0 = _mm512_fmadd_ps(d0, d0, s0);
+            s1 = _mm512_fmadd_ps(d1, d1, s1);
+        }
+        if (j < nv) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(r + j), mv);
+            s0 = _mm512_fmadd_ps(d, d, s0);
+        }
+        __m512 dt = _mm512_maskz_sub_ps(mt, _mm512_maskz_loadu_ps(mt, r + nv), mv);
+        s1 = _mm512_fmadd_ps(dt, dt, s1);
+        float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / (float)n;
+        __m512 rs = _mm512_set1_ps(1.0f / sqrtf(var + eps));
+        for (j = 0; j < nv; j += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(r + j), mv), rs);
+            _mm512_storeu_ps(o + j, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + j),
+                                                    _mm512_loadu_ps(b + j)));
+        }
+        if (mt) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mt, r + nv), mv), rs);
+            _mm512_mask_storeu_ps(o + nv, mt, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mt, w + nv),
+                                                               _mm512_maskz_loadu_ps(mt, b + nv)));
+        }
     }
 }
 #endif
 
 VT_CLONES
-void vt_layernorm(float *y, const float *x, const float *restrict w,
-                  const float *restrict b, int m, int n, float eps)
+static void layernorm_portable(float *y, const float *x, const float *restrict w,
+                               const float *restrict b, int m, int n, float eps)
 {
-#ifdef VT_HAVE_X86_KERNELS
-    if (vt_cpu() >= VT_CPU_AVX512) {
-        for (int i = 0; i < m; i++)
-            layernorm_row_avx512(y + (size_t)i * n, x + (size_t)i * n, w, b, n, eps);
-        return;
-    }
-#endif
     for (int i = 0; i < m; i++) {
         const float *r = x + (size_t)i * n;
         float *o = y + (size_t)i * n;
@@ -235,4 +296,16 @@ void vt_layernorm(float *y, const float *x, const float *restrict w,
         for (; j < n; j++)
             o[j] = (r[j] - mean) * rstd * w[j] + b[j];
     }
+}
+
+void vt_layernorm(float *y, const float *x, const float *w, const float *b, int m,
+                  int n, float eps)
+{
+#ifdef VT_HAVE_X86_KERNELS
+    if (vt_cpu() >= VT_CPU_AVX512) {
+        layernorm_avx512(y, x, w, b, m, n, eps);
+        return;
+    }
+#endif
+    layernorm_portable(y, x, w, b, m, n, eps);
 }

@@ -42,6 +42,28 @@ void vt_im2col(float *cols, const float *x, int c, int h, int w,
         }
 }
 
+void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
+                      int s, int pad)
+{
+    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    size_t run = (size_t)c * sizeof(float);
+    for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++) {
+            float *row = cols + ((size_t)oy * wo + ox) * k * k * c;
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * s - pad + ky;
+                for (int kx = 0; kx < k; kx++) {
+                    int ix = ox * s - pad + kx;
+                    float *dst = row + ((size_t)ky * k + kx) * c;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                        memset(dst, 0, run);
+                    else
+                        memcpy(dst, x + ((size_t)iy * w + ix) * c, run);
+                }
+            }
+        }
+}
+
 void vt_conv2d_tokens(vt_pool *p, float *out, const float *x, int c, int h,
                       int w, const float *wt, const float *b, int o, int k,
                       int s, int pad, float *cols)

@@ -28,7 +28,21 @@ void vt_dwk_tokens(vt_pool *p, float *out, int ldo, const float *x, int ldx,
                    int h, int w, int c, const float *wtk, const float *b,
                    int k, int s);
 
+/* The residual form, as a conditional position encoding x + dwconv(x):
+ * out = x + conv(x) + b, stride 1, channels 0..c-1 of rows of ld floats
+ * in both x and out (out must not alias x). Sum order per value: x, b,
+ * then the taps row-major. */
+void vt_dwk_tokens_residual(vt_pool *p, float *out, const float *x, int ld, int h,
+                            int w, int c, const float *wtk, const float *b, int k);
+
 /* x[n] = x * min(max(x + 3, 0), 6) / 6, as nn.Hardswish. */
 void vt_hswish(float *x, size_t n);
+/* Hard-swish of a per-channel affine map from rows to rows (a BatchNorm
+ * then the activation, or a strided copy through it): y[i, 0:n] =
+ * hswish(x[i, 0:n] * g + b) for i < m, x rows ldx apart, y rows ldy apart;
+ * g and b are both [n] or both NULL (y = hswish(x)). y may equal x with
+ * ldy = ldx; other overlaps are not allowed. Split over rows on the pool. */
+void vt_hswish_rows(vt_pool *p, float *y, int ldy, const float *x, int ldx, int m,
+                    int n, const float *g, const float *b);
 
 #endif

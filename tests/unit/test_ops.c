@@ -150,28 +150,39 @@ static void test_elementwise(void)
     vt_softmax(x, m, n);
     ok(maxdiff(x, want, (size_t)m * n) < 1e-6, "softmax rows");
 
-    float *w = randv(n, 2), *b = randv(n, 3);
     free(x);
-    x = randv((size_t)m * n, 4);
-    for (int i = 0; i < m; i++) {
-        double mu = 0, v = 0;
-        for (int j = 0; j < n; j++)
-            mu += x[i * n + j] + 3;
-        mu /= n;
-        for (int j = 0; j < n; j++)
-            v += (x[i * n + j] + 3 - mu) * (x[i * n + j] + 3 - mu);
-        v /= n;
-        for (int j = 0; j < n; j++)
-            want[i * n + j] = (x[i * n + j] + 3 - mu) / sqrt(v + 1e-6) * w[j] + b[j];
-    }
-    for (int i = 0; i < m * n; i++)
-        x[i] += 3;
-    float *y = malloc(sizeof(float) * m * n);
-    vt_layernorm(y, x, w, b, m, n, 1e-6f);
-    ok(maxdiff(y, want, (size_t)m * n) < 1e-5, "layernorm");
-    vt_layernorm(x, x, w, b, m, n, 1e-6f);
-    ok(maxdiff(x, want, (size_t)m * n) < 1e-5, "layernorm in place");
-    free(x); free(y); free(w); free(b); free(want);
+    free(want);
+    /* layernorm: row widths with and without a vector tail, both levels */
+    static const int widths[] = {37, 80, 16, 7, 320, 1};
+    for (int level = 0; level < 2; level++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+            vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+            n = widths[wi];
+            float *w = randv(n, 2), *b = randv(n, 3);
+            x = randv((size_t)m * n, 4);
+            want = malloc(sizeof(double) * m * n);
+            for (int i = 0; i < m; i++) {
+                double mu = 0, v = 0;
+                for (int j = 0; j < n; j++)
+                    mu += x[i * n + j] + 3;
+                mu /= n;
+                for (int j = 0; j < n; j++)
+                    v += (x[i * n + j] + 3 - mu) * (x[i * n + j] + 3 - mu);
+                v /= n;
+                for (int j = 0; j < n; j++)
+                    want[i * n + j] = (x[i * n + j] + 3 - mu) / sqrt(v + 1e-6) * w[j] + b[j];
+            }
+            for (int i = 0; i < m * n; i++)
+                x[i] += 3;
+            float *y = malloc(sizeof(float) * m * n);
+            const char *lv = level ? "best kernels" : "portable";
+            vt_layernorm(y, x, w, b, m, n, 1e-6f);
+            ok(maxdiff(y, want, (size_t)m * n) < 1e-5, "layernorm width %d, %s", n, lv);
+            vt_layernorm(x, x, w, b, m, n, 1e-6f);
+            ok(maxdiff(x, want, (size_t)m * n) < 1e-5, "layernorm in place width %d, %s", n, lv);
+            free(x); free(y); free(w); free(b); free(want);
+        }
+    vt_cpu_cap(-1);
 }
 
 /* LayerNorm on both kernels (AVX-512 rows with a masked tail, portable)
@@ -659,6 +670,22 @@ static void test_conv(void)
             for (int i = 0; i < ho * wo; i++)
                 e = fmax(e, fabs(tok[i * o + oc] - want[oc * ho * wo + i]));
         ok(e < 1e-5, "conv2d to tokens k=%d s=%d pad=%d", k, s, pad);
+        /* the same from tokens: im2col in (ky, kx, c) order */
+        float *xt = malloc(sizeof(float) * h * w * c);
+        float *cols2 = malloc(sizeof(float) * ho * wo * c * k * k);
+        for (int ic = 0; ic < c; ic++)
+            for (int i = 0; i < h * w; i++)
+                xt[i * c + ic] = x[ic * h * w + i];
+        vt_im2col(cols, x, c, h, w, k, s, pad);
+        vt_im2col_tokens(cols2, xt, h, w, c, k, s, pad);
+        int same = 1;
+        for (int i = 0; i < ho * wo; i++)
+            for (int ic = 0; ic < c; ic++)
+                for (int t = 0; t < k * k; t++)
+                    same &= cols2[((size_t)i * k * k + t) * c + ic] ==
+                            cols[((size_t)i * c + ic) * k * k + t];
+        ok(same, "im2col from tokens k=%d s=%d pad=%d: the columns of im2col, permuted", k, s, pad);
+        free(xt); free(cols2);
         free(x); free(wt); free(b); free(cols); free(tok); free(nchw); free(want);
     }
     /* depthwise on tokens [h*w, c] */
@@ -786,6 +813,42 @@ static void test_argsort(void)
     vt_tensor_free(&order);
 }
 
+/* softmax over the rows of each column of a slice of a wider matrix: block
+ * and tail columns, long columns (the chunked sums), one row */
+static void test_softmax_cols(void)
+{
+    static const int shapes[][3] = {{3136, 64, 80}, {49, 37, 40}, {1, 16, 16}, {300, 5, 9}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int m = shapes[si][0], n = shapes[si][1], ld = shapes[si][2];
+        float *x = randv((size_t)m * ld, 21 + (unsigned)si);
+        float *x0 = malloc(sizeof(float) * m * ld);
+        for (size_t i = 0; i < (size_t)m * ld; i++)
+            x[i] *= 20;
+        memcpy(x0, x, sizeof(float) * m * ld);
+        vt_softmax_cols(x, m, n, ld);
+        double err = 0;
+        for (int j = 0; j < n; j++) {
+            double mx = -1e30, s = 0;
+            for (int i = 0; i < m; i++)
+                mx = fmax(mx, x0[(size_t)i * ld + j]);
+            for (int i = 0; i < m; i++)
+                s += exp(x0[(size_t)i * ld + j] - mx);
+            for (int i = 0; i < m; i++) {
+                double want = exp(x0[(size_t)i * ld + j] - mx) / s;
+                double d = fabs(x[(size_t)i * ld + j] - want) / (want + 1e-30);
+                err = d > err || isnan(d) ? d : err;
+            }
+        }
+        int kept = 1;
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ld; j++)
+                kept &= x[(size_t)i * ld + j] == x0[(size_t)i * ld + j];
+        ok(err < 2e-6 && kept, "softmax over columns %dx%d of %d: relative err %.2g%s", m, n, ld,
+           err, kept ? "" : ", touched other columns");
+        free(x), free(x0);
+    }
+}
+
 int main(void)
 {
     test_argsort();
@@ -794,6 +857,7 @@ int main(void)
     test_layernorm_widths();
     test_deform();
     test_patchify();
+    test_softmax_cols();
     test_linear();
     test_attention();
     test_conv();
