@@ -5,6 +5,7 @@
 
 #include "ops/cpu.h"
 #include "ops/grid.h"
+#include "ops/sepconv.h"
 
 void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
                           const float *b, float eps, int gelu)
@@ -31,81 +32,40 @@ void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
 
 void vt_dw3_weights(float *wt9, const float *wt, int c)
 {
-    for (int ch = 0; ch < c; ch++)
-        for (int t = 0; t < 9; t++)
-            wt9[(size_t)t * c + ch] = wt[(size_t)ch * 9 + t];
+    vt_dwk_weights(wt9, wt, c, 3);
 }
 
-typedef struct dw3_job {
-    float *out;
-    const float *x, *wt9, *b;
-    int h, w, c, flags, rows;
-} dw3_job;
+typedef struct gelu_job {
+    float *x;
+    size_t rows, c, per;
+} gelu_job;
 
-#define LANES 16
-
-/* One output row range. Per output pixel the channels go in blocks of 16
- * with the sum in registers over the taps inside the grid (vectorized by
- * the clones); the sum order per value is the same as ever: the center
- * (residual) or 0, the bias, then the taps row-major. */
-VT_CLONES
-static void dw3_task(void *ctx, int task, int thread)
+static void gelu_task(void *ctx, int task, int thread)
 {
     (void)thread;
-    const dw3_job *j = ctx;
-    int h = j->h, w = j->w, c = j->c, res = j->flags & VT_DW3_RESIDUAL;
-    const float *restrict b = j->b;
-    int y0 = task * j->rows, y1 = y0 + j->rows < h ? y0 + j->rows : h;
-    for (int oy = y0; oy < y1; oy++)
-        for (int ox = 0; ox < w; ox++) {
-            float *restrict o = j->out + ((size_t)oy * w + ox) * c;
-            const float *restrict xc = j->x + ((size_t)oy * w + ox) * c;
-            int ky0 = oy > 0 ? 0 : 1, ky1 = oy < h - 1 ? 3 : 2;
-            int kx0 = ox > 0 ? 0 : 1, kx1 = ox < w - 1 ? 3 : 2;
-            int ch = 0;
-            for (; ch + LANES <= c; ch += LANES) {
-                float acc[LANES];
-                for (int l = 0; l < LANES; l++)
-                    acc[l] = res ? xc[ch + l] : 0.0f;
-                if (b)
-                    for (int l = 0; l < LANES; l++)
-                        acc[l] += b[ch + l];
-                for (int ky = ky0; ky < ky1; ky++)
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        const float *restrict xi =
-                            j->x + ((size_t)(oy - 1 + ky) * w + ox - 1 + kx) * c + ch;
-                        const float *restrict wk = j->wt9 + (size_t)(ky * 3 + kx) * c + ch;
-                        for (int l = 0; l < LANES; l++)
-                            acc[l] += xi[l] * wk[l];
-                    }
-                for (int l = 0; l < LANES; l++)
-                    o[ch + l] = acc[l];
-            }
-            for (; ch < c; ch++) {
-                float acc = res ? xc[ch] : 0.0f;
-                if (b)
-                    acc += b[ch];
-                for (int ky = ky0; ky < ky1; ky++)
-                    for (int kx = kx0; kx < kx1; kx++)
-                        acc += j->x[((size_t)(oy - 1 + ky) * w + ox - 1 + kx) * c + ch] *
-                               j->wt9[(size_t)(ky * 3 + kx) * c + ch];
-                o[ch] = acc;
-            }
-            if (j->flags & VT_DW3_GELU)
-                vt_gelu(o, (size_t)c);
-        }
+    const gelu_job *j = ctx;
+    size_t r0 = (size_t)task * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+    if (r0 < r1)
+        vt_gelu(j->x + r0 * j->c, (r1 - r0) * j->c);
 }
 
+/* The 3x3 case of sepconv.c's depthwise convolution (several pixels per
+ * register pass on AVX-512; the same sum order on every path), then GELU
+ * as a second pass over the rows on the pool. */
 void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
                    int c, const float *wt9, const float *b, int flags)
 {
-    int T = vt_pool_size(p);
-    int ntask = T > 1 ? 4 * T : 1;
-    if (ntask > h)
-        ntask = h;
-    dw3_job j = {out, x, wt9, b, h, w, c, flags, (h + ntask - 1) / ntask};
-    ntask = (h + j.rows - 1) / j.rows;
-    vt_pool_run_work(p, ntask, dw3_task, &j, 18.0 * h * w * c);
+    if (flags & VT_DW3_RESIDUAL)
+        vt_dwk_tokens_residual(p, out, x, c, h, w, c, wt9, b, 3);
+    else
+        vt_dwk_tokens(p, out, c, x, c, h, w, c, wt9, b, 3, 1);
+    if ((flags & VT_DW3_GELU) && h > 0 && w > 0 && c > 0) {
+        size_t rows = (size_t)h * w;
+        int want = 4 * vt_pool_size(p);
+        gelu_job j = {out, rows, (size_t)c, (rows + want - 1) / want};
+        vt_pool_run_work(p, (int)((rows + j.per - 1) / j.per), gelu_task, &j,
+                         30.0 * (double)rows * c);
+    }
 }
 
 void vt_tokens_to_planes(float *out, const float *x, int n, int c)
