@@ -160,6 +160,9 @@ void vt_im2col(float *cols, const float *x, int c, int h, int w, int k,
  * is one run of c floats, so no transpose to planes is needed. */
 void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
                       int s, int pad);
+/* A convolution weight wt[o, c, k, k] reordered to out[o, k, k, c], the
+ * column order of vt_im2col_tokens. */
+void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k);
 /* Convolution of x[c,h,w] (one image, NCHW) by w[o,c,k,k] with stride s and
  * zero padding pad, written as tokens out[ho*wo, o] (+ b[o]), the layout a
  * transformer uses after patch embedding. cols: scratch of

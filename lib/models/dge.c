@@ -728,8 +728,8 @@ static int dge_bind(dge_net *n, const vt_frame *w)
 }
 
 /* A stride-r convolution's weight [o, c, r, r] over token patches, packed
- * in the (ky, kx, c) order of vt_patchify_tokens_hwc's rows (copies of
- * runs of tokens instead of a transpose per patch). */
+ * in the (ky, kx, c) order of vt_im2col_tokens's rows (copies of runs of
+ * tokens instead of a transpose per patch). */
 static int pack_patch_conv(dge_net *n, vt_wpack *out, const float *wt, int o, int c, int r)
 {
     float *hwc = own(n, (size_t)o * c * r * r);

@@ -455,10 +455,10 @@ static float *bn_affine(gm_net *n, const vt_frame *w, const char *prefix, int c)
 }
 
 /* conv weight [o, per] (+ bias [o] or NULL) followed by BatchNorm `bn`:
- * the folded convolution. With cin > 0 the weight is [o, cin, k, k] and
+ * the folded convolution. With k > 0 the weight is [o, cin, k, k] and
  * goes to [o, k, k, cin], the order vt_im2col_tokens makes its columns in. */
 static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
-                const char *bname, const char *bn, int o, size_t per, int cin)
+                const char *bname, const char *bn, int o, size_t per, int k)
 {
     const float *wt = weight(n, w, wname, (size_t)o * per);
     const float *b = bname ? weight(n, w, bname, (size_t)o) : NULL;
@@ -467,20 +467,14 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
         return -1;
     float *fw = own(n, (size_t)o * per), *fb = own(n, (size_t)o);
     for (int i = 0; i < o; i++) {
-        for (size_t k = 0; k < per; k++)
-            fw[i * per + k] = wt[i * per + k] * gb[i];
+        for (size_t j = 0; j < per; j++)
+            fw[i * per + j] = wt[i * per + j] * gb[i];
         fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
     }
-    if (cin > 0) {
-        size_t kk = per / cin;
-        float *t = vt_xmalloc(per * sizeof *t);
-        for (int i = 0; i < o; i++) {
-            float *row = fw + i * per;
-            for (size_t ch = 0; ch < (size_t)cin; ch++)
-                for (size_t tap = 0; tap < kk; tap++)
-                    t[tap * cin + ch] = row[ch * kk + tap];
-            memcpy(row, t, per * sizeof *row);
-        }
+    if (k > 0) {
+        float *t = vt_xmalloc((size_t)o * per * sizeof *t);
+        vt_conv_weight_hwc(t, fw, o, (int)(per / ((size_t)k * k)), k);
+        memcpy(fw, t, (size_t)o * per * sizeof *fw);
         free(t);
     }
     out->w = fw, out->b = fb;
@@ -549,7 +543,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
     if (fold(n, w, &W->stem1, "conv_stem.proj1.weight", "conv_stem.proj1.bias",
              "conv_stem.norm1", m, 27, 0) < 0 ||
         fold(n, w, &W->stem2, "conv_stem.proj2.weight", "conv_stem.proj2.bias",
-             "conv_stem.norm2", C1, (size_t)m * 9, m) < 0)
+             "conv_stem.norm2", C1, (size_t)m * 9, 3) < 0)
         return -1;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];

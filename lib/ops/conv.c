@@ -5,9 +5,12 @@
 
 #include "ops.h"
 
+/* Output side of a k-window with stride s and padding pad; 0 when the
+ * window is larger than the padded input (C's division truncates toward
+ * zero, so the plain formula would say 1). */
 static int out_size(int in, int k, int s, int pad)
 {
-    return (in + 2 * pad - k) / s + 1;
+    return in + 2 * pad < k ? 0 : (in + 2 * pad - k) / s + 1;
 }
 
 /* cols[ho*wo, c*k*k]: one row per output position, in the weight's
@@ -46,22 +49,36 @@ void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
                       int s, int pad)
 {
     int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
-    size_t run = (size_t)c * sizeof(float);
+    size_t run = (size_t)k * c;     /* one kernel row of the output row */
     for (int oy = 0; oy < ho; oy++)
         for (int ox = 0; ox < wo; ox++) {
-            float *row = cols + ((size_t)oy * wo + ox) * k * k * c;
+            float *row = cols + ((size_t)oy * wo + ox) * k * run;
+            int ix0 = ox * s - pad;
+            /* the taps kx0..kx1-1 inside the image are adjacent tokens of
+             * x: one copy per kernel row, zeros either side */
+            int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = w - ix0 < k ? w - ix0 : k;
             for (int ky = 0; ky < k; ky++) {
                 int iy = oy * s - pad + ky;
-                for (int kx = 0; kx < k; kx++) {
-                    int ix = ox * s - pad + kx;
-                    float *dst = row + ((size_t)ky * k + kx) * c;
-                    if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-                        memset(dst, 0, run);
-                    else
-                        memcpy(dst, x + ((size_t)iy * w + ix) * c, run);
+                float *dst = row + ky * run;
+                if (iy < 0 || iy >= h || kx0 >= kx1) {
+                    memset(dst, 0, run * sizeof *dst);
+                    continue;
                 }
+                memset(dst, 0, (size_t)kx0 * c * sizeof *dst);
+                memcpy(dst + (size_t)kx0 * c, x + ((size_t)iy * w + ix0 + kx0) * c,
+                       (size_t)(kx1 - kx0) * c * sizeof *dst);
+                memset(dst + (size_t)kx1 * c, 0, (size_t)(k - kx1) * c * sizeof *dst);
             }
         }
+}
+
+void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k)
+{
+    size_t kk = (size_t)c * k * k;
+    for (int oc = 0; oc < o; oc++)
+        for (int ch = 0; ch < c; ch++)
+            for (int t = 0; t < k * k; t++)
+                out[oc * kk + (size_t)t * c + ch] = wt[oc * kk + (size_t)ch * k * k + t];
 }
 
 void vt_conv2d_tokens(vt_pool *p, float *out, const float *x, int c, int h,

@@ -91,28 +91,6 @@ void vt_patchify_tokens(float *cols, const float *x, int h, int w, int c, int r)
         }
 }
 
-void vt_patchify_tokens_hwc(float *cols, const float *x, int h, int w, int c, int r)
-{
-    int ho = h / r, wo = w / r;
-    size_t run = (size_t)r * c, kk = run * r;
-    for (int oy = 0; oy < ho; oy++)
-        for (int ox = 0; ox < wo; ox++) {
-            float *row = cols + ((size_t)oy * wo + ox) * kk;
-            for (int ky = 0; ky < r; ky++)
-                memcpy(row + ky * run, x + ((size_t)(oy * r + ky) * w + (size_t)ox * r) * c,
-                       run * sizeof *row);
-        }
-}
-
-void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int r)
-{
-    size_t kk = (size_t)c * r * r;
-    for (int oc = 0; oc < o; oc++)
-        for (int ch = 0; ch < c; ch++)
-            for (int k = 0; k < r * r; k++)
-                out[oc * kk + (size_t)k * c + ch] = wt[oc * kk + (size_t)ch * r * r + k];
-}
-
 typedef struct patchify_job {
     float *cols;
     const float *x;
@@ -130,9 +108,13 @@ static void patchify_task(void *ctx, int task, int thread)
     if (oy0 >= oy1)
         return;
     size_t kk = (size_t)j->c * j->r * j->r;
-    (j->hwc ? vt_patchify_tokens_hwc : vt_patchify_tokens)(
-        j->cols + (size_t)oy0 * (j->w / j->r) * kk, j->x + (size_t)oy0 * j->r * j->w * j->c,
-        (oy1 - oy0) * j->r, j->w, j->c, j->r);
+    float *cols = j->cols + (size_t)oy0 * (j->w / j->r) * kk;
+    const float *x = j->x + (size_t)oy0 * j->r * j->w * j->c;
+    int rows = (oy1 - oy0) * j->r;
+    if (j->hwc)     /* a stride-r r x r window, unpadded: the patch */
+        vt_im2col_tokens(cols, x, rows, j->w, j->c, j->r, j->r, 0);
+    else
+        vt_patchify_tokens(cols, x, rows, j->w, j->c, j->r);
 }
 
 void vt_patchify_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w, int c,

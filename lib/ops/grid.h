@@ -40,16 +40,9 @@ void vt_tokens_to_planes(float *out, const float *x, int n, int c);
  * in the weight's (c, ky, kx) order. Trailing rows/columns that do not fill
  * a whole patch are dropped, as the convolution does. */
 void vt_patchify_tokens(float *cols, const float *x, int h, int w, int c, int r);
-/* The same with each row in (ky, kx, c) order: r*r runs of c contiguous
- * floats, r of them adjacent in x, so the row is r copies of r*c floats
- * instead of a transpose. Multiply by the weight in that order
- * (vt_conv_weight_hwc). */
-void vt_patchify_tokens_hwc(float *cols, const float *x, int h, int w, int c, int r);
-/* A convolution weight wt[o, c, r, r] reordered to out[o, r, r, c], the
- * order of vt_patchify_tokens_hwc's rows. */
-void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int r);
-/* Either patchify (hwc: vt_patchify_tokens_hwc) split over bands of output
- * rows on the pool; the same result. */
+/* Either patchify (hwc: rows in (ky, kx, c) order, as vt_im2col_tokens
+ * makes them; multiply by vt_conv_weight_hwc's weight) split over bands of
+ * output rows on the pool; the same result. */
 void vt_patchify_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w, int c,
                            int r, int hwc);
 

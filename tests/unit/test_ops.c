@@ -315,7 +315,7 @@ static void test_patchify(void)
         float *wt = randv((size_t)o * kk, 80), *wh = malloc(sizeof(float) * o * kk);
         float *hwc = malloc(sizeof(float) * (len ? len : 1));
         vt_conv_weight_hwc(wh, wt, o, c, r);
-        vt_patchify_tokens_hwc(hwc, x, h, w, c, r);
+        vt_im2col_tokens(hwc, x, h, w, c, r, r, 0);
         double err = 0;
         for (int i = 0; i < ho * wo; i++)
             for (int oc = 0; oc < o; oc++) {
