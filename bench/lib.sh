@@ -62,4 +62,23 @@ prepare() {
   fi
 }
 
+# model_file DIR DTYPE: the prepared model file of that dtype
+model_file() {
+  if [ "$2" = f32 ]; then echo "$1/model.safetensors"; else echo "$1/model-$2.safetensors"; fi
+}
+
+# prepare_dtype VARIANT DTYPE DIR: the prepared model again in DTYPE
+prepare_dtype() {
+  case $2 in
+    f32) return 0;;
+    bf16|f16) ;;
+    *) echo "${0##*/}: unknown dtype $2 (f32, bf16, f16)" >&2; return 1;;
+  esac
+  f=$(model_file "$3" "$2")
+  [ -s "$f" ] && return 0
+  bin/vt-convert --arch "$1" --config "$3/meta.json" "$3/checkpoint.pth" --dtype "$2" \
+    -o "$f" >> "$3/prepare.log" 2>&1 </dev/null ||
+    { echo "${0##*/}: $1: could not convert to $2:" >&2; cat "$3/prepare.log" >&2; return 1; }
+}
+
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

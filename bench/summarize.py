@@ -36,25 +36,31 @@ def group(records, key):
 
 def vs_pytorch(records):
     rows = group(records, lambda r: (r["variant"], int(r["batch"])))
-    print(f"{'model':<30} {'batch':>5} {'thr':>3} {'params(M)':>9} {'GMACs':>7} "
+    print(f"{'model':<30} {'dtype':>5} {'batch':>5} {'thr':>3} {'params(M)':>9} {'GMACs':>7} "
           f"{'vtkit ms/img':>12} {'PyTorch ms/img':>14} {'tune':>4} {'PyTorch/vtkit':>13} "
           f"{'omp':>8} {'blas':>8} {'vtkit RSS':>9} {'PyTorch RSS':>11}")
     for (variant, batch), rs in rows.items():
-        vt = [r for r in rs if r.get("impl") == "vtkit"]
         tunes = {t: [r for r in rs if r.get("tune") == t] for t in ("omp", "blas")}
         torch_ms = {t: median(r["ms_per_image"] for r in v) for t, v in tunes.items() if v}
         best = min(torch_ms, key=torch_ms.get) if torch_ms else None
-        vt_ms = median(r["ms_per_image"] for r in vt)
-        torch_any = next((r for r in rs if r.get("impl") == "torch"), {})
-        params = int(torch_any.get("params", vt[0]["params"] if vt else 0))
-        gmacs = vt[0]["gmacs"] if vt and vt[0]["gmacs"] is not None else float("nan")
-        best_ms = torch_ms[best] if best else float("nan")
-        print(f"{variant:<30} {batch:>5} {vt[0]['threads'] if vt else '-':>3} {params / 1e6:>9.2f} "
-              f"{gmacs:>7.3f} {vt_ms:>12.2f} {best_ms:>14.2f} {best or '-':>4} "
-              f"{best_ms / vt_ms:>12.2f}x {torch_ms.get('omp', float('nan')):>8.2f} "
-              f"{torch_ms.get('blas', float('nan')):>8.2f} "
-              f"{median(r['peak_rss_mb'] for r in vt):>9.1f} "
-              f"{median(r['rss_mb'] for r in tunes.get(best, [])):>11.1f}")
+        for dtype, vt in group([r for r in rs if r.get("impl") == "vtkit"],
+                               lambda r: r.get("dtype", "f32")).items():
+            vs_pytorch_row(variant, batch, dtype, vt, rs, tunes, torch_ms, best)
+
+
+def vs_pytorch_row(variant, batch, dtype, vt, rs, tunes, torch_ms, best):
+    """One vtkit dtype of one model and batch against the PyTorch runs."""
+    vt_ms = median(r["ms_per_image"] for r in vt)
+    torch_any = next((r for r in rs if r.get("impl") == "torch"), {})
+    params = int(torch_any.get("params", vt[0]["params"]))
+    gmacs = vt[0]["gmacs"] if vt[0]["gmacs"] is not None else float("nan")
+    best_ms = torch_ms[best] if best else float("nan")
+    print(f"{variant:<30} {dtype:>5} {batch:>5} {vt[0]['threads']:>3} {params / 1e6:>9.2f} "
+          f"{gmacs:>7.3f} {vt_ms:>12.2f} {best_ms:>14.2f} {best or '-':>4} "
+          f"{best_ms / vt_ms:>12.2f}x {torch_ms.get('omp', float('nan')):>8.2f} "
+          f"{torch_ms.get('blas', float('nan')):>8.2f} "
+          f"{median(r['peak_rss_mb'] for r in vt):>9.1f} "
+          f"{median(r['rss_mb'] for r in tunes.get(best, [])):>11.1f}")
 
 
 def startup(records):

@@ -3,13 +3,15 @@
 # seeded checkpoint, converted for vtkit), the same input (vt-bench's), the
 # same threads and batch; process after process, interleaved, in rounds.
 #
-#   VT_REFS=DIR bench/vs-pytorch.sh [-t T] [-b B[,B...]] [-r RUNS] [-n ROUNDS]
+#   VT_REFS=DIR bench/vs-pytorch.sh [-t T] [-b B[,B...]] [-d D[,D...]] [-r RUNS] [-n ROUNDS]
 #                                   [-w DIR] [--list] [PATTERN...]
 #
 #   -t T       threads on both sides (2)
 #   -b B,...   batch sizes (1)
 #   -r RUNS    timed forward passes per process, after one warm-up (10)
 #   -n ROUNDS  rounds; each round runs every model once per side (3)
+#   -d D,...   vtkit model-file dtypes: f32 (default), bf16, f16; each is
+#              a row against the same PyTorch float32 runs
 #   -w DIR     keep the prepared models and raw results in DIR and reuse
 #              them next time (default: a temporary folder, removed)
 #   --list     the models, then stop
@@ -29,13 +31,14 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-threads=2 batches=1 runs=10 rounds=3 work= list= seed=0
+threads=2 batches=1 runs=10 rounds=3 work= list= seed=0 dtypes=f32
 while [ $# -gt 0 ]; do
   case $1 in
     -t) threads=$2; shift 2;;
     -b) batches=$2; shift 2;;
     -r) runs=$2; shift 2;;
     -n) rounds=$2; shift 2;;
+    -d) dtypes=$2; shift 2;;
     -w) work=$2; shift 2;;
     --list) list=1; shift;;
     -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
@@ -58,6 +61,9 @@ coretype=$(torch_coretype)
 models "$@" | while read -r fam var; do
   progress "vs-pytorch: preparing $var"
   prepare "$fam" "$var" "$seed" "$work/$var-seed$seed" || exit 1
+  for d in $(echo "$dtypes" | tr ',' ' '); do
+    prepare_dtype "$var" "$d" "$work/$var-seed$seed" || exit 1
+  done
 done
 
 torch_run() {   # tune round variant family batch: one PyTorch process
@@ -77,9 +83,11 @@ for r in $(seq 1 "$rounds"); do
   models "$@" | while read -r fam var; do
     for b in $(echo "$batches" | tr ',' ' '); do
       progress "vs-pytorch: round $r/$rounds: $var, batch $b"
-      out=$(bin/vt-bench -m "$work/$var-seed$seed/model.safetensors" -b "$b" -t "$threads" \
-            --runs "$runs" --format json </dev/null) || exit 1
-      echo "round=$r impl=vtkit variant=$var $out" >> "$raw"
+      for d in $(echo "$dtypes" | tr ',' ' '); do
+        out=$(bin/vt-bench -m "$(model_file "$work/$var-seed$seed" "$d")" -b "$b" \
+              -t "$threads" --runs "$runs" --format json </dev/null) || exit 1
+        echo "round=$r impl=vtkit dtype=$d variant=$var $out" >> "$raw"
+      done
       # which PyTorch tuning goes first alternates between rounds
       if [ $((r % 2)) = 1 ]; then order="omp blas"; else order="blas omp"; fi
       for tune in $order; do torch_run "$tune" "$r" "$var" "$fam" "$b" || exit 1; done

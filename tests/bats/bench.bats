@@ -246,6 +246,7 @@ PY
   [ "$status" -eq 0 ]
   [ "${#lines[@]}" -eq 3 ] && [ "${lines[0]}" = "sgformer sgformer_s" ]
   "$ROOT/bench/vs-pytorch.sh" --help | grep -q -- '-b B,...'
+  "$ROOT/bench/vs-pytorch.sh" --help | grep -q -- '-d D,...'
   "$ROOT/bench/startup.sh" --help | grep -q -- '-i IMAGE'
   "$ROOT/bench/refgen-check.sh" --list deit_small | grep -q '^vit  *deit_small_patch16_224  *7  *2$'
   cat > "$T/raw" <<'RAW'
@@ -255,13 +256,18 @@ round=1 tune=blas impl=torch variant=m batch=2 threads=1 params=2000000 ms_per_i
 round=2 impl=vtkit variant=m {"model":"x","batch":2,"threads":2,"params":10,"gmacs":1.5,"ms_per_image":30,"peak_rss_mb":40}
 round=2 tune=blas impl=torch variant=m batch=2 threads=1 params=2000000 ms_per_image=35 rss_mb=310
 round=2 tune=omp impl=torch variant=m batch=2 threads=2 params=2000000 ms_per_image=50 rss_mb=300
+round=1 impl=vtkit dtype=bf16 variant=m {"model":"y","batch":2,"threads":2,"params":10,"gmacs":1.5,"ms_per_image":12,"peak_rss_mb":25}
+round=2 impl=vtkit dtype=bf16 variant=m {"model":"y","batch":2,"threads":2,"params":10,"gmacs":1.5,"ms_per_image":18,"peak_rss_mb":25}
 RAW
   run "$PY" "$ROOT/bench/summarize.py" vs-pytorch "$T/raw"
-  [ "$status" -eq 0 ]
-  # medians over rounds: vtkit 20, omp 40, blas 30: tuned = blas, 1.50x
-  read -r model batch thr params gmacs vt pt tune ratio omp blas vrss prss <<< "${lines[1]}"
-  [ "$model $batch $thr $params $gmacs" = "m 2 2 2.00 1.500" ]
+  [ "$status" -eq 0 ] && [ "${#lines[@]}" -eq 3 ]
+  # medians over rounds: vtkit 20, omp 40, blas 30: tuned = blas, 1.50x;
+  # a line without dtype= is f32; the bf16 rows share the PyTorch runs
+  read -r model dtype batch thr params gmacs vt pt tune ratio omp blas vrss prss <<< "${lines[1]}"
+  [ "$model $dtype $batch $thr $params $gmacs" = "m f32 2 2 2.00 1.500" ]
   [ "$vt $pt $tune $ratio $omp $blas $vrss $prss" = "20.00 30.00 blas 1.50x 40.00 30.00 40.0 310.0" ]
+  read -r model dtype batch thr params gmacs vt pt tune ratio omp blas vrss prss <<< "${lines[2]}"
+  [ "$model $dtype $vt $pt $ratio $vrss" = "m bf16 15.00 30.00 2.00x 25.0" ]
   printf '%s\n' "round=1 impl=vtkit variant=m threads=2 top1=3 ms=100" \
     "round=1 impl=torch variant=m threads=2 top1=3 wall_ns=1 import_ms=1 build_ms=2 load_ms=3 image_ms=4 forward_ms=5 ms=900" > "$T/raw"
   run "$PY" "$ROOT/bench/summarize.py" startup "$T/raw"
