@@ -157,6 +157,77 @@ CONFORM_UNUSED static void compare_logits(const char *what, const float *got, co
        what, err, bound, top1, rows);
 }
 
+/* One fixture's logits check, as every family test makes it: the input and
+ * reference logits loaded, the family's net made for each pass (pass 0 on 1
+ * thread, the others on 2), run on the whole batch and its logits compared
+ * with compare.py's bound; the hooks add the family's own checks. */
+typedef struct conform_case {
+    conform_fixture fx;
+    const char *dir;
+    vt_tensor in, want;     /* input [B, 3, S, S], reference logits [B, K] */
+    int B, K;
+    size_t img;             /* floats of one input image */
+    float *logits;          /* [B, K], ours */
+    int pass, threads;      /* the pass being run */
+    char what[400];         /* "<fixture> (batch B, T threads<label>)" */
+    void *user;             /* the hooks' own state */
+} conform_case;
+
+typedef struct conform_hooks {
+    int passes;                                   /* 0: two (1 and 2 threads) */
+    const char *label;                            /* added to `what` of the last pass */
+    void (*before)(conform_case *c, void *net);   /* net made, not run yet */
+    void (*after)(conform_case *c, void *net);    /* logits compared */
+    void (*end)(conform_case *c);                 /* after every pass */
+} conform_hooks;
+
+CONFORM_UNUSED static void conform_logits(const char *dir, const vt_family *fam,
+                                          const conform_hooks *h, void *user)
+{
+    conform_case c;
+    memset(&c, 0, sizeof c);
+    c.dir = dir;
+    c.user = user;
+    int rc = conform_open(&c.fx, fam, dir);
+    if (rc == 0)
+        rc = conform_input(dir, c.fx.meta, &c.in);
+    if (rc == 0)
+        rc = load_npy(dir, "logits", &c.want);
+    if (rc == 0) {
+        c.B = (int)c.in.shape[0];
+        c.K = (int)c.want.shape[1];
+        c.img = (size_t)vt_tensor_numel(&c.in) / c.B;
+        c.logits = malloc(sizeof(float) * c.B * c.K);
+        int passes = h->passes > 0 ? h->passes : 2;
+        for (c.pass = 0; c.pass < passes; c.pass++) {
+            c.threads = c.pass == 0 ? 1 : 2;
+            vt_run_opts o = {c.threads, c.B};
+            void *net = c.fx.fam->create(c.fx.cfg, &c.fx.w, &o);
+            snprintf(c.what, sizeof c.what, "%s (batch %d, %d threads%s)", c.fx.base, c.B,
+                     c.threads, c.pass == passes - 1 && h->label ? h->label : "");
+            if (net && h->before)
+                h->before(&c, net);
+            double t0 = vt_now();
+            if (!net || c.fx.fam->forward(net, c.in.data, c.B, c.logits) < 0) {
+                ok(0, "%s: %s", c.what, vt_error());
+            } else {
+                printf("# %s: %.1f ms/image\n", c.what, 1000 * (vt_now() - t0) / c.B);
+                compare_logits(c.what, c.logits, c.want.data, c.B, c.K);
+                if (h->after)
+                    h->after(&c, net);
+            }
+            if (net)
+                c.fx.fam->destroy(net);
+        }
+        if (h->end)
+            h->end(&c);
+    }
+    free(c.logits);
+    vt_tensor_free(&c.in);
+    vt_tensor_free(&c.want);
+    conform_close(&c.fx);
+}
+
 /* Run fn on every fixture a family test knows: the project's own
  * tests/fixtures/<own> (a failure when it is missing), each folder listed in
  * the environment variable env (colon-separated: full-size refgen output),

@@ -314,53 +314,40 @@ static void batch_vs_alone(const char *base, const cJSON *cfg, const vt_frame *w
     free(one);
 }
 
+static const char *kind_of(const conform_case *c)
+{
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(c->fx.cfg, "kind");
+    return cJSON_IsString(kind) ? kind->valuestring : "";
+}
+
+static void record_pass0(conform_case *c, void *net)
+{
+    if (c->threads == 1)
+        vt_dge_record(net, 1);
+}
+
+/* Pass 0 (1 thread): intermediates, MACs against the reference's count,
+ * gate decisions exposed exactly for DGE nets. */
+static void check_pass0(conform_case *c, void *net)
+{
+    if (c->threads != 1)
+        return;
+    int pvt = strstr(kind_of(c), "pvt") != NULL, gated = strstr(kind_of(c), "_dge") != NULL;
+    compare_extras(c->what, net, c->dir, c->fx.meta, c->B, pvt);
+    compare_macs(c->what, net, cJSON_GetObjectItemCaseSensitive(c->fx.meta, "config"), c->B);
+    ok(gated == (vt_dge_decisions(net, 0, 0) != NULL),
+       "%s: gate decisions exposed exactly for DGE nets", c->what);
+}
+
+static void check_batch(conform_case *c)
+{
+    batch_vs_alone(c->fx.base, c->fx.cfg, &c->fx.w, c->in.data, c->img, c->K);
+}
+
 static void fixture(const char *dir)
 {
-    conform_fixture fx;
-    int rc = conform_open(&fx, fam, dir);
-    const char *base = fx.base;
-    const cJSON *meta = fx.meta;
-    const cJSON *cfg = fx.cfg;
-    vt_tensor in, want;
-    if (rc < 0 || load_npy(dir, "input", &in) < 0)
-        goto done;
-    if (load_npy(dir, "logits", &want) < 0) {
-        vt_tensor_free(&in);
-        goto done;
-    }
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(cfg, "kind");
-    int pvt = cJSON_IsString(kind) && strstr(kind->valuestring, "pvt") != NULL;
-    int gated = cJSON_IsString(kind) && strstr(kind->valuestring, "_dge") != NULL;
-    int B = (int)in.shape[0], K = (int)want.shape[1];
-    float *logits = malloc(sizeof(float) * B * K);
-    for (int threads = 1; threads <= 2; threads++) {
-        vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &fx.w, &o);
-        char what[400];
-        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
-        if (net && threads == 1)
-            vt_dge_record(net, 1);
-        double t0 = vt_now();
-        if (!net || fam->forward(net, in.data, B, logits) < 0) {
-            ok(0, "%s: %s", what, vt_error());
-        } else {
-            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
-            compare_logits(what, logits, want.data, B, K);
-            if (threads == 1) {
-                compare_extras(what, net, dir, meta, B, pvt);
-                compare_macs(what, net, cJSON_GetObjectItemCaseSensitive(meta, "config"), B);
-                ok(gated == (vt_dge_decisions(net, 0, 0) != NULL),
-                   "%s: gate decisions exposed exactly for DGE nets", what);
-            }
-        }
-        fam->destroy(net);
-    }
-    batch_vs_alone(base, cfg, &fx.w, in.data, (size_t)vt_tensor_numel(&in) / B, K);
-    free(logits);
-    vt_tensor_free(&in);
-    vt_tensor_free(&want);
-done:
-    conform_close(&fx);
+    conform_hooks h = {.before = record_pass0, .after = check_pass0, .end = check_batch};
+    conform_logits(dir, fam, &h, NULL);
 }
 
 /* A fixture folder, or a folder of them (tests/fixtures/dge). */

@@ -74,69 +74,41 @@ static void compare_extra(const char *what, void *net, const char *x, const vt_t
     free(mine);
 }
 
-static void fixture(const char *dir)
+/* Pass 0 (1 thread): the attention map is there and finite, and each
+ * image alone gives every recorded intermediate. */
+static void check_extras(conform_case *c, void *net)
 {
-    conform_fixture fx;
-    int rc = conform_open(&fx, fam, dir);
-    const char *base = fx.base;
-    const cJSON *meta = fx.meta;
-    const cJSON *extras = fx.extras;
-    const cJSON *cfg = fx.cfg;
-    vt_tensor in, want;
-    if (rc < 0 || conform_input(dir, meta, &in) < 0)
-        goto done;
-    if (load_npy(dir, "logits", &want) < 0) {
-        vt_tensor_free(&in);
-        goto done;
-    }
-    int B = (int)in.shape[0], K = (int)want.shape[1];
-    size_t img = (size_t)vt_tensor_numel(&in) / B;
-    float *logits = malloc(sizeof(float) * B * K);
-    for (int threads = 1; threads <= 2; threads++) {
-        vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &fx.w, &o);
-        char what[400];
-        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
-        double t0 = vt_now();
-        if (!net || fam->forward(net, in.data, B, logits) < 0) {
-            ok(0, "%s: %s", what, vt_error());
-            fam->destroy(net);
+    if (c->threads != 1)
+        return;
+    int sh = 0, sw = 0, finite = 1, R4 = 0;
+    const float *sig = vt_groupmix_sigmap(net, &sh, &sw);
+    vt_groupmix_extra(net, "stage4", &R4, NULL, NULL, NULL);
+    for (int i = 0; sig && i < sh * sw; i++)
+        finite &= isfinite(sig[i]) != 0;
+    ok(sig && sh * sw == R4 && finite, "%s: attention map %dx%d, finite", c->what, sh, sw);
+    ok(vt_groupmix_record(net, 1) == 0, "%s: record intermediates", c->what);
+    for (int b = 0; b < c->B; b++) {
+        char w1[450];
+        snprintf(w1, sizeof w1, "%s image %d alone", c->fx.base, b);
+        if (fam->forward(net, (const float *)c->in.data + b * c->img, 1, c->logits) < 0) {
+            ok(0, "%s: %s", w1, vt_error());
             continue;
         }
-        printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
-        compare_logits(what, logits, want.data, B, K);
-        if (threads == 1) {
-            int sh = 0, sw = 0, finite = 1, R4 = 0;
-            const float *sig = vt_groupmix_sigmap(net, &sh, &sw);
-            vt_groupmix_extra(net, "stage4", &R4, NULL, NULL, NULL);
-            for (int i = 0; sig && i < sh * sw; i++)
-                finite &= isfinite(sig[i]) != 0;
-            ok(sig && sh * sw == R4 && finite, "%s: attention map %dx%d, finite", what, sh, sw);
-            ok(vt_groupmix_record(net, 1) == 0, "%s: record intermediates", what);
-            for (int b = 0; b < B; b++) {
-                char w1[450];
-                snprintf(w1, sizeof w1, "%s image %d alone", base, b);
-                if (fam->forward(net, (const float *)in.data + b * img, 1, logits) < 0) {
-                    ok(0, "%s: %s", w1, vt_error());
-                    continue;
-                }
-                const cJSON *e;
-                cJSON_ArrayForEach(e, extras) {
-                    vt_tensor x;
-                    if (!cJSON_IsString(e) || load_npy(dir, e->valuestring, &x) < 0)
-                        continue;
-                    compare_extra(w1, net, e->valuestring, &x, b);
-                    vt_tensor_free(&x);
-                }
-            }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, c->fx.extras) {
+            vt_tensor x;
+            if (!cJSON_IsString(e) || load_npy(c->dir, e->valuestring, &x) < 0)
+                continue;
+            compare_extra(w1, net, e->valuestring, &x, b);
+            vt_tensor_free(&x);
         }
-        fam->destroy(net);
     }
-    free(logits);
-    vt_tensor_free(&in);
-    vt_tensor_free(&want);
-done:
-    conform_close(&fx);
+}
+
+static void fixture(const char *dir)
+{
+    conform_hooks h = {.after = check_extras};
+    conform_logits(dir, fam, &h, NULL);
 }
 
 /* Tensor and parameter counts (spec section 5: keys incl. BN counters;

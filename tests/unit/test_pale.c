@@ -74,52 +74,34 @@ static void compare_extras(const char *what, void *net, const char *dir, const c
     }
 }
 
+/* Pass 0 (1 thread): stage outputs are the last image's, so image 0 runs
+ * alone before its intermediates are compared. */
+static void check_extras(conform_case *c, void *net)
+{
+    if (c->threads != 1)
+        return;
+    ok(fam->forward(net, c->in.data, 1, c->logits) == 0, "%s: image 0 alone", c->what);
+    compare_extras(c->what, net, c->dir, c->fx.extras);
+}
+
+/* Before pass 0: the reference's own layer-by-layer MAC count
+ * (analytic_macs in the config) against ours. */
+static void check_cost(conform_case *c, void *net)
+{
+    (void)net;
+    double ref_macs = vt_cfg_num(c->fx.cfg, "analytic_macs", -1);
+    vt_cost cost;
+    if (c->pass != 0 || ref_macs < 0)
+        return;
+    int crc = fam->cost(c->fx.cfg, &cost);
+    ok(crc == 0 && fabs(cost.macs - ref_macs) < 0.5, "%s: cost %.0f MACs = reference "
+       "analytic_macs %.0f", c->fx.base, crc ? -1 : cost.macs, ref_macs);
+}
+
 static void fixture(const char *dir)
 {
-    conform_fixture fx;
-    int rc = conform_open(&fx, fam, dir);
-    const char *base = fx.base;
-    const cJSON *extras = fx.extras;
-    const cJSON *cfg = fx.cfg;
-    vt_tensor in, want;
-    double ref_macs = vt_cfg_num(cfg, "analytic_macs", -1);
-    vt_cost cost;
-    if (cfg && ref_macs >= 0) {     /* the reference's own layer-by-layer count */
-        int crc = fam->cost(cfg, &cost);
-        ok(crc == 0 && fabs(cost.macs - ref_macs) < 0.5,
-           "%s: cost %.0f MACs = reference analytic_macs %.0f", base, crc ? -1 : cost.macs, ref_macs);
-    }
-    if (rc < 0 || load_npy(dir, "input", &in) < 0)
-        goto done;
-    if (load_npy(dir, "logits", &want) < 0) {
-        vt_tensor_free(&in);
-        goto done;
-    }
-    int B = (int)in.shape[0], K = (int)want.shape[1];
-    float *logits = malloc(sizeof(float) * B * K);
-    for (int threads = 1; threads <= 2; threads++) {
-        vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &fx.w, &o);
-        char what[400];
-        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
-        double t0 = vt_now();
-        if (!net || fam->forward(net, in.data, B, logits) < 0) {
-            ok(0, "%s: %s", what, vt_error());
-        } else {
-            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
-            compare_logits(what, logits, want.data, B, K);
-            if (threads == 1) {     /* stage outputs are the last image's: run image 0 alone */
-                ok(fam->forward(net, in.data, 1, logits) == 0, "%s: image 0 alone", what);
-                compare_extras(what, net, dir, extras);
-            }
-        }
-        fam->destroy(net);
-    }
-    free(logits);
-    vt_tensor_free(&in);
-    vt_tensor_free(&want);
-done:
-    conform_close(&fx);
+    conform_hooks h = {.before = check_cost, .after = check_extras};
+    conform_logits(dir, fam, &h, NULL);
 }
 
 /* Full-size defaults: params (torch's parameters, no BN buffers) and

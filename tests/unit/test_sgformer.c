@@ -204,62 +204,44 @@ static void compare_extras(const char *what, void *net, const char *dir, const c
     }
 }
 
+/* Passes: 0 on 1 thread with our own token orders, 1 on 2 threads, 2 on 2
+ * threads with the reference's orders forced in (force_orders). */
+static void force_last_pass(conform_case *c, void *net)
+{
+    forced *f = c->user;
+    *f = (forced){c->dir, 0, 0, 0, 0};
+    if (c->pass == 2)
+        vt_sgformer_set_order_hook(net, force_orders, f);
+}
+
+static void check_pass(conform_case *c, void *net)
+{
+    const forced *f = c->user;
+    int hooked = c->pass == 2;
+    if (hooked) {
+        printf("# %s: own orders differ from the reference's in %d positions, "
+               "largest relative map gap %.3g\n", c->what, f->differ, f->worst);
+        ok(!f->failed && !f->bad, "%s: own orders differ only between near-ties "
+           "(%d of %d positions not)", c->what, f->bad, f->differ);
+    }
+    if (c->pass == 1)
+        return;
+    compare_extras(c->what, net, c->dir, c->fx.extras, hooked,
+                   c->B == 1 ? EX_MAPS | EX_STAGES : EX_MAPS);
+    if (c->B > 1) {
+        char w1[450];
+        snprintf(w1, sizeof w1, "%s image 0 alone", c->what);
+        ok(fam->forward(net, c->in.data, 1, c->logits) == 0, "%s: forward", w1);
+        compare_extras(w1, net, c->dir, c->fx.extras, hooked, EX_STAGES);
+    }
+}
+
 static void shared_fixture(const char *dir)
 {
-    conform_fixture fx;
-    int rc = conform_open(&fx, fam, dir);
-    const char *base = fx.base;
-    const cJSON *meta = fx.meta;
-    const cJSON *extras = fx.extras;
-    const cJSON *cfg = fx.cfg;
-    vt_tensor in, want;
-    if (rc < 0 || conform_input(dir, meta, &in) < 0)
-        goto done;
-    if (load_npy(dir, "logits", &want) < 0) {
-        vt_tensor_free(&in);
-        goto done;
-    }
-    int B = (int)in.shape[0], K = (int)want.shape[1];
-    float *logits = malloc(sizeof(float) * B * K);
-    for (int mode = 0; mode < 3; mode++) {
-        /* 0: 1 thread, own orders; 1: 2 threads, own orders; 2: forced */
-        int threads = mode == 0 ? 1 : 2;
-        vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &fx.w, &o);
-        forced f = {dir, 0, 0, 0, 0};
-        char what[400];
-        snprintf(what, sizeof what, "%s (batch %d, %d threads%s)", base, B, threads,
-                 mode == 2 ? ", reference orders" : "");
-        if (net && mode == 2)
-            vt_sgformer_set_order_hook(net, force_orders, &f);
-        double t0 = vt_now();
-        if (!net || fam->forward(net, in.data, B, logits) < 0) {
-            ok(0, "%s: %s", what, vt_error());
-        } else {
-            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
-            compare_logits(what, logits, want.data, B, K);
-            if (mode == 2) {
-                printf("# %s: own orders differ from the reference's in %d positions, "
-                       "largest relative map gap %.3g\n", what, f.differ, f.worst);
-                ok(!f.failed && !f.bad, "%s: own orders differ only between near-ties "
-                   "(%d of %d positions not)", what, f.bad, f.differ);
-            }
-            if (mode != 1)
-                compare_extras(what, net, dir, extras, mode == 2, B == 1 ? EX_MAPS | EX_STAGES : EX_MAPS);
-            if (mode != 1 && B > 1) {
-                char w1[450];
-                snprintf(w1, sizeof w1, "%s image 0 alone", what);
-                ok(fam->forward(net, in.data, 1, logits) == 0, "%s: forward", w1);
-                compare_extras(w1, net, dir, extras, mode == 2, EX_STAGES);
-            }
-        }
-        fam->destroy(net);
-    }
-    free(logits);
-    vt_tensor_free(&in);
-    vt_tensor_free(&want);
-done:
-    conform_close(&fx);
+    forced f;
+    conform_hooks h = {.passes = 3, .label = ", reference orders", .before = force_last_pass,
+                       .after = check_pass};
+    conform_logits(dir, fam, &h, &f);
 }
 
 /* Defaults of every arch: parameter counts and tensor counts of the

@@ -62,55 +62,22 @@ static void compare_extras(const char *what, const vt_family *fam, void *net, co
     }
 }
 
+/* Pass 0 (1 thread): each image alone gives every recorded intermediate. */
+static void check_extras(conform_case *c, void *net)
+{
+    for (int b = 0; b < c->B && c->threads == 1; b++) {
+        ok(c->fx.fam->forward(net, (const float *)c->in.data + b * c->img, 1, c->logits) == 0,
+           "%s: image %d alone", c->what, b);
+        char what[450];
+        snprintf(what, sizeof what, "%s image %d", c->fx.base, b);
+        compare_extras(what, c->fx.fam, net, c->dir, c->fx.extras, b);
+    }
+}
+
 static void fixture(const char *dir)
 {
-    conform_fixture fx;
-    int rc = conform_open(&fx, NULL, dir);
-    const vt_family *fam = fx.fam;
-    const char *base = fx.base;
-    const cJSON *meta = fx.meta;
-    const cJSON *extras = fx.extras;
-    const cJSON *cfg = fx.cfg;
-    char path[1400];
-    vt_tensor in, want;
-    memset(&in, 0, sizeof in);
-    memset(&want, 0, sizeof want);
-    if (rc == 0 && conform_input(dir, meta, &in) < 0)
-        rc = -1;
-    snprintf(path, sizeof path, "%s/logits.npy", dir);
-    if (rc == 0 && vt_npy_load(path, &want) < 0)
-        rc = -1, ok(0, "%s: %s", path, vt_error());
-    if (rc < 0)
-        goto done;
-    int B = (int)in.shape[0], K = (int)want.shape[1];
-    size_t img = (size_t)vt_tensor_numel(&in) / B;
-    float *logits = malloc(sizeof(float) * B * K);
-    for (int threads = 1; threads <= 2; threads++) {
-        vt_run_opts o = {threads, B};
-        void *net = fam->create(cfg, &fx.w, &o);
-        char what[400];
-        snprintf(what, sizeof what, "%s (batch %d, %d threads)", base, B, threads);
-        double t0 = vt_now();
-        if (!net || fam->forward(net, in.data, B, logits) < 0) {
-            ok(0, "%s: %s", what, vt_error());
-        } else {
-            printf("# %s: %.1f ms/image\n", what, 1000 * (vt_now() - t0) / B);
-            compare_logits(what, logits, want.data, B, K);
-            for (int b = 0; b < B && threads == 1; b++) {
-                ok(fam->forward(net, (const float *)in.data + b * img, 1, logits) == 0,
-                   "%s: image %d alone", what, b);
-                snprintf(what, sizeof what, "%s image %d", base, b);
-                compare_extras(what, fam, net, dir, extras, b);
-            }
-        }
-        if (net)
-            fam->destroy(net);
-    }
-    free(logits);
-done:
-    vt_tensor_free(&in);
-    vt_tensor_free(&want);
-    conform_close(&fx);
+    conform_hooks h = {.after = check_extras};
+    conform_logits(dir, NULL, &h, NULL);
 }
 
 /* Parameter counts of the full-size variants (spec table; S/B equal the
