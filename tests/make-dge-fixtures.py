@@ -34,15 +34,12 @@ Written per folder (about 300 KB in all):
   stage4_cls (PVT; PVT-DGE stages 3-4 only), features: image 0 only
   meta.json        refgen-style: family, variant, size, batch, config, extras
 """
-import importlib
-import json
 import math
 import os
-import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from fixturelib import HERE, empty_dir, finish, official_family, save
 OUT = os.path.join(HERE, "fixtures", "dge")
 MIN_MARGIN = 1e-3
 
@@ -128,11 +125,9 @@ def make(fam, torch, name, spec):
     else:
         raise SystemExit(f"{name}: no seed gave clear gates")
     out = os.path.join(OUT, name)
-    os.makedirs(out, exist_ok=True)
-    for f in os.listdir(out):
-        os.remove(os.path.join(out, f))
-    np.save(os.path.join(out, "input.npy"), x.numpy().astype(np.float32))
-    np.save(os.path.join(out, "logits.npy"), logits.float().numpy())
+    empty_dir(out)
+    save(out, "input", x.numpy())
+    save(out, "logits", logits.float().numpy())
     dropped = {"block_out"} if kind == "deit" else {"stage1", "stage2"} if kind == "pvt_dge" else set()
     per_image = ("block_out", "stage1", "stage2", "stage3", "stage4", "stage4_cls", "features")
     first = extras["patches_l0"][:, 0] == 0 if "patches_l0" in extras else None
@@ -146,7 +141,7 @@ def make(fam, torch, name, spec):
             v = v[:1]
         elif k in ("patches_l0", "queries_l0"):
             v = v[first]
-        np.save(os.path.join(out, k + ".npy"), v.astype(np.float32))
+        save(out, k, v)
     torch.save(fam.checkpoint(model), os.path.join(out, "checkpoint.pth"))
     meta = {
         "family": "dge", "variant": variant, "tiny": True, "seed": seed + 1000 * attempt,
@@ -158,23 +153,13 @@ def make(fam, torch, name, spec):
     }
     if kind.endswith("_dge"):
         meta["min_gate_margin"] = gate_ok(extras)[0]
-    with open(os.path.join(out, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    total = finish(out, meta)
     print(f"{name}: {variant} at {size}, batch {batch}, {total} bytes"
           + (f", min gate margin {meta['min_gate_margin']:.3g}" if "min_gate_margin" in meta else ""))
 
 
 def main():
-    shared = os.environ.get("VT_SHARED") or os.path.join(HERE, "..", "..", "shared")
-    os.environ.setdefault("VT_REFS", "/work/refs")
-    sys.path.insert(0, os.path.join(shared, "conformance"))
-    import refgen
-    refs = refgen.setup_paths()
-    import torch
-    torch.set_num_threads(2)
-    fam = importlib.import_module("families.dge")
-    fam.setup(refs)
+    torch, fam = official_family("dge")
     for name, spec in FIXTURES.items():
         make(fam, torch, name, spec)
 

@@ -34,14 +34,10 @@ Input: no file. Element i of the flattened float32 [2, 3, 64, 64] input is
 ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32 and
 recomputed by the test.
 """
-import importlib
-import json
 import os
-import sys
 
-import numpy as np
+from fixturelib import HASH_RULE, HERE, empty_dir, finish, hash_input, official_family, save
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "groupmix")
 SEED = 11
 SKIP = ("s1b0_attn_in",)   # a plain LayerNorm output: keeps the folder < 300 KB
@@ -50,12 +46,6 @@ SIZE = 64
 SMALL = dict(embedding_dims=[10, 20, 30, 20], serial_depths=[1, 1, 2, 1],
              mlp_ratios=[2, 1, 1, 1], num_classes=10, img_size=SIZE,
              drop_path_rate=0.0)
-
-
-def hash_input(batch, size):
-    i = np.arange(batch * 3 * size * size, dtype=np.uint64)
-    v = ((i * np.uint64(2654435761)) % np.uint64(1 << 32)) >> np.uint64(24)
-    return (v.astype(np.float32) / np.float32(64) - np.float32(2)).reshape(batch, 3, size, size)
 
 
 def received(model, x):
@@ -82,16 +72,7 @@ def received(model, x):
 
 
 def main():
-    shared = os.environ.get("VT_SHARED") or os.path.join(HERE, "..", "..", "shared")
-    conf = os.path.join(shared, "conformance")
-    refs = os.environ.get("VT_REFS")
-    if not refs or not os.path.isdir(refs):
-        sys.exit("set VT_REFS to the unpacked official repositories (../shared/conformance/README.md)")
-    sys.path.insert(0, conf)
-    import torch
-    torch.set_num_threads(2)
-    fam = importlib.import_module("families.groupmix")
-    fam.setup(refs)
+    torch, fam = official_family("groupmix")
     fam.TINY = dict(SMALL)
     torch.manual_seed(SEED)
     model, cfg = fam.build("groupmixformer_s", tiny=True)
@@ -99,34 +80,29 @@ def main():
     x = hash_input(BATCH, SIZE)
     with torch.no_grad():
         logits, extras = fam.forward(model, torch.from_numpy(x))
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
-    np.save(os.path.join(OUT, "logits.npy"), logits.float().numpy())
+    empty_dir(OUT)
+    save(OUT, "logits", logits.float().numpy())
     kept = []
     for name, arr in sorted(extras.items()):
         if name in SKIP:
             continue
         arr = arr[:, :1] if name == "s1b0_qkv_proxies" else arr[:1]
-        np.save(os.path.join(OUT, name + ".npy"), np.asarray(arr, dtype=np.float32))
+        save(OUT, name, arr)
         kept.append(name)
     with torch.no_grad():
-        np.save(os.path.join(OUT, "attention.npy"), received(model, torch.from_numpy(x)))
-        np.save(os.path.join(OUT, "attention_128.npy"),
-                received(model, torch.from_numpy(hash_input(1, 128))))
+        save(OUT, "attention", received(model, torch.from_numpy(x)))
+        save(OUT, "attention_128", received(model, torch.from_numpy(hash_input(1, 128))))
     torch.save(fam.checkpoint(model), os.path.join(OUT, "checkpoint.pth"))
     meta = {
         "family": "groupmix", "variant": "groupmixformer_s", "tiny": True, "seed": SEED,
         "size": SIZE, "batch": BATCH, "config": cfg, "extras": kept,
         "sigmaps": {"attention": "[2,2,2] both images", "attention_128": "[1,4,4] at 128x128"},
-        "input": "hash: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, float32 [2,3,64,64]",
+        "input": HASH_RULE.format(BATCH, SIZE, SIZE),
         "extras_images": 1,
         "state_dict_keys": len(model.state_dict()), "torch": torch.__version__,
         "params": sum(p.numel() for p in model.parameters()),
     }
-    with open(os.path.join(OUT, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    total = finish(OUT, meta)
     print(f"{OUT}: {len(os.listdir(OUT))} files, {total} bytes")
 
 

@@ -25,14 +25,11 @@ Written (kept under 300 KB):
                    and 1 rows), for vt-sigmap --method pale --stage 2
   meta.json        refgen-style: config, extras
 """
-import importlib
-import json
 import os
-import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from fixturelib import HERE, empty_dir, finish, official_family, save
 OUT = os.path.join(HERE, "fixtures", "pale")
 SEED = 11
 BATCH = 2
@@ -41,11 +38,7 @@ SMALL = dict(embed_dims=(8, 16, 16, 24), depths=(1, 2, 1, 1), num_heads=(2, 2, 4
 
 
 def main():
-    shared = os.environ.get("VT_SHARED") or os.path.join(HERE, "..", "..", "shared")
-    sys.path.insert(0, os.path.join(shared, "conformance"))
-    import torch
-    torch.set_num_threads(2)
-    fam = importlib.import_module("families.pale")
+    torch, fam = official_family("pale")
     fam.TINY = dict(fam.TINY, **SMALL)
     fam.TINY_VARIANT = dict(fam.TINY_VARIANT, pale_tiny={})
     torch.manual_seed(SEED)
@@ -63,13 +56,11 @@ def main():
         row, col = attn.maps
         attn.record, attn.maps = False, None
     sigmaps = {"row_attention_s2b0": row.numpy(), "col_attention_s2b0": col.numpy()}
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
-    np.save(os.path.join(OUT, "input.npy"), x.numpy().astype(np.float32))
-    np.save(os.path.join(OUT, "logits.npy"), logits.float().numpy())
+    empty_dir(OUT)
+    save(OUT, "input", x.numpy())
+    save(OUT, "logits", logits.float().numpy())
     for name, arr in sorted(list(extras.items()) + list(sigmaps.items())):
-        np.save(os.path.join(OUT, name + ".npy"), np.asarray(arr[:1], dtype=np.float32))
+        save(OUT, name, arr[:1])
     torch.save(fam.checkpoint(model), os.path.join(OUT, "checkpoint.pth"))
     meta = {
         "family": "pale", "variant": "pale_tiny", "tiny": True, "seed": SEED,
@@ -79,9 +70,7 @@ def main():
         "params": sum(p.numel() for p in model.parameters()),
         "state_dict_keys": len(model.state_dict()), "torch": torch.__version__,
     }
-    with open(os.path.join(OUT, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    total = finish(OUT, meta)
     print(f"wrote {OUT}: {total} bytes")
 
 

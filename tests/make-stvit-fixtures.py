@@ -35,14 +35,10 @@ Input: no file. Element i of the flattened float32 [2, 3, 224, 224] input
 is ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, exact in float32 and
 recomputed by the tests.
 """
-import importlib
-import json
 import os
-import sys
 
-import numpy as np
+from fixturelib import HASH_RULE, HERE, empty_dir, finish, hash_input, official_family, save
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "stvit")
 SEED = 5
 BATCH = 2
@@ -55,22 +51,8 @@ EXTRAS = ("assignment_g0", "features", "recover_attn_g0", "s2_blk05", "semantic_
 BUFFERS = ("attn_mask", "relative_position_index")
 
 
-def hash_input(batch, size):
-    i = np.arange(batch * 3 * size * size, dtype=np.uint64)
-    v = ((i * np.uint64(2654435761)) % np.uint64(1 << 32)) >> np.uint64(24)
-    return (v.astype(np.float32) / np.float32(64) - np.float32(2)).reshape(batch, 3, size, size)
-
-
 def main():
-    shared = os.environ.get("VT_SHARED") or os.path.join(HERE, "..", "..", "shared")
-    refs = os.environ.get("VT_REFS")
-    if not refs or not os.path.isdir(refs):
-        sys.exit("set VT_REFS to the unpacked official repositories (../shared/conformance/README.md)")
-    sys.path.insert(0, os.path.join(shared, "conformance"))
-    import torch
-    torch.set_num_threads(2)
-    fam = importlib.import_module("families.stvit")
-    fam.setup(refs)
+    torch, fam = official_family("stvit")
     fam.TINY[VARIANT] = dict(SMALL)
     torch.manual_seed(SEED)
     model, cfg = fam.build(VARIANT, tiny=True)
@@ -78,12 +60,10 @@ def main():
     x = hash_input(BATCH, SIZE)
     with torch.no_grad():
         logits, extras = fam.forward(model, torch.from_numpy(x))
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
-    np.save(os.path.join(OUT, "logits.npy"), logits.float().numpy())
+    empty_dir(OUT)
+    save(OUT, "logits", logits.float().numpy())
     for name in EXTRAS:
-        np.save(os.path.join(OUT, name + ".npy"), np.asarray(extras[name][:1], dtype=np.float32))
+        save(OUT, name, extras[name][:1])
     ck = fam.checkpoint(model)
     ck["model"] = {k: v for k, v in ck["model"].items() if k.rsplit(".", 1)[-1] not in BUFFERS}
     torch.save(ck, os.path.join(OUT, "checkpoint.pth"))
@@ -91,14 +71,12 @@ def main():
         "family": "stvit", "variant": VARIANT, "tiny": True, "seed": SEED,
         "size": SIZE, "batch": BATCH, "config": cfg, "extras": list(EXTRAS),
         "extras_images": 1,
-        "input": "hash: x[i] = ((i * 2654435761) mod 2^32 >> 24) / 64 - 2, float32 [2,3,224,224]",
+        "input": HASH_RULE.format(BATCH, SIZE, SIZE),
         "dropped_buffers": list(BUFFERS),
         "state_dict_keys": len(ck["model"]), "torch": torch.__version__,
         "params": sum(p.numel() for p in model.parameters()),
     }
-    with open(os.path.join(OUT, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    total = finish(OUT, meta)
     print(f"{OUT}: {len(os.listdir(OUT))} files, {total} bytes")
 
 
