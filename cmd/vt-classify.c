@@ -322,21 +322,9 @@ static int take_frame(job *j, const vt_frame *f)
         return take_tokens(j, f);
     if (kind && strcmp(kind, "image") != 0)
         return vt_seterr("a '%s' frame; vt-classify takes image and tokens frames", kind);
-    const vt_tensor *t = vt_frame_get(f, "image");
-    if (!t && f->ntensors == 1)
-        t = &f->tensors[0];
+    const vt_tensor *t = vt_frame_image(f, j->S);
     if (!t)
-        return vt_seterr("frame has no image tensor");
-    if (t->dtype != VT_F32)
-        return vt_seterr("image tensor is %s, not F32", vt_dtype_name(t->dtype));
-    int64_t S = j->S;
-    int batched = t->ndim == 4 && t->shape[0] == 1;
-    const int64_t *sh = t->shape + batched;
-    if (t->ndim - batched != 3 || sh[0] != 3 || sh[1] != S || sh[2] != S) {
-        char b[128];
-        return vt_seterr("image is %s; the model needs [3,%lld,%lld]",
-                         vt_shape_str(t, b, sizeof b), (long long)S, (long long)S);
-    }
+        return -1;
     if (j->n > 0 && j->holds != HOLD_IMAGES && flush_batch(j) < 0)
         return 0;   /* a write error: main stops */
     j->holds = HOLD_IMAGES;
@@ -348,21 +336,7 @@ static int take_frame(job *j, const vt_frame *f)
         vt_tokens_identity(&j->m, sha, &j->meta[j->n]);
         keep_geometry(j, f, &j->meta[j->n]);
     }
-    float *dst = j->x + (size_t)j->n * 3 * S * S;
-    memcpy(dst, t->data, (size_t)(3 * S * S) * sizeof *dst);
-    /* Frames normalized differently (other mean/std) are brought to the
-     * model's normalization; the crop itself cannot be redone. */
-    vt_preproc fp = j->io.pre;
-    if (vt_preproc_from_meta(f, &fp) == 0) {
-        const vt_preproc *mp = &j->m.pre;
-        for (int c = 0; c < 3; c++) {
-            if (fp.mean[c] == mp->mean[c] && fp.std[c] == mp->std[c])
-                continue;
-            float *p = dst + (size_t)c * S * S;
-            for (int64_t i = 0; i < S * S; i++)
-                p[i] = (p[i] * fp.std[c] + fp.mean[c] - mp->mean[c]) / mp->std[c];
-        }
-    }
+    vt_frame_image_normalized(f, t, &j->m.pre, j->S, j->x + (size_t)j->n * 3 * j->S * j->S);
     return 0;
 }
 

@@ -126,24 +126,6 @@ static const vt_tensor *pick_tensor(const conv *c, const vt_frame *f)
     return t;
 }
 
-/* DIR/<name>.png, with the extension dropped and "#i" batch suffixes kept. */
-static char *png_path(const char *dir, const char *name)
-{
-    char *stem = vt_stem(name), *hash = strchr(name, '#');
-    if (hash) {
-        char *dot = strrchr(stem, '.');
-        char *s2 = vt_stem(stem);
-        if (dot) { free(stem); stem = s2; } else free(s2);
-    }
-    size_t n = strlen(dir) + strlen(stem) + (hash ? strlen(hash) : 0) + 8;
-    char *p = vt_xmalloc(n);
-    snprintf(p, n, "%s/%s%s.png", dir, stem, hash ? hash : "");
-    for (char *q = p + strlen(dir) + 1; *q; q++)
-        if (*q == '#') *q = '-';
-    free(stem);
-    return p;
-}
-
 static int write_png(const vt_frame *f, const char *tensor, const char *path)
 {
     vt_image img;
@@ -178,7 +160,7 @@ static int on_frame(vt_frame *f, void *ctx)
     case OUT_PNG:
         if (c->out_dir) {
             const char *name = vt_frame_meta(f, "name");
-            char *path = png_path(c->out_dir, name && *name ? name : "frame");
+            char *path = vt_png_path(c->out_dir, name && *name ? name : "frame");
             if (write_png(f, c->tensor, path) < 0) {
                 fprintf(stderr, "vt-convert: %s: %s\n", path, vt_error());
                 c->failed = 1;

@@ -70,56 +70,16 @@ static void report(const char *what)
 }
 
 /* Copy an image frame into x, in the model's normalization (as vt-classify). */
-static int take_frame(job *j, const vt_frame *f, const vt_tensor **img)
+static int take_frame(job *j, const vt_frame *f)
 {
     const char *kind = vt_frame_meta(f, "kind");
     if (kind && strcmp(kind, "image") != 0)
         return vt_seterr("a '%s' frame; vt-sigmap takes image frames", kind);
-    const vt_tensor *t = vt_frame_get(f, "image");
-    if (!t && f->ntensors == 1)
-        t = &f->tensors[0];
+    const vt_tensor *t = vt_frame_image(f, j->S);
     if (!t)
-        return vt_seterr("frame has no image tensor");
-    if (t->dtype != VT_F32)
-        return vt_seterr("image tensor is %s, not F32", vt_dtype_name(t->dtype));
-    int64_t S = j->S;
-    if (t->ndim != 3 || t->shape[0] != 3 || t->shape[1] != S || t->shape[2] != S) {
-        char b[128];
-        return vt_seterr("image is %s; the model needs [3,%lld,%lld]",
-                         vt_shape_str(t, b, sizeof b), (long long)S, (long long)S);
-    }
-    memcpy(j->x, t->data, (size_t)(3 * S * S) * sizeof *j->x);
-    vt_preproc fp = j->io.pre;
-    if (vt_preproc_from_meta(f, &fp) == 0) {
-        const vt_preproc *mp = &j->m.pre;
-        for (int c = 0; c < 3; c++) {
-            if (fp.mean[c] == mp->mean[c] && fp.std[c] == mp->std[c])
-                continue;
-            float *p = j->x + (size_t)c * S * S;
-            for (int64_t i = 0; i < S * S; i++)
-                p[i] = (p[i] * fp.std[c] + fp.mean[c] - mp->mean[c]) / mp->std[c];
-        }
-    }
-    *img = t;
+        return -1;
+    vt_frame_image_normalized(f, t, &j->m.pre, j->S, j->x);
     return 0;
-}
-
-/* DIR/<stem>.png, "#i" batch suffixes kept as "-i" (as vt-convert --out-dir). */
-static char *png_path(const char *dir, const char *name)
-{
-    char *stem = vt_stem(name), *hash = strchr(name, '#');
-    if (hash) {
-        char *dot = strrchr(stem, '.');
-        char *s2 = vt_stem(stem);
-        if (dot) { free(stem); stem = s2; } else free(s2);
-    }
-    size_t n = strlen(dir) + strlen(stem) + (hash ? strlen(hash) : 0) + 8;
-    char *p = vt_xmalloc(n);
-    snprintf(p, n, "%s/%s%s.png", dir, stem, hash ? hash : "");
-    for (char *q = p + strlen(dir) + 1; *q; q++)
-        if (*q == '#') *q = '-';
-    free(stem);
-    return p;
 }
 
 /* The sigmap frame for map[h*w] and labels[h*w] (borrowed; labels NULL
@@ -210,8 +170,7 @@ static int draw(const job *j, const vt_frame *sf, const vt_frame *f, const char 
  * the name to report: the input or the PNG path). */
 static int one_image(job *j, const vt_frame *f, const char *name, char **what)
 {
-    const vt_tensor *img;
-    if (take_frame(j, f, &img) < 0) return -1;
+    if (take_frame(j, f) < 0) return -1;
     if (j->png && j->pngs > 0)
         return vt_seterr("--png FILE draws one image; use --png-dir DIR for more");
     /* for frames, once per process: it reads the whole model file */
@@ -228,7 +187,7 @@ static int one_image(job *j, const vt_frame *f, const char *name, char **what)
         vt_frame sf;
         make_frame(j, f, name, map, labels, &sf);
         if (j->png || j->png_dir) {
-            char *path = j->png ? vt_xstrdup(j->png) : png_path(j->png_dir, name);
+            char *path = j->png ? vt_xstrdup(j->png) : vt_png_path(j->png_dir, name);
             j->pngs++;
             rc = draw(j, &sf, f, path);
             if (rc < 0) *what = path;

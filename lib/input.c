@@ -70,6 +70,46 @@ int vt_preproc_from_meta(const vt_frame *f, vt_preproc *p)
     return 0;
 }
 
+const vt_tensor *vt_frame_image(const vt_frame *f, int S)
+{
+    const vt_tensor *t = vt_frame_get(f, "image");
+    if (!t && f->ntensors == 1)
+        t = &f->tensors[0];
+    if (!t) {
+        vt_seterr("frame has no image tensor");
+        return NULL;
+    }
+    if (t->dtype != VT_F32) {
+        vt_seterr("image tensor is %s, not F32", vt_dtype_name(t->dtype));
+        return NULL;
+    }
+    int batched = t->ndim == 4 && t->shape[0] == 1;
+    const int64_t *sh = t->shape + batched;
+    if (t->ndim - batched != 3 || sh[0] != 3 || sh[1] != S || sh[2] != S) {
+        char b[128];
+        vt_seterr("image is %s; the model needs [3,%d,%d]", vt_shape_str(t, b, sizeof b), S, S);
+        return NULL;
+    }
+    return t;
+}
+
+void vt_frame_image_normalized(const vt_frame *f, const vt_tensor *t, const vt_preproc *to,
+                               int S, float *dst)
+{
+    size_t plane = (size_t)S * S;
+    memcpy(dst, t->data, 3 * plane * sizeof *dst);
+    vt_preproc fp = *to;
+    if (vt_preproc_from_meta(f, &fp) < 0)
+        return;
+    for (int c = 0; c < 3; c++) {
+        if (fp.mean[c] == to->mean[c] && fp.std[c] == to->std[c])
+            continue;
+        float *p = dst + c * plane;
+        for (size_t i = 0; i < plane; i++)
+            p[i] = (p[i] * fp.std[c] + fp.mean[c] - to->mean[c]) / to->std[c];
+    }
+}
+
 int vt_image_frame(const vt_image *img, const vt_input_opts *o, const char *name,
                    vt_frame *f)
 {

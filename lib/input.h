@@ -46,4 +46,15 @@ int vt_image_frame(const vt_image *img, const vt_input_opts *o, const char *name
 void vt_preproc_to_meta(const vt_preproc *p, vt_frame *f);
 int vt_preproc_from_meta(const vt_frame *f, vt_preproc *p);
 
+/* The image of image frame f for a model taking [3, S, S] (a leading batch
+ * of one allowed): its "image" tensor, or its only one; NULL with the
+ * reason when it is missing, not F32 or of another shape. */
+const vt_tensor *vt_frame_image(const vt_frame *f, int S);
+
+/* dst[3, S, S] = image t [3, S, S] of frame f (from vt_frame_image) in the
+ * normalization `to` (a model's): a frame whose metadata records another
+ * mean or std is brought to `to`'s (the crop itself cannot be redone). */
+void vt_frame_image_normalized(const vt_frame *f, const vt_tensor *t, const vt_preproc *to,
+                               int S, float *dst);
+
 #endif

@@ -174,3 +174,20 @@ int vt_render(const vt_frame *f, const char *name, vt_image *out)
     return vt_seterr("cannot draw a tensor of shape %s (need [3,H,W] or [H,W])",
                      vt_shape_str(t, buf, sizeof buf));
 }
+
+char *vt_png_path(const char *dir, const char *name)
+{
+    char *stem = vt_stem(name), *hash = strchr(name, '#');
+    if (hash) {
+        char *dot = strrchr(stem, '.');
+        char *s2 = vt_stem(stem);
+        if (dot) { free(stem); stem = s2; } else free(s2);
+    }
+    size_t n = strlen(dir) + strlen(stem) + (hash ? strlen(hash) : 0) + 8;
+    char *p = vt_xmalloc(n);
+    snprintf(p, n, "%s/%s%s.png", dir, stem, hash ? hash : "");
+    for (char *q = p + strlen(dir) + 1; *q; q++)
+        if (*q == '#') *q = '-';
+    free(stem);
+    return p;
+}

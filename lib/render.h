@@ -27,6 +27,11 @@ int vt_render(const vt_frame *f, const char *tensor, vt_image *out);
 /* The frame's main tensor: the one named after its kind, else the first. */
 vt_tensor *vt_main_tensor(const vt_frame *f);
 
+/* "DIR/<name>.png" (malloc'd): name's extension dropped, a batch suffix
+ * "#i" (a .npy's image i) kept as "-i"; vt-convert --out-dir and
+ * vt-sigmap --png-dir name their files so. */
+char *vt_png_path(const char *dir, const char *name);
+
 /* Map [h,w] -> [oh,ow] bilinear with half-pixel centres (align_corners=False). */
 void vt_upsample_bilinear(const float *src, int h, int w, float *dst, int oh, int ow);
 
