@@ -340,15 +340,9 @@ static int take_frame(job *j, const vt_frame *f)
     return 0;
 }
 
-typedef struct frame_ctx { job *j; const char *path; } frame_ctx;
-
-static int on_frame(vt_frame *f, void *ctx)
+static int on_frame(vt_frame *f, const char *name, void *ctx)
 {
-    frame_ctx *fc = ctx;
-    job *j = fc->j;
-    const char *name = vt_frame_meta(f, "name");
-    if (!name)
-        name = fc->path;
+    job *j = ctx;
     if (take_frame(j, f) < 0) {
         report(name);
         j->failed = 1;
@@ -486,16 +480,8 @@ int main(int argc, char **argv)
         status = 2;
         goto done;
     }
-    char *stdin_only[] = {"-"};
-    char **inputs = optind < argc ? argv + optind : stdin_only;
-    int ninputs = optind < argc ? argc - optind : 1;
-    for (int i = 0; i < ninputs && !j->write_error; i++) {
-        frame_ctx fc = {j, inputs[i]};
-        if (vt_input_frames(inputs[i], &j->io, on_frame, &fc) < 0 && !j->write_error) {
-            report(strcmp(inputs[i], "-") == 0 ? "stdin" : inputs[i]);
-            j->failed = 1;
-        }
-    }
+    if (vt_input_each(prog, argv + optind, argc - optind, &j->io, on_frame, j, &j->write_error))
+        j->failed = 1;
     if (!j->write_error)
         flush_batch(j);
     progress(j, 1);

@@ -229,14 +229,9 @@ static int prune_frame(job *j, const vt_frame *f, const char *name)
     return 0;
 }
 
-typedef struct frame_ctx { job *j; const char *path; } frame_ctx;
-
-static int on_frame(vt_frame *f, void *ctx)
+static int on_frame(vt_frame *f, const char *name, void *ctx)
 {
-    frame_ctx *fc = ctx;
-    job *j = fc->j;
-    const char *name = vt_frame_meta(f, "name");
-    if (!name || !*name) name = fc->path;
+    job *j = ctx;
     const char *kind = vt_frame_meta(f, "kind");
     if (kind && strcmp(kind, "sigmap") == 0) {
         j->sig_seen = 1;
@@ -336,16 +331,8 @@ int main(int argc, char **argv)
     j.work = vt_prune_work_new();
     vt_input_opts io;
     vt_input_opts_default(&io);
-    char *stdin_only[] = {"-"};
-    char **inputs = optind < argc ? argv + optind : stdin_only;
-    int ninputs = optind < argc ? argc - optind : 1;
-    for (int i = 0; i < ninputs && !j.write_error; i++) {
-        frame_ctx fc = {&j, inputs[i]};
-        if (vt_input_frames(inputs[i], &io, on_frame, &fc) < 0 && !j.write_error) {
-            report(strcmp(inputs[i], "-") == 0 ? "stdin" : inputs[i]);
-            j.failed = 1;
-        }
-    }
+    if (vt_input_each(prog, argv + optind, argc - optind, &io, on_frame, &j, &j.write_error))
+        j.failed = 1;
     /* Sigmaps on the input stream that no tokens frame after them used:
      * their tokens frames came first (and were scored without them). */
     if (!j.sig_path)

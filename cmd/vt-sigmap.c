@@ -203,15 +203,9 @@ static int one_image(job *j, const vt_frame *f, const char *name, char **what)
     return rc;
 }
 
-typedef struct frame_ctx { job *j; const char *path; } frame_ctx;
-
-static int on_frame(vt_frame *f, void *ctx)
+static int on_frame(vt_frame *f, const char *name, void *ctx)
 {
-    frame_ctx *fc = ctx;
-    job *j = fc->j;
-    const char *name = vt_frame_meta(f, "name");
-    if (!name || !*name)
-        name = fc->path;
+    job *j = ctx;
     char *what = NULL;
     if (one_image(j, f, name, &what) < 0 && !j->write_error) {
         report(what ? what : name);
@@ -381,16 +375,8 @@ int main(int argc, char **argv)
         goto done;
     }
 
-    char *stdin_only[] = {"-"};
-    char **inputs = optind < argc ? argv + optind : stdin_only;
-    int ninputs = optind < argc ? argc - optind : 1;
-    for (int i = 0; i < ninputs && !j->write_error; i++) {
-        frame_ctx fc = {j, inputs[i]};
-        if (vt_input_frames(inputs[i], &j->io, on_frame, &fc) < 0 && !j->write_error) {
-            report(strcmp(inputs[i], "-") == 0 ? "stdin" : inputs[i]);
-            j->failed = 1;
-        }
-    }
+    if (vt_input_each(prog, argv + optind, argc - optind, &j->io, on_frame, j, &j->write_error))
+        j->failed = 1;
     if (png && j->pngs == 0 && !j->failed && !j->write_error) {
         fprintf(stderr, "%s: %s: no image to draw\n", prog, png);
         j->failed = 1;

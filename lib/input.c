@@ -70,6 +70,40 @@ int vt_preproc_from_meta(const vt_frame *f, vt_preproc *p)
     return 0;
 }
 
+typedef struct named_ctx {
+    vt_named_frame_fn fn;
+    void *ctx;
+    const char *path;
+} named_ctx;
+
+static int call_named(vt_frame *f, void *ctx)
+{
+    const named_ctx *nc = ctx;
+    const char *name = vt_frame_meta(f, "name");
+    return nc->fn(f, name && *name ? name : nc->path, nc->ctx);
+}
+
+int vt_input_each(const char *prog, char **paths, int n, const vt_input_opts *o,
+                  vt_named_frame_fn fn, void *ctx, const int *stop)
+{
+    static char stdin_name[] = "-";
+    char *stdin_only[] = {stdin_name};
+    if (n <= 0) {
+        paths = stdin_only;
+        n = 1;
+    }
+    int failed = 0;
+    for (int i = 0; i < n && !*stop; i++) {
+        named_ctx nc = {fn, ctx, paths[i]};
+        if (vt_input_frames(paths[i], o, call_named, &nc) < 0 && !*stop) {
+            fprintf(stderr, "%s: %s: %s\n", prog, strcmp(paths[i], "-") ? paths[i] : "stdin",
+                    vt_error());
+            failed++;
+        }
+    }
+    return failed;
+}
+
 const vt_tensor *vt_frame_image(const vt_frame *f, int S)
 {
     const vt_tensor *t = vt_frame_get(f, "image");

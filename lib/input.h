@@ -38,6 +38,18 @@ typedef int (*vt_frame_fn)(vt_frame *f, void *ctx);
  * complete were already passed on (a truncated stream). */
 int vt_input_frames(const char *path, const vt_input_opts *o, vt_frame_fn fn, void *ctx);
 
+/* Called per frame with its name: its "name" metadata, else the path of
+ * the input it came from. The callee owns *f; return <0 to stop. */
+typedef int (*vt_named_frame_fn)(vt_frame *f, const char *name, void *ctx);
+
+/* The commands' input loop: paths[0..n) (n 0: "-", stdin) in order
+ * through vt_input_frames. An input that fails is reported on stderr as
+ * "prog: NAME: reason" (NAME "stdin" for "-") and the next one is still
+ * read, unless *stop is set (the callee's own write failure, reported by
+ * it), which also ends the loop. Returns how many inputs failed. */
+int vt_input_each(const char *prog, char **paths, int n, const vt_input_opts *o,
+                  vt_named_frame_fn fn, void *ctx, const int *stop);
+
 /* Preprocess a decoded image into an image frame named name. */
 int vt_image_frame(const vt_image *img, const vt_input_opts *o, const char *name,
                    vt_frame *f);
