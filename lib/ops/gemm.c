@@ -40,24 +40,23 @@
  *
  * FP16: vfmadd231ph does 32 multiply-adds an instruction at the FMA's
  * rate, four times vdpbf16ps here, so on a CPU that has it BF16 weights are
- * packed as fp16 at load: panels of NH = 64 features, a 64-byte header
- * (the panel's scale, below) and element (kk, j) at half [kk * 64 + j],
- * one k step = two vectors. Exact: a panel's weights are scaled by a power
- * of two that puts its largest |w| in [2^7, 2^8), and every bf16 down to
- * 2^-17 of that is an fp16 (8 significant bits, exponent in range). The
- * tile is 12 rows x 64 features, 24 fp16 accumulators; a tile's x rows
- * are rounded to fp16 XH k steps at a time into a buffer (for a group of
- * panels at once, so each rounding serves several panels) after scaling
- * by a power of two s per task; every KC = 64 k steps the accumulators are
- * widened and added into f32 sums (in L1), times the header's scale / s.
- * So only KC-step partial sums are ever fp16, and range is guaranteed
- * rather than hoped for: s puts max |x| of the task's rows below 2^1, the
- * weights are below 2^8, so a partial sum is below 64 * 2 * 2^8 = 2^15,
- * short of fp16's 65504 for any finite input (this is the range guard: it
- * costs a max over x per task, never a fallback). Precision: x keeps 11
- * bits (more than dpbf16's 8), and fp16 sums of 64 products lose about
- * sqrt(64) * 2^-12 of their size; DeiT logits stay well within 2% of f32
- * (tests/bats/bf16.bats). */
+ * packed as fp16 at load, in the BF16 pair layout after a 64-byte header
+ * (the panel's scale). Exact: a panel's weights are scaled by a power of
+ * two that puts its largest |w| in [2^7, 2^8), and every bf16 down to
+ * 2^-17 of that is an fp16. The tile is 12 rows x 32 features in 24
+ * registers, a lane holding one feature at even or odd k (so x is
+ * broadcast as a 32-bit pair, a plain load; a 16-bit broadcast costs a
+ * shuffle). The tile's x rows are scaled by a power of two s (one per
+ * call) and rounded to fp16 XH k steps at a time into a buffer, once for
+ * a group of panels; every KP pairs the accumulators are widened and
+ * added into f32 sums (in L1) times the header's scale / s. So only sums
+ * of 128 products per lane are ever fp16, and range is guaranteed rather
+ * than hoped for: s puts max |x| below 2^XLOG = 1, the weights are below
+ * 2^8, so a partial sum is below 128 * 2^8 = 2^15, short of fp16's 65504
+ * for any finite input (the range guard: a max over x per call, never a
+ * fallback; rows far below the call's largest lose bits to fp16
+ * subnormals, not range). Precision: x keeps 11 bits (dpbf16 keeps 8);
+ * DeiT logits stay within 1% of f32 (tests/bats/bf16.bats). */
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
@@ -77,7 +76,7 @@
 #define XBLOCK_BYTES (768 << 10) /* x rows of one task, kept in L2 */
 #define KP 128                  /* k pairs an FP16 tile sums in fp16 */
 #define WLOG 8                  /* FP16 panel weights lie below 2^WLOG */
-#define XLOG 1                  /* and x below 2^XLOG: KP * 2^(WLOG + XLOG) = 2^15 */
+#define XLOG 0                  /* and x below 2^XLOG: KP * 2^(WLOG + XLOG) = 2^15 */
 #define XH 256                  /* k steps of x rounded to fp16 at a time */
 #define GMAX 8                  /* FP16 panels per group */
 #define GROUP_BYTES (1 << 20)   /* at most, so the group stays in L2 */

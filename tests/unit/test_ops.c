@@ -501,13 +501,14 @@ static void test_linear_fp16(void)
      * unscaled); per row 0.1 .. 100: rows of different size in one call
      * (one scale serves the call: a row 2^14 below its largest has its x
      * in fp16 subnormals and loses bits, though never range) */
-    static const char *const what[] = {"x in [-1, 1]", "x * 1e6", "x * 1e30", "rows 0.1 .. 100"};
-    for (int c = 0; c < 4; c++) {
+    static const char *const what[] = {"x in [-1, 1]", "x * 1e6", "x * 1e30", "rows 0.1 .. 100",
+                                       "|x| * 1e4, all products one sign"};
+    for (int c = 0; c < 5; c++) {
         float *xs = malloc(sizeof(float) * m * k);
         for (int i = 0; i < m; i++)
             for (int l = 0; l < k; l++) {
                 float f = c == 1 ? 1e6f : c == 2 ? 1e30f : c == 3 ? powf(10.0f, (float)(i % 4) - 1) : 1;
-                xs[i * k + l] = x[i * k + l] * f;
+                xs[i * k + l] = c == 4 ? fabsf(x[i * k + l]) * copysignf(1e4f, wf[l]) : x[i * k + l] * f;
             }
         ref_linear(want, xs, wf, NULL, m, k, n);
         for (int i = 0; i < m; i++)
