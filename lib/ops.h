@@ -107,15 +107,17 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
  * vt_linear_packed (lib/ops/gemm.c). F32 weights: on AVX-512 CPUs into
  * panels of 32 output features, elsewhere kept as given (raw, used through
  * vt_linear; raw must then outlive the pack). BF16 weights (the raw bits,
- * as a model file stores them): always panels, multiplied in f32 with
- * AVX512-BF16, AVX-512 or portable kernels chosen at run time.
+ * as a model file stores them): always panels, multiplied with
+ * AVX512-FP16 (fp16 products, summed in f32), AVX512-BF16, AVX-512 or
+ * portable kernels chosen at run time.
  * Once in panels, a weight that lies in a mapped model file (vt_map_note,
  * util.h) has its pages there given back: the products never read raw
  * again, and anything else that does faults it back from the page cache
  * (correct, but it costs page faults and the memory again). */
 typedef struct vt_wpack {
     int n, k;
-    int bf16;           /* panels hold bf16 */
+    int bf16;           /* from BF16 weights: panels hold bf16 ... */
+    int fp16;           /* ... or, on AVX512-FP16 CPUs, fp16 (lib/ops/gemm.c) */
     const float *raw;   /* F32 weights as given, or NULL */
     void *data;         /* the panels, or NULL */
 } vt_wpack;

@@ -18,12 +18,16 @@ static int detect(void)
         level = VT_CPU_AVX512;
     if (level == VT_CPU_AVX512 && __builtin_cpu_supports("avx512bf16"))
         level = VT_CPU_AVX512BF16;
+    if (level == VT_CPU_AVX512BF16 && __builtin_cpu_supports("avx512fp16"))
+        level = VT_CPU_AVX512FP16;
 #endif
     const char *env = getenv("VT_CPU");
     if (env && strcmp(env, "portable") == 0)
         level = VT_CPU_PORTABLE;
     else if (env && strcmp(env, "avx512") == 0 && level > VT_CPU_AVX512)
         level = VT_CPU_AVX512;
+    else if (env && strcmp(env, "avx512bf16") == 0 && level > VT_CPU_AVX512BF16)
+        level = VT_CPU_AVX512BF16;
     return level;
 }
 

@@ -34,10 +34,11 @@ EOF
 check_pair() {
   "$BIN/vt-convert" "$3" | "$BIN/vt-classify" -m "$1" --logits 2>/dev/null |
     "$BIN/vt-convert" --to npy -o "$T/f32.npy" -
-  for k in portable fma dpbf16; do
+  for k in portable fma dpbf16 fp16; do
     "$BIN/vt-convert" "$3" | VT_BF16=$k "$BIN/vt-classify" -m "$2" --logits 2>/dev/null |
       "$BIN/vt-convert" --to npy -o "$T/bf16.npy" -
     out=$(close2 "$T/bf16.npy" "$T/f32.npy") || { echo "# $2 ($k): $out" >&3; return 1; }
+    [ -z "$VT_BF16_SHOW" ] || echo "# $k: $out" >&3
   done
 }
 

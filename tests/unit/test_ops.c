@@ -416,15 +416,20 @@ static float from_bf16(uint16_t h)
 }
 
 /* BF16-packed linear layers, each kernel against a scalar reference over
- * the same bf16 weights (and, for vdpbf16ps, bf16-rounded inputs) */
+ * the same bf16 weights (and, for vdpbf16ps, bf16-rounded inputs; for the
+ * fp16 kernel, inputs on a grid, x in quarters and w in eighths, where its
+ * fp16 products and sums of 64 are exact, so any error is the kernel's
+ * indexing, not its precision: test_linear_fp16 checks that) */
 static void test_linear_bf16(void)
 {
     int shapes[][3] = {{197, 64, 192}, {3, 48, 1000}, {30, 41, 10}, {1, 7, 5},
-                       {33, 17, 129}, {25, 384, 48}, {13, 1, 33}, {14, 600, 40}};
-    static const char *const names[] = {"portable", "fma", "dpbf16"};
+                       {33, 17, 129}, {25, 384, 48}, {13, 1, 33}, {14, 600, 40},
+                       {29, 771, 300}, {12, 257, 70}};
+    static const char *const names[] = {"portable", "fma", "dpbf16", "fp16"};
     vt_pool *pool = vt_pool_create(2);
-    int have = vt_cpu() >= VT_CPU_AVX512BF16 ? 3 : vt_cpu() >= VT_CPU_AVX512 ? 2 : 1;
-    for (int kern = 0; kern < 3; kern++) {
+    int have = vt_cpu() >= VT_CPU_AVX512FP16 ? 4 : vt_cpu() >= VT_CPU_AVX512BF16 ? 3
+             : vt_cpu() >= VT_CPU_AVX512 ? 2 : 1;
+    for (int kern = 0; kern < 4; kern++) {
         if (kern >= have) {
             skip(names[kern], "this CPU lacks the instructions");
             continue;
@@ -439,13 +444,16 @@ static void test_linear_bf16(void)
             uint16_t *w16 = malloc(sizeof(uint16_t) * n * k);
             double *want = malloc(sizeof(double) * m * n), err[3] = {0};
             for (size_t i = 0; i < (size_t)n * k; i++) {
-                w16[i] = to_bf16(wf[i]);
+                w16[i] = to_bf16(kern == 3 ? roundf(wf[i] * 8) / 8 : wf[i]);
                 wf[i] = from_bf16(w16[i]);
             }
-            for (size_t i = 0; i < (size_t)m * k; i++)
+            for (size_t i = 0; i < (size_t)m * k; i++) {
+                x[i] = kern == 3 ? roundf(x[i] * 4) / 4 : x[i];
                 xr[i] = kern == 2 ? from_bf16(to_bf16(x[i])) : x[i];
+            }
             vt_wpack pk;
-            ok(vt_wpack_init_bf16(&pk, w16, n, k) == 0 && pk.bf16, "pack bf16 %dx%d", n, k);
+            ok(vt_wpack_init_bf16(&pk, w16, n, k) == 0 && pk.bf16 && pk.fp16 == (kern == 3),
+               "pack bf16 %dx%d%s", n, k, kern == 3 ? " as fp16" : "");
             for (int mode = 0; mode < 3; mode++) {
                 ref_linear(want, xr, wf, mode < 2 ? b : NULL, m, k, n);
                 memcpy(y, y0, sizeof(float) * m * n);
@@ -464,6 +472,67 @@ static void test_linear_bf16(void)
     }
     vt_gemm_bf16_force(-1);
     vt_pool_free(pool);
+}
+
+/* The fp16 kernel on inputs off the grid, against f64 over the same bf16
+ * weights: its error is x rounded to fp16 (2^-12 relative) and fp16 sums
+ * of 64 products, so bounded by a small multiple of 2^-11 times the
+ * products' magnitude sum_k |x w|; and its range: x far above fp16's
+ * 65504 (and rows far apart in size) is scaled into range, never inf. */
+static void test_linear_fp16(void)
+{
+    if (vt_cpu() < VT_CPU_AVX512FP16) {
+        skip("fp16 kernel accuracy and range", "this CPU lacks AVX512-FP16");
+        return;
+    }
+    vt_gemm_bf16_force(VT_BF16_FP16);
+    int m = 37, k = 771, n = 100;
+    float *x = randv((size_t)m * k, 60), *wf = randv((size_t)n * k, 61), *b = randv(n, 62);
+    float *y = malloc(sizeof(float) * m * n);
+    uint16_t *w16 = malloc(sizeof(uint16_t) * n * k);
+    double *want = malloc(sizeof(double) * m * n), *mag = malloc(sizeof(double) * m * n);
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        w16[i] = to_bf16(wf[i] * (i % 7 == 0 ? 1e-3f : 1.0f));   /* some small weights */
+        wf[i] = from_bf16(w16[i]);
+    }
+    vt_wpack pk;
+    ok(vt_wpack_init_bf16(&pk, w16, n, k) == 0 && pk.fp16, "pack %dx%d as fp16", n, k);
+    /* scale 1: plain; 1e6 and 1e30: far past fp16 (x * w overflows it
+     * unscaled); per row 0.1 .. 100: rows of different size in one call
+     * (one scale serves the call: a row 2^14 below its largest has its x
+     * in fp16 subnormals and loses bits, though never range) */
+    static const char *const what[] = {"x in [-1, 1]", "x * 1e6", "x * 1e30", "rows 0.1 .. 100",
+                                       "|x| * 1e4, all products one sign"};
+    for (int c = 0; c < 5; c++) {
+        float *xs = malloc(sizeof(float) * m * k);
+        for (int i = 0; i < m; i++)
+            for (int l = 0; l < k; l++) {
+                float f = c == 1 ? 1e6f : c == 2 ? 1e30f : c == 3 ? powf(10.0f, (float)(i % 4) - 1) : 1;
+                xs[i * k + l] = c == 4 ? fabsf(x[i * k + l]) * copysignf(1e4f, wf[l]) : x[i * k + l] * f;
+            }
+        ref_linear(want, xs, wf, NULL, m, k, n);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int l = 0; l < k; l++)
+                    s += fabs((double)xs[i * k + l] * wf[j * k + l]);
+                mag[i * n + j] = s;
+            }
+        vt_linear_packed(NULL, y, xs, &pk, NULL, m, 0.0f, 0);
+        double worst = 0;
+        int finite = 1;
+        for (size_t i = 0; i < (size_t)m * n; i++) {
+            finite &= isfinite(y[i]);
+            double e = fabs(y[i] - want[i]) / mag[i];
+            worst = e > worst ? e : worst;
+        }
+        ok(finite && worst < 0x1p-9, "fp16 linear %dx%dx%d, %s: finite, error %.2g of sum |x w| "
+           "(bound 2^-9)", m, k, n, what[c], worst);
+        free(xs);
+    }
+    vt_wpack_free(&pk);
+    vt_gemm_bf16_force(-1);
+    free(x); free(wf); free(b); free(y); free(w16); free(want); free(mag);
 }
 
 static void test_attention(void)
@@ -834,6 +903,7 @@ int main(void)
     test_attn_head();
     test_linear_packed();
     test_linear_bf16();
+    test_linear_fp16();
     test_linear_readonly();
     test_interp();
     return tap_done();
