@@ -160,6 +160,16 @@ void vt_im2col(float *cols, const float *x, int c, int h, int w, int k,
  * is one run of c floats, so no transpose to planes is needed. */
 void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
                       int s, int pad);
+/* The same two split over output rows on the pool p (may be NULL). */
+void vt_im2col_mt(vt_pool *p, float *cols, const float *x, int c, int h, int w,
+                  int k, int s, int pad);
+void vt_im2col_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w,
+                         int c, int k, int s, int pad);
+/* vt_im2col's columns (the weight's own (c, ky, kx) order) made from
+ * tokens x[h*w, c], split over output rows on p: a convolution of tokens
+ * without transposing them to planes first or reordering its weight. */
+void vt_im2col_tokens_chw_mt(vt_pool *p, float *cols, const float *x, int h, int w,
+                             int c, int k, int s, int pad);
 /* A convolution weight wt[o, c, k, k] reordered to out[o, k, k, c], the
  * column order of vt_im2col_tokens. */
 void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k);

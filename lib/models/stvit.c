@@ -29,7 +29,7 @@
 #include "model.h"
 #include "models/stvit.h"
 #include "ops.h"
-#include "ops/grid.h"
+#include "ops/sepconv.h"
 #include "ops/window.h"
 #include "util.h"
 
@@ -259,7 +259,7 @@ typedef struct st_net {
     /* run state, one image at a time */
     float *x;           /* [3136, C] residual stream */
     float *g;           /* [784, 4C] merge gather / final norm */
-    float *s_tok, *s_pl, *cols;     /* stem */
+    float *s_tok, *cols;            /* stem */
     float *scratch;     /* swin block scratch */
     float *s;           /* [nsem, C3] semantic tokens */
     float *y;           /* [nsem + 196, C3] concat / normed keys (B1: [4 nkv, C3]) */
@@ -428,7 +428,7 @@ static void run_alloc(st_net *n)
     }
     size_t h0 = (size_t)c->img_size / 2;
     n->x = own(n, L0 * C0), n->g = own(n, L0 * C0);
-    n->s_tok = own(n, h0 * h0 * C0 / 2), n->s_pl = own(n, h0 * h0 * C0 / 2);
+    n->s_tok = own(n, h0 * h0 * C0 / 2);
     n->cols = own(n, zmax(L0 * 9 * C0 / 2, h0 * h0 * 27));
     n->scratch = own(n, scr);
     n->s = own(n, S * C3), n->y = own(n, (S + rows) * C3);
@@ -446,27 +446,20 @@ static void run_alloc(st_net *n)
 
 /* ---- forward: stem, merging ------------------------------------------ */
 
-static void bn_hswish(float *x, size_t rows, int c, const float *sc, const float *sh)
-{
-    for (size_t r = 0; r < rows; r++, x += c)
-        for (int ch = 0; ch < c; ch++) {
-            float v = x[ch] * sc[ch] + sh[ch];
-            float t = v + 3.0f;
-            t = t < 0 ? 0 : t > 6 ? 6 : t;
-            x[ch] = v * t / 6.0f;
-        }
-}
-
-/* x[56*56, C] = hswish(BN(conv(hswish(BN(conv(img)))))) */
+/* x[56*56, C] = hswish(BN(conv(hswish(BN(conv(img)))))): both convolutions
+ * as im2col + a product (the second's columns gathered from the first's
+ * tokens, in the weight's order: no transposition to planes), BN + hswish
+ * one pass over each output, everything split over the pool. */
 static void stem(st_net *n, const float *img)
 {
     const st_config *c = &n->c;
-    int S = c->img_size, h0 = S / 2, C = c->st[0].dim;
+    int S = c->img_size, h0 = S / 2, C = c->st[0].dim, L = c->st[0].res * c->st[0].res;
     vt_conv2d_tokens(n->pool, n->s_tok, img, 3, S, S, n->cw[0], NULL, C / 2, 3, 2, 1, n->cols);
-    bn_hswish(n->s_tok, (size_t)h0 * h0, C / 2, n->bns[0], n->bnt[0]);
-    vt_tokens_to_planes(n->s_pl, n->s_tok, h0 * h0, C / 2);
-    vt_conv2d_tokens(n->pool, n->x, n->s_pl, C / 2, h0, h0, n->cw[1], NULL, C, 3, 2, 1, n->cols);
-    bn_hswish(n->x, (size_t)c->st[0].res * c->st[0].res, C, n->bns[1], n->bnt[1]);
+    vt_hswish_rows(n->pool, n->s_tok, C / 2, n->s_tok, C / 2, h0 * h0, C / 2, n->bns[0],
+                   n->bnt[0]);
+    vt_im2col_tokens_chw_mt(n->pool, n->cols, n->s_tok, h0, h0, C / 2, 3, 2, 1);
+    vt_linear(n->pool, n->x, n->cols, n->cw[1], NULL, L, C / 2 * 9, C, 0, 0);
+    vt_hswish_rows(n->pool, n->x, C, n->x, C, L, C, n->bns[1], n->bnt[1]);
 }
 
 static void merge(st_net *n, int i)

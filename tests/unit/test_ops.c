@@ -654,6 +654,22 @@ static void test_conv(void)
                     same &= cols2[((size_t)i * k * k + t) * c + ic] ==
                             cols[((size_t)i * c + ic) * k * k + t];
         ok(same, "im2col from tokens k=%d s=%d pad=%d: the columns of im2col, permuted", k, s, pad);
+        /* the pool versions: the same columns, and in the weight's order
+         * straight from tokens */
+        float *cols3 = malloc(sizeof(float) * ho * wo * c * k * k);
+        size_t nc = (size_t)ho * wo * c * k * k;
+        vt_pool *pool = vt_pool_create(2);
+        vt_im2col_mt(pool, cols3, x, c, h, w, k, s, pad);
+        ok(memcmp(cols3, cols, nc * sizeof *cols) == 0, "im2col on the pool k=%d s=%d pad=%d",
+           k, s, pad);
+        vt_im2col_tokens_mt(pool, cols3, xt, h, w, c, k, s, pad);
+        ok(memcmp(cols3, cols2, nc * sizeof *cols) == 0,
+           "im2col from tokens on the pool k=%d s=%d pad=%d", k, s, pad);
+        vt_im2col_tokens_chw_mt(pool, cols3, xt, h, w, c, k, s, pad);
+        ok(memcmp(cols3, cols, nc * sizeof *cols) == 0,
+           "im2col from tokens in the weight's order k=%d s=%d pad=%d", k, s, pad);
+        vt_pool_free(pool);
+        free(cols3);
         free(xt); free(cols2);
         free(x); free(wt); free(b); free(cols); free(tok); free(nchw); free(want);
     }
