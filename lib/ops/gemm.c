@@ -50,7 +50,7 @@
 
 #define NR 32                   /* output features per panel */
 #define MR 12                   /* rows per register tile */
-#define XBLOCK_BYTES (768 << 10) /* x rows of one task, kept in L2 */
+#define XBLOCK_BYTES (960 << 10) /* x rows of one task, kept in L2 */
 
 static int panels(int n) { return (n + NR - 1) / NR; }
 
@@ -601,7 +601,12 @@ void vt_linear_packed(vt_pool *p, float *y, const float *x, const vt_wpack *w,
     int rows = fit < MR ? MR : (int)(fit / MR * MR);
     if (rows > m)
         rows = (m + MR - 1) / MR * MR;
+    /* as many row blocks as that takes, even ones: every block streams the
+     * whole weight, so a short last block (49 rows as 48 + 1, 196 as
+     * 96 + 96 + 4) costs a pass over the weight for next to no work */
     int nrow = (m + rows - 1) / rows;
+    rows = ((m + nrow - 1) / nrow + MR - 1) / MR * MR;
+    nrow = (m + rows - 1) / rows;
     int want = 4 * T > nrow ? (4 * T + nrow - 1) / nrow : 1;
     int pan = (np + want - 1) / want;
     gemm_job j = {y, x, b, w, tile, m, gelu, beta != 0.0f, rows, pan, (np + pan - 1) / pan};
