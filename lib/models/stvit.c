@@ -486,8 +486,8 @@ static void xattn(st_net *n, const st_sem_w *b, const float *qn, int nq, const f
     vt_linear(n->pool, n->kv, yn, b->kvw, b->kvb, groups * nk, C, 2 * C, 0, 0);
     for (int w = 0; w < groups; w++) {
         const float *k = n->kv + (size_t)w * nk * 2 * C;
-        vt_mha_probs(n->a + (size_t)w * nq * C, C, n->q + (size_t)w * nq * C, C, k, 2 * C,
-                     k + C, 2 * C, nq, nk, nh, d, scale, NULL, NULL,
+        vt_mha_probs(n->pool, n->a + (size_t)w * nq * C, C, n->q + (size_t)w * nq * C, C, k,
+                     2 * C, k + C, 2 * C, nq, nk, nh, d, scale, NULL, NULL,
                      probs + (size_t)w * nh * nq * nk);
     }
     vt_linear(n->pool, n->a2, n->a, b->projw, b->projb, groups * nq, C, C, 0, 0);
