@@ -94,6 +94,10 @@ void vt_layernorm(float *y, const float *x, const float *w, const float *b,
 void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
                      const float *b, int m, int n, float eps);
 
+/* y[m,n] += g[n] * x[m,n] for every row (a layer-scaled residual, as
+ * x = x + gamma * f(x)), split over rows on the pool. */
+void vt_add_scaled_rows(vt_pool *p, float *y, const float *x, const float *g, int m, int n);
+
 /* ---- matrix products -------------------------------------------------- */
 
 /* y[m,n] = beta*y + x[m,k] @ w[n,k]^T + b[n] (b may be NULL), with the

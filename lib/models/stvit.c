@@ -509,18 +509,14 @@ static void sem_mlp(st_net *n, const st_sem_w *b, float *t, int rows)
     vt_layernorm_mt(n->pool, n->qn, t, b->n2w, b->n2b, rows, C, n->c.eps);
     vt_linear(n->pool, n->hid, n->qn, b->fc1w, b->fc1b, rows, C, F, 0, 1);
     vt_linear(n->pool, n->a, n->hid, b->fc2w, b->fc2b, rows, F, C, 0, 0);
-    for (int r = 0; r < rows; r++)
-        for (int ch = 0; ch < C; ch++)
-            t[(size_t)r * C + ch] += b->ls2[ch] * n->a[(size_t)r * C + ch];
+    vt_add_scaled_rows(n->pool, t, n->a, b->ls2, rows, C);
 }
 
 /* t[rows, C] += ls1 * a2 */
 static void sem_residual(st_net *n, const st_sem_w *b, float *t, int rows)
 {
     int C = n->c.st[ST_SEM].dim;
-    for (int r = 0; r < rows; r++)
-        for (int ch = 0; ch < C; ch++)
-            t[(size_t)r * C + ch] += b->ls1[ch] * n->a2[(size_t)r * C + ch];
+    vt_add_scaled_rows(n->pool, t, n->a2, b->ls1, rows, C);
 }
 
 /* B1: pooled seeds of each 7x7 window attend to themselves and the

@@ -150,6 +150,22 @@ static void test_elementwise(void)
     vt_softmax(x, m, n);
     ok(maxdiff(x, want, (size_t)m * n) < 1e-6, "softmax rows");
 
+    /* layer-scaled residual, serial and over a pool (rows split) */
+    int rm = 301, rn = 45;
+    float *y0 = randv((size_t)rm * rn, 2), *xs = randv((size_t)rm * rn, 3), *gs = randv(rn, 4);
+    float *y1 = malloc(sizeof(float) * rm * rn);
+    memcpy(y1, y0, sizeof(float) * rm * rn);
+    double *wr = malloc(sizeof(double) * rm * rn);
+    for (int i = 0; i < rm * rn; i++)
+        wr[i] = (double)y0[i] + (double)gs[i % rn] * xs[i];
+    vt_pool *pool = vt_pool_create(2);
+    vt_add_scaled_rows(NULL, y0, xs, gs, rm, rn);
+    vt_add_scaled_rows(pool, y1, xs, gs, rm, rn);
+    ok(maxdiff(y0, wr, (size_t)rm * rn) < 1e-6, "layer-scaled residual");
+    ok(memcmp(y0, y1, sizeof(float) * rm * rn) == 0, "layer-scaled residual on a pool: the same");
+    vt_pool_free(pool);
+    free(y0); free(y1); free(xs); free(gs); free(wr);
+
     free(x);
     free(want);
 }
