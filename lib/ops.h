@@ -94,6 +94,10 @@ void vt_layernorm(float *y, const float *x, const float *w, const float *b,
 void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
                      const float *b, int m, int n, float eps);
 
+/* y[m,n] += g[n] * x[m,n] for every row (a layer-scaled residual, as
+ * x = x + gamma * f(x)), split over rows on the pool. */
+void vt_add_scaled_rows(vt_pool *p, float *y, const float *x, const float *g, int m, int n);
+
 /* ---- matrix products -------------------------------------------------- */
 
 /* y[m,n] = beta*y + x[m,k] @ w[n,k]^T + b[n] (b may be NULL), with the
@@ -162,6 +166,16 @@ void vt_im2col(float *cols, const float *x, int c, int h, int w, int k,
  * is one run of c floats, so no transpose to planes is needed. */
 void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
                       int s, int pad);
+/* The same two split over output rows on the pool p (may be NULL). */
+void vt_im2col_mt(vt_pool *p, float *cols, const float *x, int c, int h, int w,
+                  int k, int s, int pad);
+void vt_im2col_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w,
+                         int c, int k, int s, int pad);
+/* vt_im2col's columns (the weight's own (c, ky, kx) order) made from
+ * tokens x[h*w, c], split over output rows on p: a convolution of tokens
+ * without transposing them to planes first or reordering its weight. */
+void vt_im2col_tokens_chw_mt(vt_pool *p, float *cols, const float *x, int h, int w,
+                             int c, int k, int s, int pad);
 /* A convolution weight wt[o, c, k, k] reordered to out[o, k, k, c], the
  * column order of vt_im2col_tokens. */
 void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k);

@@ -29,7 +29,7 @@
 #include "model.h"
 #include "models/stvit.h"
 #include "ops.h"
-#include "ops/grid.h"
+#include "ops/sepconv.h"
 #include "ops/window.h"
 #include "util.h"
 
@@ -259,15 +259,15 @@ typedef struct st_net {
     /* run state, one image at a time */
     float *x;           /* [3136, C] residual stream */
     float *g;           /* [784, 4C] merge gather / final norm */
-    float *s_tok, *s_pl, *cols;     /* stem */
+    float *s_tok, *cols;            /* stem */
     float *scratch;     /* swin block scratch */
     float *s;           /* [nsem, C3] semantic tokens */
-    float *y;           /* [nsem + 196, C3] concat / normed keys (B1: [4 nkv, C3]) */
+    float *y;           /* [nsem + 196, C3] concat / normed keys */
     float *qn;          /* [196, C3] normed queries */
     float *q;           /* [196, C3] */
     float *kv;          /* [4 nkv, 2 C3] */
     float *a, *a2;      /* [196, C3] attention out, projected */
-    float *hid;         /* [196, F3] */
+    float *hid;         /* [196, F3]; B1: its [nsem + 196, 2 C3] distinct k|v rows */
     /* intermediates of the last image (models/stvit.h) */
     float *pe, *out[ST_STAGES], *merged[3], *feat;
     float *blkout[ST_MAX_DEPTH];        /* stage-3 block outputs */
@@ -428,12 +428,12 @@ static void run_alloc(st_net *n)
     }
     size_t h0 = (size_t)c->img_size / 2;
     n->x = own(n, L0 * C0), n->g = own(n, L0 * C0);
-    n->s_tok = own(n, h0 * h0 * C0 / 2), n->s_pl = own(n, h0 * h0 * C0 / 2);
+    n->s_tok = own(n, h0 * h0 * C0 / 2);
     n->cols = own(n, zmax(L0 * 9 * C0 / 2, h0 * h0 * 27));
     n->scratch = own(n, scr);
     n->s = own(n, S * C3), n->y = own(n, (S + rows) * C3);
     n->qn = own(n, rows * C3), n->q = own(n, rows * C3), n->kv = own(n, (S + rows) * 2 * C3);
-    n->a = own(n, rows * C3), n->a2 = own(n, rows * C3), n->hid = own(n, rows * s3->hidden);
+    n->a = own(n, rows * C3), n->a2 = own(n, rows * C3), n->hid = own(n, zmax(rows * s3->hidden, (S + L3) * 2 * C3));
     n->pe = own(n, L0 * C0), n->feat = own(n, c->st[3].dim);
     for (int j = 0; j < s3->depth; j++)
         n->blkout[j] = own(n, (role(j) == R_SWIN || role(j) == R_RECOVER ? L3 : S) * C3);
@@ -446,27 +446,20 @@ static void run_alloc(st_net *n)
 
 /* ---- forward: stem, merging ------------------------------------------ */
 
-static void bn_hswish(float *x, size_t rows, int c, const float *sc, const float *sh)
-{
-    for (size_t r = 0; r < rows; r++, x += c)
-        for (int ch = 0; ch < c; ch++) {
-            float v = x[ch] * sc[ch] + sh[ch];
-            float t = v + 3.0f;
-            t = t < 0 ? 0 : t > 6 ? 6 : t;
-            x[ch] = v * t / 6.0f;
-        }
-}
-
-/* x[56*56, C] = hswish(BN(conv(hswish(BN(conv(img)))))) */
+/* x[56*56, C] = hswish(BN(conv(hswish(BN(conv(img)))))): both convolutions
+ * as im2col + a product (the second's columns gathered from the first's
+ * tokens, in the weight's order: no transposition to planes), BN + hswish
+ * one pass over each output, everything split over the pool. */
 static void stem(st_net *n, const float *img)
 {
     const st_config *c = &n->c;
-    int S = c->img_size, h0 = S / 2, C = c->st[0].dim;
+    int S = c->img_size, h0 = S / 2, C = c->st[0].dim, L = c->st[0].res * c->st[0].res;
     vt_conv2d_tokens(n->pool, n->s_tok, img, 3, S, S, n->cw[0], NULL, C / 2, 3, 2, 1, n->cols);
-    bn_hswish(n->s_tok, (size_t)h0 * h0, C / 2, n->bns[0], n->bnt[0]);
-    vt_tokens_to_planes(n->s_pl, n->s_tok, h0 * h0, C / 2);
-    vt_conv2d_tokens(n->pool, n->x, n->s_pl, C / 2, h0, h0, n->cw[1], NULL, C, 3, 2, 1, n->cols);
-    bn_hswish(n->x, (size_t)c->st[0].res * c->st[0].res, C, n->bns[1], n->bnt[1]);
+    vt_hswish_rows(n->pool, n->s_tok, C / 2, n->s_tok, C / 2, h0 * h0, C / 2, n->bns[0],
+                   n->bnt[0]);
+    vt_im2col_tokens_chw_mt(n->pool, n->cols, n->s_tok, h0, h0, C / 2, 3, 2, 1);
+    vt_linear(n->pool, n->x, n->cols, n->cw[1], NULL, L, C / 2 * 9, C, 0, 0);
+    vt_hswish_rows(n->pool, n->x, C, n->x, C, L, C, n->bns[1], n->bnt[1]);
 }
 
 static void merge(st_net *n, int i)
@@ -480,24 +473,32 @@ static void merge(st_net *n, int i)
 
 /* ---- forward: the semantic blocks ------------------------------------ */
 
-/* a2[groups * nq, C] = proj(attention of queries qn over keys yn), the
- * rows split into `groups` independent sets of nq queries and nk keys;
- * probs [groups, nh, nq, nk]. */
-static void xattn(st_net *n, const st_sem_w *b, const float *qn, int nq, const float *yn,
-                  int nk, int groups, float *probs)
+/* a2[groups * nq, C] = proj(attention of the queries in q over the keys
+ * and values in kv), the rows split into `groups` independent sets of nq
+ * queries and nk keys; probs [groups, nh, nq, nk]. */
+static void attend_proj(st_net *n, const st_sem_w *b, int nq, int nk, int groups,
+                        float *probs)
 {
     const st_stage *s = &n->c.st[ST_SEM];
     int C = s->dim, nh = s->heads, d = C / nh;
     float scale = 1.0f / sqrtf((float)d);
-    vt_linear(n->pool, n->q, qn, b->qw, b->qb, groups * nq, C, C, 0, 0);
-    vt_linear(n->pool, n->kv, yn, b->kvw, b->kvb, groups * nk, C, 2 * C, 0, 0);
     for (int w = 0; w < groups; w++) {
         const float *k = n->kv + (size_t)w * nk * 2 * C;
-        vt_mha_probs(n->a + (size_t)w * nq * C, C, n->q + (size_t)w * nq * C, C, k, 2 * C,
-                     k + C, 2 * C, nq, nk, nh, d, scale, NULL, NULL,
+        vt_mha_probs(n->pool, n->a + (size_t)w * nq * C, C, n->q + (size_t)w * nq * C, C, k,
+                     2 * C, k + C, 2 * C, nq, nk, nh, d, scale, NULL, NULL,
                      probs + (size_t)w * nh * nq * nk);
     }
     vt_linear(n->pool, n->a2, n->a, b->projw, b->projb, groups * nq, C, C, 0, 0);
+}
+
+/* The same from normed queries qn and keys yn (q and kv projected here). */
+static void xattn(st_net *n, const st_sem_w *b, const float *qn, int nq, const float *yn,
+                  int nk, int groups, float *probs)
+{
+    int C = n->c.st[ST_SEM].dim;
+    vt_linear(n->pool, n->q, qn, b->qw, b->qb, groups * nq, C, C, 0, 0);
+    vt_linear(n->pool, n->kv, yn, b->kvw, b->kvb, groups * nk, C, 2 * C, 0, 0);
+    attend_proj(n, b, nq, nk, groups, probs);
 }
 
 /* t[rows, C] += ls2 * MLP(LN2(t)) */
@@ -508,18 +509,14 @@ static void sem_mlp(st_net *n, const st_sem_w *b, float *t, int rows)
     vt_layernorm_mt(n->pool, n->qn, t, b->n2w, b->n2b, rows, C, n->c.eps);
     vt_linear(n->pool, n->hid, n->qn, b->fc1w, b->fc1b, rows, C, F, 0, 1);
     vt_linear(n->pool, n->a, n->hid, b->fc2w, b->fc2b, rows, F, C, 0, 0);
-    for (int r = 0; r < rows; r++)
-        for (int ch = 0; ch < C; ch++)
-            t[(size_t)r * C + ch] += b->ls2[ch] * n->a[(size_t)r * C + ch];
+    vt_add_scaled_rows(n->pool, t, n->a, b->ls2, rows, C);
 }
 
 /* t[rows, C] += ls1 * a2 */
 static void sem_residual(st_net *n, const st_sem_w *b, float *t, int rows)
 {
     int C = n->c.st[ST_SEM].dim;
-    for (int r = 0; r < rows; r++)
-        for (int ch = 0; ch < C; ch++)
-            t[(size_t)r * C + ch] += b->ls1[ch] * n->a2[(size_t)r * C + ch];
+    vt_add_scaled_rows(n->pool, t, n->a2, b->ls1, rows, C);
 }
 
 /* B1: pooled seeds of each 7x7 window attend to themselves and the
@@ -533,7 +530,7 @@ static void sem_init(st_net *n, const st_sem_w *b, int g)
     float *pool = n->pool_rec + (size_t)g * ST_NWIN * kk * C;
     for (int w = 0; w < ST_NWIN; w++) {
         int a = w / 2, bb = w % 2;
-        float *seeds = pool + (size_t)w * kk * C, *keys = n->y + (size_t)w * nkv * C;
+        float *seeds = pool + (size_t)w * kk * C;
         /* adaptive max pool 7 -> k: bins [floor(7i/k), ceil(7(i+1)/k)) */
         for (int i = 0; i < k; i++)
             for (int j = 0; j < k; j++) {
@@ -549,17 +546,28 @@ static void sem_init(st_net *n, const st_sem_w *b, int g)
                             o[ch] = src[ch] > o[ch] ? src[ch] : o[ch];
                     }
             }
-        /* keys: the seeds, then the 10x10 block at (4a, 4b) */
-        memcpy(keys, seeds, (size_t)kk * C * sizeof *keys);
-        for (int r = 0; r < ST_KV_SIDE; r++)
-            memcpy(keys + (size_t)(kk + r * ST_KV_SIDE) * C,
-                   n->x + ((size_t)(ST_KV_STRIDE * a + r) * H + ST_KV_STRIDE * bb) * C,
-                   (size_t)ST_KV_SIDE * C * sizeof *keys);
     }
-    vt_layernorm_mt(n->pool, n->qn, pool, b->n1w, b->n1b, ST_NWIN * kk, C, c->eps);
-    vt_layernorm_mt(n->pool, n->y, n->y, b->n1w, b->n1b, ST_NWIN * nkv, C, c->eps);
+    /* Window w's keys are its seeds, then the 10x10 block at (4a, 4b) of
+     * the map. The blocks overlap (400 rows, 196 distinct), and LN and the
+     * projections act per row: project the 36 seeds and 196 map tokens
+     * once, y = LN1([seeds; x]), then gather each window's rows of k|v. */
+    int S = ST_NWIN * kk, L = H * H;
+    float *kvu = n->hid;    /* [S + L, 2C], free until the MLP */
+    vt_layernorm_mt(n->pool, n->y, pool, b->n1w, b->n1b, S, C, c->eps);
+    vt_layernorm_mt(n->pool, n->y + (size_t)S * C, n->x, b->n1w, b->n1b, L, C, c->eps);
+    vt_linear(n->pool, n->q, n->y, b->qw, b->qb, S, C, C, 0, 0);
+    vt_linear(n->pool, kvu, n->y, b->kvw, b->kvb, S + L, C, 2 * C, 0, 0);
+    for (int w = 0; w < ST_NWIN; w++) {
+        int a = w / 2, bb = w % 2;
+        float *kv = n->kv + (size_t)w * nkv * 2 * C;
+        memcpy(kv, kvu + (size_t)w * kk * 2 * C, (size_t)kk * 2 * C * sizeof *kv);
+        for (int r = 0; r < ST_KV_SIDE; r++)
+            memcpy(kv + (size_t)(kk + r * ST_KV_SIDE) * 2 * C,
+                   kvu + (S + (size_t)(ST_KV_STRIDE * a + r) * H + ST_KV_STRIDE * bb) * 2 * C,
+                   (size_t)ST_KV_SIDE * 2 * C * sizeof *kv);
+    }
     float *probs = n->init_attn + (size_t)g * ST_NWIN * s->heads * kk * nkv;
-    xattn(n, b, n->qn, kk, n->y, nkv, ST_NWIN, probs);
+    attend_proj(n, b, kk, nkv, ST_NWIN, probs);
     /* window-major (w, i, j) -> grid (k a + i, k b + j) */
     for (int w = 0; w < ST_NWIN; w++)
         for (int t = 0; t < kk; t++) {

@@ -12,9 +12,9 @@
  * is an outer-product update like a matrix product: 8 queries x 32 keys in
  * 16 registers, query values broadcast. The probabilities then multiply v
  * the same way (8 queries x 32 channels in 16 registers, v copied to
- * contiguous rows first: in place its rows are 3*heads*dh floats apart and
- * fight over a few cache sets). The portable path does both products with
- * OpenBLAS. */
+ * contiguous rows first unless they are already: in place its rows are
+ * 3*heads*dh floats apart and fight over a few cache sets). The portable
+ * path does both products with OpenBLAS. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -247,11 +247,18 @@ VT_AVX512 static void pv_avx512(int rows, int d, int first, const float *inv, fl
     }
 }
 
-/* vp[kb, d] = v rows, contiguous */
-static void pack_v(float *vp, const float *v, int ldv, int kb, int d)
+/* vp[kb, d] = v rows, contiguous (rows of a head are short: Swin's 32
+ * floats, for which a memcpy call per row cost more than the copy) */
+VT_AVX512 static void pack_v(float *vp, const float *v, int ldv, int kb, int d)
 {
-    for (int j = 0; j < kb; j++)
-        memcpy(vp + (size_t)j * d, v + (size_t)j * ldv, (size_t)d * sizeof *vp);
+    __mmask16 tail = d % 16 ? (__mmask16)((1u << (d % 16)) - 1) : 0;
+    for (int j = 0; j < kb; j++, vp += d, v += ldv) {
+        int c = 0;
+        for (; c + 16 <= d; c += 16)
+            _mm512_storeu_ps(vp + c, _mm512_loadu_ps(v + c));
+        if (tail)
+            _mm512_mask_storeu_ps(vp + c, tail, _mm512_maskz_loadu_ps(tail, v + c));
+    }
 }
 
 /* x[n] *= f */
@@ -321,7 +328,8 @@ static void pack_keys(const attn_args *a, int simd, const blocks *b, int k0, int
 #ifdef VT_HAVE_X86_KERNELS
     if (simd) {
         pack_kt(b->kt, a->k + (size_t)k0 * a->ldk, a->ldk, kb, a->d);
-        pack_v(b->vp, a->v + (size_t)k0 * a->ldv, a->ldv, kb, a->d);
+        if (a->ldv != a->d)     /* else v's rows are contiguous already */
+            pack_v(b->vp, a->v + (size_t)k0 * a->ldv, a->ldv, kb, a->d);
     }
 #endif
 }
@@ -358,8 +366,8 @@ static void block_step(const attn_args *a, int simd, const blocks *b, int q0, in
             for (int r = 0; r < rows; r++)
                 for (int j = 0; j < kb; j++)
                     a->pall[(size_t)(q0 + r) * a->ldp + j] = b->s[(size_t)r * lds + j] * b->l[r];
-        pv_avx512(rows, d, first, final ? b->l : NULL, out, a->ldo, b->o, b->s, lds, b->vp,
-                  kb);
+        const float *vp = a->ldv == d ? a->v + (size_t)k0 * d : b->vp;
+        pv_avx512(rows, d, first, final ? b->l : NULL, out, a->ldo, b->o, b->s, lds, vp, kb);
         return;
     }
 #endif
@@ -393,9 +401,39 @@ static void block_step(const attn_args *a, int simd, const blocks *b, int q0, in
     }
 }
 
+/* Denormals flushed to zero (FTZ and DAZ in MXCSR) while a head runs,
+ * the previous mode restored after. Why: a score that a mask pushed ~100
+ * below its row's max (Swin's shifted windows) gives a probability of
+ * ~1e-38, and its products with v are denormal; while a row's first keys
+ * are masked, its accumulators start from such values, and each FMA with
+ * a denormal input or result takes a microcode assist of ~100 cycles:
+ * window attention with a shift mask ran 3-4x slower than without one.
+ * What the flush drops is below 1e-38, far under the last bit of any
+ * output. */
+static unsigned flush_denormals(void)
+{
+#ifdef VT_HAVE_X86_KERNELS
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040);   /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+#else
+    return 0;
+#endif
+}
+
+static void restore_denormals(unsigned old)
+{
+#ifdef VT_HAVE_X86_KERNELS
+    _mm_setcsr(old);
+#else
+    (void)old;
+#endif
+}
+
 static void attn_head(const attn_args *a, float *sc)
 {
     int simd = vt_cpu() >= VT_CPU_AVX512, one_block = a->kb >= a->nk;
+    unsigned csr = flush_denormals();
     blocks b = carve(a, sc);
     if (one_block)
         pack_keys(a, simd, &b, 0, a->nk);
@@ -410,6 +448,7 @@ static void attn_head(const attn_args *a, float *sc)
             block_step(a, simd, &b, q0, rows, k0, kb);
         }
     }
+    restore_denormals(csr);
 }
 
 void vt_attn_head(float *o, int ldo, const float *q, int ldq, const float *k, int ldk,

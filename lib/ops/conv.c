@@ -13,14 +13,15 @@ static int out_size(int in, int k, int s, int pad)
     return in + 2 * pad < k ? 0 : (in + 2 * pad - k) / s + 1;
 }
 
-/* cols[ho*wo, c*k*k]: one row per output position, in the weight's
- * (c, ky, kx) order, zeros where the window leaves the image. */
-void vt_im2col(float *cols, const float *x, int c, int h, int w,
-                        int k, int s, int pad)
+/* Output rows oy0 .. oy1-1 of vt_im2col: cols[ho*wo, c*k*k], one row per
+ * output position, in the weight's (c, ky, kx) order, zeros where the
+ * window leaves the image. */
+static void im2col_rows(float *cols, const float *x, int c, int h, int w, int k, int s,
+                        int pad, int oy0, int oy1)
 {
-    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    int wo = out_size(w, k, s, pad);
     size_t kk = (size_t)c * k * k;
-    for (int oy = 0; oy < ho; oy++)
+    for (int oy = oy0; oy < oy1; oy++)
         for (int ox = 0; ox < wo; ox++) {
             float *row = cols + ((size_t)oy * wo + ox) * kk;
             for (int ci = 0; ci < c; ci++)
@@ -45,12 +46,18 @@ void vt_im2col(float *cols, const float *x, int c, int h, int w,
         }
 }
 
-void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
-                      int s, int pad)
+void vt_im2col(float *cols, const float *x, int c, int h, int w, int k, int s, int pad)
 {
-    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    im2col_rows(cols, x, c, h, w, k, s, pad, 0, out_size(h, k, s, pad));
+}
+
+/* Output rows oy0 .. oy1-1 of vt_im2col_tokens. */
+static void im2col_tokens_rows(float *cols, const float *x, int h, int w, int c, int k,
+                               int s, int pad, int oy0, int oy1)
+{
+    int wo = out_size(w, k, s, pad);
     size_t run = (size_t)k * c;     /* one kernel row of the output row */
-    for (int oy = 0; oy < ho; oy++)
+    for (int oy = oy0; oy < oy1; oy++)
         for (int ox = 0; ox < wo; ox++) {
             float *row = cols + ((size_t)oy * wo + ox) * k * run;
             int ix0 = ox * s - pad;
@@ -72,6 +79,90 @@ void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
         }
 }
 
+void vt_im2col_tokens(float *cols, const float *x, int h, int w, int c, int k,
+                      int s, int pad)
+{
+    im2col_tokens_rows(cols, x, h, w, c, k, s, pad, 0, out_size(h, k, s, pad));
+}
+
+/* Output rows oy0 .. oy1-1 of vt_im2col_tokens_chw: vt_im2col's columns
+ * from tokens, each tap's c channels scattered k*k apart. */
+static void im2col_tokens_chw_rows(float *cols, const float *x, int h, int w, int c, int k,
+                                   int s, int pad, int oy0, int oy1)
+{
+    int wo = out_size(w, k, s, pad), kk = k * k;
+    for (int oy = oy0; oy < oy1; oy++)
+        for (int ox = 0; ox < wo; ox++) {
+            float *row = cols + ((size_t)oy * wo + ox) * c * kk;
+            for (int t = 0; t < kk; t++) {
+                int iy = oy * s - pad + t / k, ix = ox * s - pad + t % k;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+                    for (int ch = 0; ch < c; ch++)
+                        row[ch * kk + t] = 0.0f;
+                    continue;
+                }
+                const float *src = x + ((size_t)iy * w + ix) * c;
+                for (int ch = 0; ch < c; ch++)
+                    row[ch * kk + t] = src[ch];
+            }
+        }
+}
+
+/* Both im2cols split over output rows on the pool: at a stem's sizes
+ * (hundreds of output rows, megabytes of columns) one thread copying them
+ * is a good part of the convolution's time. */
+typedef struct im2col_job {
+    float *cols;
+    const float *x;
+    int c, h, w, k, s, pad, ho, per;
+    int tokens;         /* 0: planes; 1: tokens, (ky, kx, c); 2: tokens, (c, ky, kx) */
+} im2col_job;
+
+static void im2col_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const im2col_job *j = ctx;
+    int oy0 = task * j->per, oy1 = oy0 + j->per < j->ho ? oy0 + j->per : j->ho;
+    if (j->tokens == 2)
+        im2col_tokens_chw_rows(j->cols, j->x, j->h, j->w, j->c, j->k, j->s, j->pad, oy0, oy1);
+    else if (j->tokens)
+        im2col_tokens_rows(j->cols, j->x, j->h, j->w, j->c, j->k, j->s, j->pad, oy0, oy1);
+    else
+        im2col_rows(j->cols, j->x, j->c, j->h, j->w, j->k, j->s, j->pad, oy0, oy1);
+}
+
+static void im2col_run(vt_pool *p, im2col_job *j)
+{
+    int ho = j->ho, T = vt_pool_size(p);
+    if (ho < 1)
+        return;
+    int want = 4 * T < ho ? 4 * T : ho;
+    j->per = (ho + want - 1) / want;
+    double bytes = (double)ho * out_size(j->w, j->k, j->s, j->pad) * j->c * j->k * j->k;
+    vt_pool_run_work(p, (ho + j->per - 1) / j->per, im2col_task, j, bytes);
+}
+
+void vt_im2col_mt(vt_pool *p, float *cols, const float *x, int c, int h, int w, int k, int s,
+                  int pad)
+{
+    im2col_job j = {cols, x, c, h, w, k, s, pad, out_size(h, k, s, pad), 0, 0};
+    im2col_run(p, &j);
+}
+
+void vt_im2col_tokens_mt(vt_pool *p, float *cols, const float *x, int h, int w, int c, int k,
+                         int s, int pad)
+{
+    im2col_job j = {cols, x, c, h, w, k, s, pad, out_size(h, k, s, pad), 0, 1};
+    im2col_run(p, &j);
+}
+
+void vt_im2col_tokens_chw_mt(vt_pool *p, float *cols, const float *x, int h, int w, int c,
+                             int k, int s, int pad)
+{
+    im2col_job j = {cols, x, c, h, w, k, s, pad, out_size(h, k, s, pad), 0, 2};
+    im2col_run(p, &j);
+}
+
 void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k)
 {
     size_t kk = (size_t)c * k * k;
@@ -86,7 +177,7 @@ void vt_conv2d_tokens(vt_pool *p, float *out, const float *x, int c, int h,
                       int s, int pad, float *cols)
 {
     int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
-    vt_im2col(cols, x, c, h, w, k, s, pad);
+    vt_im2col_mt(p, cols, x, c, h, w, k, s, pad);
     /* out[ho*wo, o] = cols[ho*wo, c*k*k] @ wt[o, c*k*k]^T + b */
     vt_linear(p, out, cols, wt, b, ho * wo, c * k * k, o, 0.0f, 0);
 }

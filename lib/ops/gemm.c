@@ -73,7 +73,7 @@
 
 #define NR 32                   /* output features per panel */
 #define MR 12                   /* rows per register tile */
-#define XBLOCK_BYTES (768 << 10) /* x rows of one task, kept in L2 */
+#define XBLOCK_BYTES (960 << 10) /* x rows of one task, kept in L2 */
 #define KP 128                  /* k pairs an FP16 tile sums in fp16 */
 #define WLOG 8                  /* FP16 panel weights lie below 2^WLOG */
 #define XLOG 0                  /* and x below 2^XLOG: KP * 2^(WLOG + XLOG) = 2^15 */
@@ -903,7 +903,12 @@ void vt_linear_packed(vt_pool *p, float *y, const float *x, const vt_wpack *w,
     int rows = fit < MR ? MR : (int)(fit / MR * MR);
     if (rows > m)
         rows = (m + MR - 1) / MR * MR;
+    /* as many row blocks as that takes, even ones: every block streams the
+     * whole weight, so a short last block (49 rows as 48 + 1, 196 as
+     * 96 + 96 + 4) costs a pass over the weight for next to no work */
     int nrow = (m + rows - 1) / rows;
+    rows = ((m + nrow - 1) / nrow + MR - 1) / MR * MR;
+    nrow = (m + rows - 1) / rows;
     /* (fp16: 2 per thread, as each task rounds its x once per group) */
     int tasks = group ? 2 * T : 4 * T, want = tasks > nrow ? (tasks + nrow - 1) / nrow : 1;
     int pan = (np + want - 1) / want;

@@ -1,9 +1,11 @@
 /* linear.c - matrix products on OpenBLAS (1 thread per pool thread):
- * linear layers, and LayerNorm split over rows. */
+ * linear layers, and LayerNorm and the layer-scaled residual split over
+ * rows. */
 #include <cblas.h>
 #include <string.h>
 
 #include "ops.h"
+#include "ops/cpu.h"
 
 /* ---- linear ----------------------------------------------------------- */
 
@@ -96,4 +98,33 @@ void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
     if ((size_t)m * n < 16384 || m < j.ntask)
         j.ntask = 1;
     vt_pool_run_work(p, j.ntask, ln_task, &j, 8.0 * m * n);
+}
+
+/* ---- layer-scaled residual ------------------------------------------- */
+
+typedef struct scaled_job {
+    float *y;
+    const float *x, *g;
+    int m, n, per;
+} scaled_job;
+
+VT_CLONES
+static void scaled_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const scaled_job *j = ctx;
+    int m0 = task * j->per, m1 = m0 + j->per < j->m ? m0 + j->per : j->m;
+    for (int i = m0; i < m1; i++) {
+        float *restrict y = j->y + (size_t)i * j->n;
+        const float *restrict x = j->x + (size_t)i * j->n, *restrict g = j->g;
+        for (int c = 0; c < j->n; c++)
+            y[c] += g[c] * x[c];
+    }
+}
+
+void vt_add_scaled_rows(vt_pool *p, float *y, const float *x, const float *g, int m, int n)
+{
+    int T = vt_pool_size(p), ntask = m < 2 * T ? (m > 0 ? m : 1) : 2 * T;
+    scaled_job j = {y, x, g, m, n, (m + ntask - 1) / ntask};
+    vt_pool_run_work(p, ntask, scaled_task, &j, 2.0 * m * n);
 }

@@ -95,23 +95,37 @@ void vt_patch_merge_gather(float *out, const float *x, int H, int W, int C)
         }
 }
 
-void vt_mha_probs(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
-                  const float *v, int ldv, int nq, int nk, int heads, int d, float scale,
-                  const float *bias, const float *mask, float *probs)
+typedef struct mha_job {
+    float *out, *probs;
+    const float *q, *k, *v, *bias, *mask;
+    int ldo, ldq, ldk, ldv, nq, nk, d;
+    float scale;
+} mha_job;
+
+/* One head. */
+static void mha_task(void *ctx, int h, int thread)
 {
-    size_t plane = (size_t)nq * nk;
-    for (int h = 0; h < heads; h++) {
-        float *P = probs + h * plane;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, scale, q + h * d, ldq,
-                    k + h * d, ldk, 0.0f, P, nk);
-        if (bias)
-            vt_add(P, bias + h * plane, plane);
-        if (mask)
-            vt_add(P, mask, plane);
-        vt_softmax(P, nq, nk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, P, nk,
-                    v + h * d, ldv, 0.0f, out + h * d, ldo);
-    }
+    (void)thread;
+    const mha_job *j = ctx;
+    size_t plane = (size_t)j->nq * j->nk;
+    float *P = j->probs + h * plane;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nq, j->nk, j->d, j->scale,
+                j->q + h * j->d, j->ldq, j->k + h * j->d, j->ldk, 0.0f, P, j->nk);
+    if (j->bias)
+        vt_add(P, j->bias + h * plane, plane);
+    if (j->mask)
+        vt_add(P, j->mask, plane);
+    vt_softmax(P, j->nq, j->nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->nq, j->d, j->nk, 1.0f, P, j->nk,
+                j->v + h * j->d, j->ldv, 0.0f, j->out + h * j->d, j->ldo);
+}
+
+void vt_mha_probs(vt_pool *p, float *out, int ldo, const float *q, int ldq, const float *k,
+                  int ldk, const float *v, int ldv, int nq, int nk, int heads, int d,
+                  float scale, const float *bias, const float *mask, float *probs)
+{
+    mha_job j = {out, probs, q, k, v, bias, mask, ldo, ldq, ldk, ldv, nq, nk, d, scale};
+    vt_pool_run_work(p, heads, mha_task, &j, 4.0 * heads * nq * nk * d);
 }
 
 typedef struct swin_job {
@@ -152,6 +166,49 @@ void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int mask_nw,
 
 /* ---- one Swin block ---------------------------------------------------- */
 
+/* The block's two passes between products, split over windows on the pool
+ * (both were a serial copy per token): LayerNorm written straight into
+ * window order (the LN and the partition in one pass), and the reverse
+ * with the residual add. Windows of all images: window w is window
+ * w % nW of image w / nW. */
+typedef struct wpass_job {
+    float *x, *xw;
+    const float *w, *b;
+    int H, W, C, ws, shift, nW, per;
+    float eps;
+    int reverse;
+} wpass_job;
+
+static void wpass_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const wpass_job *j = ctx;
+    int N = j->ws * j->ws, w0 = task * j->per;
+    size_t img = (size_t)j->H * j->W * j->C;
+    for (int w = w0; w < w0 + j->per; w++) {
+        float *x = j->x + (size_t)(w / j->nW) * img;
+        float *xw = j->xw + (size_t)w * N * j->C;
+        for (int t = 0; t < N; t++) {
+            float *src = x + window_src(w % j->nW, t, j->W, j->H, j->ws, j->shift) * j->C;
+            if (j->reverse)
+                vt_add(src, xw + (size_t)t * j->C, (size_t)j->C);
+            else
+                vt_layernorm(xw + (size_t)t * j->C, src, j->w, j->b, 1, j->C, j->eps);
+        }
+    }
+}
+
+static void window_pass(vt_pool *p, wpass_job *j, int windows)
+{
+    int T = vt_pool_size(p), want = 4 * T < windows ? 4 * T : windows;
+    /* whole windows per task; a divisor of the count, so no task is short */
+    j->per = windows / want;
+    while (windows % j->per)
+        j->per--;
+    double work = (double)windows * j->ws * j->ws * j->C * (j->reverse ? 1 : 8);
+    vt_pool_run_work(p, windows / j->per, wpass_task, j, work);
+}
+
 size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int batch, int H,
                              int W, int C)
 {
@@ -165,16 +222,14 @@ void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
                    const vt_swin_block_w *b, float eps, float *scratch)
 {
     /* every image's tokens in each product and in one attention job: L
-     * rows of all images; windows and their reverse per image */
+     * rows of all images, batch * nW windows */
     int hw = H * W, L = batch * hw, N = b->ws * b->ws, nW = hw / N, d = C / b->heads;
     int F = b->hidden;
-    size_t img = (size_t)hw * C;
     float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
     float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
     int packed = b->qkv.raw || b->qkv.data;
-    vt_layernorm_mt(p, xn, x, b->n1w, b->n1b, L, C, eps);
-    for (int i = 0; i < batch; i++)
-        vt_window_partition(xw + i * img, xn + i * img, H, W, C, b->ws, b->shift);
+    wpass_job wj = {x, xw, b->n1w, b->n1b, H, W, C, b->ws, b->shift, nW, 0, eps, 0};
+    window_pass(p, &wj, batch * nW);       /* xw = partition(roll(LN1(x))) */
     if (packed)
         vt_linear_packed(p, qkv, xw, &b->qkv, b->qkvb, L, 0, 0);
     else
@@ -185,8 +240,8 @@ void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
         vt_linear_packed(p, xw, aw, &b->proj, b->projb, L, 0, 0);
     else
         vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
-    for (int i = 0; i < batch; i++)
-        vt_window_reverse(x + i * img, xw + i * img, H, W, C, b->ws, b->shift, 1);
+    wj.reverse = 1;
+    window_pass(p, &wj, batch * nW);       /* x += reverse(xw) */
     vt_layernorm_mt(p, xn, x, b->n2w, b->n2b, L, C, eps);
     if (packed) {
         vt_linear_packed(p, hid, xn, &b->fc1, b->fc1b, L, 0, 1);

@@ -49,17 +49,17 @@ void vt_window_shift_mask(float *mask, int H, int W, int ws, int s, float value)
  * W even. */
 void vt_patch_merge_gather(float *out, const float *x, int H, int W, int C);
 
-/* Multi-head attention of one query set over one key set, serial, keeping
- * the probabilities. For head h (channels h*d .. h*d+d-1 of q, k, v, out):
+/* Multi-head attention of one query set over one key set, keeping the
+ * probabilities, heads split over the pool p (may be NULL). For head h (channels h*d .. h*d+d-1 of q, k, v, out):
  *   P[h] = softmax(scale * q_h k_h^T + bias[h] + mask)   [nq, nk]
  *   out_h = P[h] v_h
  * q [nq, .] row stride ldq, k and v [nk, .] strides ldk and ldv, out stride
  * ldo; bias [heads, nq, nk] and mask [nq, nk] may be NULL; probs
  * [heads, nq, nk] receives P (it is also the work area). */
-void vt_mha_probs(float *out, int ldo, const float *q, int ldq, const float *k,
-                  int ldk, const float *v, int ldv, int nq, int nk, int heads,
-                  int d, float scale, const float *bias, const float *mask,
-                  float *probs);
+void vt_mha_probs(vt_pool *p, float *out, int ldo, const float *q, int ldq,
+                  const float *k, int ldk, const float *v, int ldv, int nq, int nk,
+                  int heads, int d, float scale, const float *bias,
+                  const float *mask, float *probs);
 
 /* Swin window attention over nW windows of N tokens each:
  *   qkv[nW*N, 3C] (q | k | v, heads inside each), out[nW*N, C] (heads

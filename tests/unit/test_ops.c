@@ -150,6 +150,22 @@ static void test_elementwise(void)
     vt_softmax(x, m, n);
     ok(maxdiff(x, want, (size_t)m * n) < 1e-6, "softmax rows");
 
+    /* layer-scaled residual, serial and over a pool (rows split) */
+    int rm = 301, rn = 45;
+    float *y0 = randv((size_t)rm * rn, 2), *xs = randv((size_t)rm * rn, 3), *gs = randv(rn, 4);
+    float *y1 = malloc(sizeof(float) * rm * rn);
+    memcpy(y1, y0, sizeof(float) * rm * rn);
+    double *wr = malloc(sizeof(double) * rm * rn);
+    for (int i = 0; i < rm * rn; i++)
+        wr[i] = (double)y0[i] + (double)gs[i % rn] * xs[i];
+    vt_pool *pool = vt_pool_create(2);
+    vt_add_scaled_rows(NULL, y0, xs, gs, rm, rn);
+    vt_add_scaled_rows(pool, y1, xs, gs, rm, rn);
+    ok(maxdiff(y0, wr, (size_t)rm * rn) < 1e-6, "layer-scaled residual");
+    ok(memcmp(y0, y1, sizeof(float) * rm * rn) == 0, "layer-scaled residual on a pool: the same");
+    vt_pool_free(pool);
+    free(y0); free(y1); free(xs); free(gs); free(wr);
+
     free(x);
     free(want);
 }
@@ -723,6 +739,22 @@ static void test_conv(void)
                     same &= cols2[((size_t)i * k * k + t) * c + ic] ==
                             cols[((size_t)i * c + ic) * k * k + t];
         ok(same, "im2col from tokens k=%d s=%d pad=%d: the columns of im2col, permuted", k, s, pad);
+        /* the pool versions: the same columns, and in the weight's order
+         * straight from tokens */
+        float *cols3 = malloc(sizeof(float) * ho * wo * c * k * k);
+        size_t nc = (size_t)ho * wo * c * k * k;
+        vt_pool *pool = vt_pool_create(2);
+        vt_im2col_mt(pool, cols3, x, c, h, w, k, s, pad);
+        ok(memcmp(cols3, cols, nc * sizeof *cols) == 0, "im2col on the pool k=%d s=%d pad=%d",
+           k, s, pad);
+        vt_im2col_tokens_mt(pool, cols3, xt, h, w, c, k, s, pad);
+        ok(memcmp(cols3, cols2, nc * sizeof *cols) == 0,
+           "im2col from tokens on the pool k=%d s=%d pad=%d", k, s, pad);
+        vt_im2col_tokens_chw_mt(pool, cols3, xt, h, w, c, k, s, pad);
+        ok(memcmp(cols3, cols, nc * sizeof *cols) == 0,
+           "im2col from tokens in the weight's order k=%d s=%d pad=%d", k, s, pad);
+        vt_pool_free(pool);
+        free(cols3);
         free(xt); free(cols2);
         free(x); free(wt); free(b); free(cols); free(tok); free(nchw); free(want);
     }
