@@ -68,6 +68,11 @@ void vt_pool_readonly(vt_pool *p, const void *base, size_t len);
  * now if it is new), else NULL. Caller thread only (not from tasks). */
 struct vt_wpack;
 const struct vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k);
+/* A 64-byte aligned buffer of at least bytes that p owns (grown when too
+ * small, its contents then lost), for one operation's intermediates that
+ * its tasks share; NULL for a NULL pool or out of memory. Caller thread
+ * only, and valid until the next call. */
+void *vt_pool_scratch(vt_pool *p, size_t bytes);
 
 /* ---- elementwise and normalization ------------------------------------ */
 

@@ -531,17 +531,35 @@ sums_fp16(int mr, uint32_t (*xh)[XH / 2], const uint16_t *bp, int nq, float (*su
     }
 }
 
+/* x rows [0, mr) at k steps [k0, k0 + kn) times s, rounded to fp16 pairs
+ * into xh (zeros past k pair with the pad) */
+VT_AVX512FP16 static void round_x(int mr, const float *x, size_t ldx, int k0, int kn, float s,
+                                  uint32_t (*xh)[XH / 2])
+{
+    const __m512 vs = _mm512_set1_ps(s);
+    for (int r = 0; r < mr; r++)
+        for (int f = 0; f < kn; f += 16) {
+            int left = kn - f;
+            __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + r * ldx + k0 + f), vs);
+            _mm256_store_si256((__m256i *)&xh[r][f / 2],
+                               _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        }
+}
+
 /* An mr-row tile x gn FP16 panels (bp, psize bytes apart; cols features
  * from the first): x scaled by s and rounded to fp16 XH k steps at a time,
  * each chunk run over every panel of the group; then per feature the even
- * and odd k sums are added and the TILE_STORE epilogue applied. pf ..
- * pf_end: lines to prefetch, npf per chunk and panel. */
-VT_AVX512FP16 static void tile_fp16(int mr, const float *x, size_t ldx, const char *bp,
-                                    size_t psize, int gn, int k, float s, float *y, size_t ldy,
-                                    const float *bias, int gelu, int acc_y, int cols,
-                                    const char *pf, const char *pf_end, int npf)
+ * and odd k sums are added and the TILE_STORE epilogue applied. xr: the
+ * tile's x rounded already (chunk c at xr[c][r]), or NULL: round it here.
+ * pf .. pf_end: lines to prefetch, npf per chunk and panel. */
+VT_AVX512FP16 static void tile_fp16(int mr, const float *x, size_t ldx, const uint32_t *xr,
+                                    const char *bp, size_t psize, int gn, int k, float s,
+                                    float *y, size_t ldy, const float *bias, int gelu,
+                                    int acc_y, int cols, const char *pf, const char *pf_end,
+                                    int npf)
 {
-    uint32_t xh[MR][XH / 2] __attribute__((aligned(64)));
+    uint32_t xbuf[MR][XH / 2] __attribute__((aligned(64)));
     float sum[GMAX][MR][2 * NR] __attribute__((aligned(64)));
     float inv[GMAX];
     for (int g = 0; g < gn; g++) {
@@ -549,17 +567,13 @@ VT_AVX512FP16 static void tile_fp16(int mr, const float *x, size_t ldx, const ch
         inv[g] /= s;                    /* powers of two: exact */
         memset(sum[g], 0, (size_t)mr * sizeof *sum[g]);
     }
-    const __m512 vs = _mm512_set1_ps(s);
     for (int k0 = 0; k0 < k; k0 += XH) {
         int kn = k - k0 < XH ? k - k0 : XH;
-        for (int r = 0; r < mr; r++)    /* zeros past k pair with the pad */
-            for (int f = 0; f < kn; f += 16) {
-                int left = kn - f;
-                __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + r * ldx + k0 + f), vs);
-                _mm256_store_si256((__m256i *)&xh[r][f / 2],
-                                   _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            }
+        uint32_t (*xh)[XH / 2] = xbuf;
+        if (xr)
+            xh = (uint32_t (*)[XH / 2])(xr + (size_t)k0 / XH * MR * (XH / 2));
+        else
+            round_x(mr, x, ldx, k0, kn, s, xbuf);
         for (int g = 0; g < gn; g++) {
             for (int i = 0; i < npf && pf < pf_end; i++, pf += 64)
                 _mm_prefetch(pf, _MM_HINT_T1);
@@ -725,7 +739,7 @@ static double time_fp16(const float *x, const void *b, float *y)
     for (int run = 0; run < 5; run++) {
         double t = thread_seconds();
         for (int i = 0; i < 16; i++)
-            tile_fp16(MR, x, 512, b, 0, 1, 512, 1.0f, y, NR, NULL, 0, 0, NR, NULL, NULL, 0);
+            tile_fp16(MR, x, 512, NULL, b, 0, 1, 512, 1.0f, y, NR, NULL, 0, 0, NR, NULL, NULL, 0);
         t = thread_seconds() - t;
         best = t < best ? t : best;
     }
@@ -809,12 +823,31 @@ typedef struct gemm_job {
     int m, gelu, acc_y;
     int group;          /* FP16 panels per group (0: not the fp16 kernel) */
     float xs;           /* FP16: x's scale (x_scale) */
+    uint32_t *xh;       /* FP16: x rounded per tile (round_task), or NULL */
     int rows;           /* rows per task (a multiple of MR) */
     int pan;            /* panels per task */
     int ncol;           /* column tasks */
 } gemm_job;
 
 #ifdef VT_HAVE_X86_KERNELS
+/* words of one tile's rounded x: its chunks of MR x XH / 2 pairs */
+static size_t xtile_words(int k)
+{
+    return (size_t)(k + XH - 1) / XH * MR * (XH / 2);
+}
+
+/* x's row tile `task` rounded into j->xh, chunk after chunk */
+static void round_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const gemm_job *j = ctx;
+    int k = j->w->k, r0 = task * MR, mr = j->m - r0 < MR ? j->m - r0 : MR;
+    uint32_t *xr = j->xh + (size_t)task * xtile_words(k);
+    for (int k0 = 0; k0 < k; k0 += XH, xr += MR * (XH / 2))
+        round_x(mr, j->x + (size_t)r0 * k, (size_t)k, k0, k - k0 < XH ? k - k0 : XH, j->xs,
+                (uint32_t (*)[XH / 2])xr);
+}
+
 /* Rows [r0, r0 + rows) x FP16 panels [p0, p1), a group of panels at a
  * time (each tile's x rounding serves the group); the tiles over a group
  * prefetch the next to L2 as panel_rows does. */
@@ -834,7 +867,8 @@ static void gemm_task_fp16(const gemm_job *j, int r0, int rows, int p0, int p1)
         int calls = (k + XH - 1) / XH * gn, npf = (int)((slice / 64 + calls - 1) / calls);
         const char *end = pf + next * psize;
         for (int r = 0; r < rows; r += MR, pf += slice)
-            tile_fp16(rows - r < MR ? rows - r : MR, x + (size_t)r * k, (size_t)k, bp, psize,
+            tile_fp16(rows - r < MR ? rows - r : MR, x + (size_t)r * k, (size_t)k,
+                      j->xh ? j->xh + (size_t)(r0 + r) / MR * xtile_words(k) : NULL, bp, psize,
                       gn, k, s, j->y + (size_t)(r0 + r) * n + g * NR, (size_t)n,
                       j->b ? j->b + g * NR : NULL, j->gelu, j->acc_y, n - g * NR,
                       pf, pf + slice < end ? pf + slice : end, npf);
@@ -909,14 +943,26 @@ void vt_linear_packed(vt_pool *p, float *y, const float *x, const vt_wpack *w,
     int nrow = (m + rows - 1) / rows;
     rows = ((m + nrow - 1) / nrow + MR - 1) / MR * MR;
     nrow = (m + rows - 1) / rows;
-    /* (fp16: 2 per thread, as each task rounds its x once per group) */
-    int tasks = group ? 2 * T : 4 * T, want = tasks > nrow ? (tasks + nrow - 1) / nrow : 1;
+    /* (fp16 without scratch: 2 per thread, as each task rounds its x once
+     * per group) */
+    uint32_t *xh = NULL;
+#ifdef VT_HAVE_X86_KERNELS
+    if (group) {
+        size_t words = (size_t)(m + MR - 1) / MR * xtile_words(w->k);
+        xh = vt_pool_scratch(p, words * sizeof *xh);
+    }
+#endif
+    int tasks = group && !xh ? 2 * T : 4 * T, want = tasks > nrow ? (tasks + nrow - 1) / nrow : 1;
     int pan = (np + want - 1) / want;
-    gemm_job j = {y, x, b, w, tile, m, gelu, beta != 0.0f, group, 1.0f, rows, pan,
+    gemm_job j = {y, x, b, w, tile, m, gelu, beta != 0.0f, group, 1.0f, xh, rows, pan,
                   (np + pan - 1) / pan};
 #ifdef VT_HAVE_X86_KERNELS
-    if (group)
+    if (group) {
         j.xs = x_scale(x, (size_t)w->k, m, w->k);       /* a pass over x: ~1% of the product */
+        /* x rounded once, not once per tile and group of panels */
+        if (xh)
+            vt_pool_run_work(p, (m + MR - 1) / MR, round_task, &j, (double)m * w->k);
+    }
 #endif
     vt_pool_run_work(p, nrow * j.ncol, gemm_task, &j, 2.0 * m * w->k * w->n);
 }

@@ -106,6 +106,8 @@ struct vt_pool {
     int nro;
     struct wentry { const float *w; int n, k; vt_wpack pack; } *wc;
     int nwc, capwc;
+    void *scratch;              /* vt_pool_scratch */
+    size_t scratch_bytes;
 };
 
 typedef struct worker_arg { vt_pool *p; int id; } worker_arg;
@@ -242,6 +244,7 @@ void vt_pool_free(vt_pool *p)
     for (int i = 0; i < p->nwc; i++)
         vt_wpack_free(&p->wc[i].pack);
     free(p->wc);
+    free(p->scratch);
     free(p->th);
     free(p);
 }
@@ -336,4 +339,20 @@ void vt_pool_run(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx)
 void vt_pool_run_work(vt_pool *p, int ntasks, vt_task_fn fn, void *ctx, double work)
 {
     vt_pool_run(work < VT_POOL_MIN_WORK ? NULL : p, ntasks, fn, ctx);
+}
+
+void *vt_pool_scratch(vt_pool *p, size_t bytes)
+{
+    if (!p)
+        return NULL;
+    if (bytes > p->scratch_bytes) {
+        free(p->scratch);
+        p->scratch_bytes = 0;
+        if (posix_memalign(&p->scratch, 64, bytes) != 0) {
+            p->scratch = NULL;
+            return NULL;
+        }
+        p->scratch_bytes = bytes;
+    }
+    return p->scratch;
 }
