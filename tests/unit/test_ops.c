@@ -502,6 +502,7 @@ static void test_linear_fp16(void)
         return;
     }
     vt_gemm_bf16_force(VT_BF16_FP16);
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
     int m = 37, k = 771, n = 100;
     float *x = randv((size_t)m * k, 60), *wf = randv((size_t)n * k, 61), *b = randv(n, 62);
     float *y = malloc(sizeof(float) * m * n);
@@ -534,19 +535,23 @@ static void test_linear_fp16(void)
                     s += fabs((double)xs[i * k + l] * wf[j * k + l]);
                 mag[i * n + j] = s;
             }
-        vt_linear_packed(NULL, y, xs, &pk, NULL, m, 0.0f, 0);
-        double worst = 0;
-        int finite = 1;
-        for (size_t i = 0; i < (size_t)m * n; i++) {
-            finite &= isfinite(y[i]);
-            double e = fabs(y[i] - want[i]) / mag[i];
-            worst = e > worst ? e : worst;
+        /* no pool: each tile rounds its x; a pool: x rounded once per call */
+        for (int pi = 0; pi < 2; pi++) {
+            vt_linear_packed(pools[pi], y, xs, &pk, NULL, m, 0.0f, 0);
+            double worst = 0;
+            int finite = 1;
+            for (size_t i = 0; i < (size_t)m * n; i++) {
+                finite &= isfinite(y[i]);
+                double e = fabs(y[i] - want[i]) / mag[i];
+                worst = e > worst ? e : worst;
+            }
+            ok(finite && worst < 0x1p-9, "fp16 linear %dx%dx%d, %s, %s: finite, error %.2g of "
+               "sum |x w| (bound 2^-9)", m, k, n, what[c], pi ? "2 threads" : "no pool", worst);
         }
-        ok(finite && worst < 0x1p-9, "fp16 linear %dx%dx%d, %s: finite, error %.2g of sum |x w| "
-           "(bound 2^-9)", m, k, n, what[c], worst);
         free(xs);
     }
     vt_wpack_free(&pk);
+    vt_pool_free(pools[1]);
     vt_gemm_bf16_force(-1);
     free(x); free(wf); free(b); free(y); free(w16); free(want); free(mag);
 }
