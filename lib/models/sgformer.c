@@ -43,6 +43,7 @@
 #include "ops.h"
 #include "ops/attend.h"
 #include "ops/grid.h"
+#include "ops/sepconv.h"
 #include "util.h"
 
 #define SG_MAGIC 0x53474631u    /* "SGF1" */
@@ -404,10 +405,11 @@ typedef struct sg_block {
 typedef struct sg_weights {
     const float *pos;                       /* [N1, C1] */
     const float *stem_w[3];                 /* [C1,3,3,3], [C1,C1,3,3] x2 */
+    vt_wpack stem_pk[3];                    /* the same as [C1, 3*3*Cin] (ky, kx, c) */
     const float *stem_gw[3], *stem_gb[3];   /* GroupNorm affine [C1] */
     const float *stem_nw, *stem_nb;         /* LayerNorm [C1] */
     /* PatchMerging of stages 2..4 (index 1..3) */
-    const float *pm_w1[4], *pm_w2[4], *pm_w3[4];    /* [C, Cp], [C,1,3,3], [C, C] */
+    const float *pm_w1[4], *pm_w2[4], *pm_w3[4];    /* [C, Cp], [9, C] tap-major (owned), [C, C] */
     const float *pm_gw[4][3], *pm_gb[4][3];
     sg_block *blocks[SG_STAGES];            /* [depth] */
     const float *normw[SG_STAGES], *normb[SG_STAGES];
@@ -440,9 +442,9 @@ typedef struct sg_run {
     float *mcol;        /* [N] map read column-major */
     int *o2c;           /* [N] order of the map read column-major */
     /* stem */
-    float *s_tok;       /* [H0*H0, C1] */
-    float *s_pl;        /* [C1, H0*H0] */
-    float *cols;        /* im2col scratch */
+    float *s_img;       /* [S*S, 3] the image as tokens */
+    float *s_tok, *s_tok2;  /* [H0*H0, C1] */
+    float *cols;        /* vt_conv_tokens_scratch */
     /* records, per image of the last batch */
     float *maps;        /* [batch, map_total] M, G, L of each HYBRID block */
     int *orders;        /* [batch, ord_total] order1, order2 of each REALLOC block */
@@ -506,7 +508,9 @@ static int sg_bind(sg_net *n, const vt_frame *w)
         if (i > 0) {
             size_t Cp = c->st[i - 1].dim;
             NAME("patch_embed%d.conv1.c.weight", i + 1); GET(W->pm_w1[i], C * Cp);
-            NAME("patch_embed%d.conv2.c.weight", i + 1); GET(W->pm_w2[i], C * 9);
+            NAME("patch_embed%d.conv2.c.weight", i + 1);
+            if (!(W->pm_w2[i] = dw_weight(n, w, name, C)))
+                return -1;
             NAME("patch_embed%d.conv3.c.weight", i + 1); GET(W->pm_w3[i], C * C);
             for (int k = 0; k < 3; k++) {
                 NAME("patch_embed%d.conv%d.bn.weight", i + 1, k + 1); GET(W->pm_gw[i][k], C);
@@ -606,7 +610,7 @@ static void run_free(sg_run *r)
 {
     float *f[] = {r->x, r->xn, r->a, r->t, r->q, r->kv, r->h1, r->h2, r->pm, r->feat,
                   r->red, r->kvr, r->z1, r->z2, r->kvz1, r->kvz2, r->att_scr, r->win_scr,
-                  r->lsum, r->gsum, r->mcol, r->s_tok, r->s_pl, r->cols, r->maps};
+                  r->lsum, r->gsum, r->mcol, r->s_img, r->s_tok, r->s_tok2, r->cols, r->maps};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
     for (int i = 0; i < SG_STAGES; i++)
@@ -658,7 +662,9 @@ static int run_alloc(sg_net *n, int batch)
         }
     }
     size_t C1 = c->st[0].dim, n0 = (size_t)c->stem_grid * c->stem_grid;
-    size_t ncols = zmax(n0 * 27, zmax(n0 * 9 * C1, (size_t)c->st[0].n * 9 * C1));
+    size_t ncols = zmax(vt_conv_tokens_scratch(n->pool, c->img_size, 3, 3, 2, 1),
+                        vt_conv_tokens_scratch(n->pool, c->stem_grid, (int)C1, 3, 1, 1));
+    ncols = zmax(ncols, vt_conv_tokens_scratch(n->pool, c->stem_grid, (int)C1, 3, 2, 1));
     r->x = falloc(nc), r->xn = falloc(nc), r->a = falloc(nc), r->t = falloc(nc);
     r->q = falloc(nc), r->kv = falloc(nkv);
     r->h1 = falloc(nf), r->h2 = falloc(nf), r->pm = falloc(npm);
@@ -668,7 +674,8 @@ static int run_alloc(sg_net *n, int batch)
     r->att_scr = falloc(att), r->win_scr = falloc(win);
     r->lsum = falloc(lsum), r->gsum = falloc(nk), r->mcol = falloc(nmax);
     r->o2c = vt_xmalloc(nmax * sizeof(int));
-    r->s_tok = falloc(n0 * C1), r->s_pl = falloc(n0 * C1), r->cols = falloc(ncols);
+    r->s_img = falloc((size_t)c->img_size * c->img_size * 3);
+    r->s_tok = falloc(n0 * C1), r->s_tok2 = falloc(n0 * C1), r->cols = falloc(ncols);
     r->maps = falloc((size_t)batch * n->map_total);
     r->orders = vt_xmalloc(((size_t)batch * n->ord_total + 1) * sizeof(int));
     return 0;
@@ -683,14 +690,13 @@ static void stem(sg_net *n, const float *img)
     const sg_weights *W = &n->w;
     sg_run *r = &n->r;
     int S = c->img_size, H0 = c->stem_grid, C1 = c->st[0].dim, N0 = H0 * H0, N1 = c->st[0].n;
-    vt_conv2d_tokens(n->pool, r->s_tok, img, 3, S, S, W->stem_w[0], NULL, C1, 3, 2, 1, r->cols);
-    vt_groupnorm1_tokens(r->s_tok, N0, C1, W->stem_gw[0], W->stem_gb[0], c->gn_eps, 1);
-    vt_tokens_to_planes(r->s_pl, r->s_tok, N0, C1);
-    vt_conv2d_tokens(n->pool, r->s_tok, r->s_pl, C1, H0, H0, W->stem_w[1], NULL, C1, 3, 1, 1, r->cols);
-    vt_groupnorm1_tokens(r->s_tok, N0, C1, W->stem_gw[1], W->stem_gb[1], c->gn_eps, 1);
-    vt_tokens_to_planes(r->s_pl, r->s_tok, N0, C1);
-    vt_conv2d_tokens(n->pool, r->x, r->s_pl, C1, H0, H0, W->stem_w[2], NULL, C1, 3, 2, 1, r->cols);
-    vt_groupnorm1_tokens(r->x, N1, C1, W->stem_gw[2], W->stem_gb[2], c->gn_eps, 0);
+    vt_tokens_to_planes(r->s_img, img, 3, S * S);     /* planes [3, S*S] -> tokens */
+    vt_conv_tokens(n->pool, r->s_tok, r->s_img, S, S, 3, &W->stem_pk[0], NULL, 3, 2, 1, r->cols);
+    vt_groupnorm1_tokens_mt(n->pool, r->s_tok, N0, C1, W->stem_gw[0], W->stem_gb[0], c->gn_eps, 1);
+    vt_conv_tokens(n->pool, r->s_tok2, r->s_tok, H0, H0, C1, &W->stem_pk[1], NULL, 3, 1, 1, r->cols);
+    vt_groupnorm1_tokens_mt(n->pool, r->s_tok2, N0, C1, W->stem_gw[1], W->stem_gb[1], c->gn_eps, 1);
+    vt_conv_tokens(n->pool, r->x, r->s_tok2, H0, H0, C1, &W->stem_pk[2], NULL, 3, 2, 1, r->cols);
+    vt_groupnorm1_tokens_mt(n->pool, r->x, N1, C1, W->stem_gw[2], W->stem_gb[2], c->gn_eps, 0);
     vt_layernorm_mt(n->pool, r->x, r->x, W->stem_nw, W->stem_nb, N1, C1, c->stem_eps);
     vt_add(r->x, W->pos, (size_t)N1 * C1);
 }
@@ -704,11 +710,11 @@ static void patch_merging(sg_net *n, int i)
     const sg_stage_cfg *p = &c->st[i - 1], *s = &c->st[i];
     int C = s->dim;
     vt_linear(n->pool, r->pm, r->stage[i - 1], W->pm_w1[i], NULL, p->n, p->dim, C, 0, 0);
-    vt_groupnorm1_tokens(r->pm, p->n, C, W->pm_gw[i][0], W->pm_gb[i][0], c->gn_eps, 1);
-    vt_dwconv2d_tokens(r->xn, r->pm, p->grid, p->grid, C, W->pm_w2[i], NULL, 3, 2, 1);
-    vt_groupnorm1_tokens(r->xn, s->n, C, W->pm_gw[i][1], W->pm_gb[i][1], c->gn_eps, 1);
+    vt_groupnorm1_tokens_mt(n->pool, r->pm, p->n, C, W->pm_gw[i][0], W->pm_gb[i][0], c->gn_eps, 1);
+    vt_dwk_tokens(n->pool, r->xn, C, r->pm, C, p->grid, p->grid, C, W->pm_w2[i], NULL, 3, 2);
+    vt_groupnorm1_tokens_mt(n->pool, r->xn, s->n, C, W->pm_gw[i][1], W->pm_gb[i][1], c->gn_eps, 1);
     vt_linear(n->pool, r->x, r->xn, W->pm_w3[i], NULL, s->n, C, C, 0, 0);
-    vt_groupnorm1_tokens(r->x, s->n, C, W->pm_gw[i][2], W->pm_gb[i][2], c->gn_eps, 0);
+    vt_groupnorm1_tokens_mt(n->pool, r->x, s->n, C, W->pm_gw[i][2], W->pm_gb[i][2], c->gn_eps, 0);
 }
 
 /* ---- forward: the three attentions ----------------------------------- */
@@ -886,7 +892,7 @@ static int forward_image(sg_net *n, int image, const float *img, float *logits)
         for (int j = 0; j < s->depth; j++)
             if (block(n, image, i, j, &map) < 0)
                 return -1;
-        vt_layernorm_mt(n->pool, r->stage[i], r->x, n->w.normw[i], n->w.normb[i], s->n,
+    vt_layernorm_mt(n->pool, r->stage[i], r->x, n->w.normw[i], n->w.normb[i], s->n,
                         s->dim, c->eps);
     }
     const sg_stage_cfg *s4 = &c->st[3];
@@ -915,12 +921,29 @@ static int sg_forward(void *net, const float *x, int batch, float *logits)
 
 /* ---- lifetime -------------------------------------------------------- */
 
+/* The stem's convolutions run on tokens (vt_conv_tokens): weights
+ * reordered to (ky, kx, c) columns, kept (owned) and packed. */
+static int pack_stem(sg_net *n)
+{
+    int C1 = n->c.st[0].dim;
+    for (int k = 0; k < 3; k++) {
+        int cin = k ? C1 : 3;
+        float *hwc = own(n, (size_t)C1 * cin * 9);
+        vt_conv_weight_hwc(hwc, n->w.stem_w[k], C1, cin, 3);
+        if (vt_wpack_init_pool(n->pool, &n->w.stem_pk[k], hwc, C1, cin * 9) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static void sg_destroy(void *net)
 {
     sg_net *n = net;
     if (!n)
         return;
     run_free(&n->r);
+    for (int k = 0; k < 3; k++)
+        vt_wpack_free(&n->w.stem_pk[k]);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
     for (int i = 0; i < SG_STAGES; i++) {
@@ -951,7 +974,7 @@ static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (!n->pool || pack_stem(n) < 0 || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         sg_destroy(n);
         return NULL;
     }

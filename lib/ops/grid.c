@@ -7,27 +7,79 @@
 #include "ops/grid.h"
 #include "ops/sepconv.h"
 
+/* GroupNorm(1, c) in GN_CHUNKS fixed chunks of rows, whatever the pool:
+ * partial sums (double) per chunk, added in chunk order, so the statistics
+ * are the same bits for any number of threads. */
+#define GN_CHUNKS 32
+
+typedef struct gn_job {
+    float *x;
+    const float *w, *b;
+    int n, c, per, pass, gelu;
+    float mean, rstd;
+    double dmean;
+    double part[GN_CHUNKS];
+} gn_job;
+
+static void gn_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    gn_job *j = ctx;
+    int r0 = task * j->per, r1 = r0 + j->per < j->n ? r0 + j->per : j->n;
+    if (r0 >= r1) {
+        j->part[task] = 0;
+        return;
+    }
+    float *x = j->x + (size_t)r0 * j->c;
+    size_t len = (size_t)(r1 - r0) * j->c;
+    double acc = 0;
+    if (j->pass == 0) {
+        for (size_t i = 0; i < len; i++)
+            acc += x[i];
+    } else if (j->pass == 1) {
+        for (size_t i = 0; i < len; i++) {
+            double d = x[i] - j->dmean;
+            acc += d * d;
+        }
+    } else {
+        for (int r = r0; r < r1; r++, x += j->c)
+            for (int ch = 0; ch < j->c; ch++)
+                x[ch] = (x[ch] - j->mean) * j->rstd * j->w[ch] + j->b[ch];
+        if (j->gelu)
+            vt_gelu(j->x + (size_t)r0 * j->c, len);
+    }
+    j->part[task] = acc;
+}
+
+static double gn_pass(vt_pool *p, gn_job *j, int pass, double work)
+{
+    j->pass = pass;
+    vt_pool_run_work(p, GN_CHUNKS, gn_task, j, work);
+    double sum = 0;
+    for (int t = 0; t < GN_CHUNKS; t++)
+        sum += j->part[t];
+    return sum;
+}
+
+void vt_groupnorm1_tokens_mt(vt_pool *p, float *x, int n, int c, const float *w,
+                             const float *b, float eps, int gelu)
+{
+    if (n < 1 || c < 1)
+        return;
+    double total = (double)n * c;
+    gn_job j = {.x = x, .w = w, .b = b, .n = n, .c = c, .gelu = gelu,
+                .per = (n + GN_CHUNKS - 1) / GN_CHUNKS};
+    j.dmean = gn_pass(p, &j, 0, total) / total;
+    double var = gn_pass(p, &j, 1, 3 * total) / total;
+    j.mean = (float)j.dmean;
+    j.rstd = (float)(1.0 / sqrt(var + eps));
+    gn_pass(p, &j, 2, (gelu ? 30 : 4) * total);
+}
+
 void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
                           const float *b, float eps, int gelu)
 {
-    size_t total = (size_t)n * c;
-    double sum = 0, sq = 0;
-    for (size_t i = 0; i < total; i++)
-        sum += x[i];
-    double mean = sum / (double)total;
-    for (size_t i = 0; i < total; i++) {
-        double d = x[i] - mean;
-        sq += d * d;
-    }
-    float rstd = (float)(1.0 / sqrt(sq / (double)total + eps));
-    float m = (float)mean;
-    for (int i = 0; i < n; i++) {
-        float *r = x + (size_t)i * c;
-        for (int j = 0; j < c; j++)
-            r[j] = (r[j] - m) * rstd * w[j] + b[j];
-    }
-    if (gelu)
-        vt_gelu(x, total);
+    vt_groupnorm1_tokens_mt(NULL, x, n, c, w, b, eps, gelu);
 }
 
 void vt_dw3_weights(float *wt9, const float *wt, int c)
