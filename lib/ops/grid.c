@@ -140,11 +140,16 @@ static void gelu_task(void *ctx, int task, int thread)
 }
 
 /* The 3x3 case of sepconv.c's depthwise convolution (several pixels per
- * register pass on AVX-512; the same sum order on every path), then GELU
- * as a second pass over the rows on the pool. */
+ * register pass on AVX-512; the same sum order on every path); GELU in
+ * the same tasks for the residual form, else as a second pass over the
+ * rows on the pool. */
 void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
                    int c, const float *wt9, const float *b, int flags)
 {
+    if ((flags & VT_DW3_RESIDUAL) && (flags & VT_DW3_GELU)) {
+        vt_dwk_tokens_residual_gelu(p, out, x, c, h, w, c, wt9, b, 3);
+        return;
+    }
     if (flags & VT_DW3_RESIDUAL)
         vt_dwk_tokens_residual(p, out, x, c, h, w, c, wt9, b, 3);
     else
