@@ -184,6 +184,18 @@ void vt_im2col_tokens_chw_mt(vt_pool *p, float *cols, const float *x, int h, int
 /* A convolution weight wt[o, c, k, k] reordered to out[o, k, k, c], the
  * column order of vt_im2col_tokens. */
 void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k);
+/* Convolution of tokens x[h*w, c] (one image, NHWC) by a packed weight
+ * wt [o, k*k*c] in vt_im2col_tokens's column order (vt_conv_weight_hwc of
+ * PyTorch's [o, c, k, k]), stride s, zero padding pad, plus b[o] (may be
+ * NULL): out[ho*wo, o]. Split over bands of output rows on the pool; each
+ * task builds its band's columns in its thread's part of cols
+ * (vt_conv_tokens_scratch floats, a few hundred KB per thread, not the
+ * whole image's) and multiplies them while they are in cache. Each output
+ * is the same sum whatever the bands and threads. */
+size_t vt_conv_tokens_scratch(const vt_pool *p, int w, int c, int k, int s, int pad);
+void vt_conv_tokens(vt_pool *p, float *out, const float *x, int h, int w, int c,
+                    const vt_wpack *wt, const float *b, int k, int s, int pad,
+                    float *cols);
 /* Convolution of x[c,h,w] (one image, NCHW) by w[o,c,k,k] with stride s and
  * zero padding pad, written as tokens out[ho*wo, o] (+ b[o]), the layout a
  * transformer uses after patch embedding. cols: scratch of

@@ -43,6 +43,7 @@
 #include "ops.h"
 #include "ops/attend.h"
 #include "ops/grid.h"
+#include "ops/sepconv.h"
 #include "util.h"
 
 #define SG_MAGIC 0x53474631u    /* "SGF1" */
@@ -404,10 +405,11 @@ typedef struct sg_block {
 typedef struct sg_weights {
     const float *pos;                       /* [N1, C1] */
     const float *stem_w[3];                 /* [C1,3,3,3], [C1,C1,3,3] x2 */
+    vt_wpack stem_pk[3];                    /* the same as [C1, 3*3*Cin] (ky, kx, c) */
     const float *stem_gw[3], *stem_gb[3];   /* GroupNorm affine [C1] */
     const float *stem_nw, *stem_nb;         /* LayerNorm [C1] */
     /* PatchMerging of stages 2..4 (index 1..3) */
-    const float *pm_w1[4], *pm_w2[4], *pm_w3[4];    /* [C, Cp], [C,1,3,3], [C, C] */
+    const float *pm_w1[4], *pm_w2[4], *pm_w3[4];    /* [C, Cp], [9, C] tap-major (owned), [C, C] */
     const float *pm_gw[4][3], *pm_gb[4][3];
     sg_block *blocks[SG_STAGES];            /* [depth] */
     const float *normw[SG_STAGES], *normb[SG_STAGES];
@@ -416,33 +418,45 @@ typedef struct sg_weights {
 
 /* ---- run state ------------------------------------------------------- */
 
-/* Work buffers for one image (images run one after another), sized for
- * the largest stage; records of maps/orders for up to `batch` images. */
+/* Images run in groups: a stage's blocks take G_i images at once (their
+ * token rows stacked, so every linear layer is one product over G_i N_i
+ * rows and the attentions are one pool job over all their heads), with
+ * G_i chosen so that no work buffer is larger than one image of the
+ * largest stage needs (stage 1 takes 1 image, stage 4 about 8). A pass
+ * takes up to `pass` images (the largest G_i) through all four stages,
+ * so the stage outputs carried between stages hold `pass` images, not the
+ * batch. Every image gets the same operations on the same values as
+ * alone: results do not depend on the batch or the grouping. */
 typedef struct sg_run {
-    int batch;
-    float *x;           /* [N, C] residual stream */
-    float *xn;          /* [N, C] normed block input */
-    float *a;           /* [N, C] attention output, heads merged */
-    float *t;           /* [N, C] lepe_linear(xn) */
-    float *q;           /* [N, C] queries (q1/q2: [N, C/2]) */
-    float *kv;          /* [N, 2C] keys|values */
-    float *h1, *h2;     /* [N, F] MLP hidden; h1 also sr patches [nk, C r r] */
-    float *pm;          /* [N_prev, C] PatchMerging conv1 output */
-    float *stage[SG_STAGES];   /* [N_i, C_i] stage outputs */
-    float *feat;        /* [C4] pooled */
-    float *red, *kvr;   /* [nk, C] sr-reduced tokens, their keys|values */
-    float *z1, *z2;     /* [n_merged, C] merged tokens of order 1 / 2 */
-    float *kvz1, *kvz2; /* [n_merged, C] their keys|values */
+    int batch;          /* records are sized for this many images */
+    int group[SG_STAGES];   /* G_i */
+    int pass;           /* images per pass through the stages */
+    float *x;           /* [G N, C] residual stream */
+    float *xn;          /* [G N, C] normed block input */
+    float *a;           /* [G N, C] attention output, heads merged */
+    float *t;           /* [G N, C] lepe_linear(xn) */
+    float *q;           /* [G N, C] queries (q1/q2: [G N, C/2]) */
+    float *kv;          /* [G N, 2C] keys|values */
+    float *h1, *h2;     /* [G N, F] MLP hidden; h1 also sr patches [G nk, C r r] */
+    float *pm;          /* [G N_prev, C] PatchMerging conv1 output */
+    float *carry[2];    /* [pass N_i, C_i] stage outputs: even stages in 0, odd in 1 */
+    float *stage[SG_STAGES];   /* [N_i, C_i] stage outputs of the batch's last image */
+    float *feat;        /* [pass, C4] pooled */
+    const float *feat_last;    /* the batch's last image's row of feat */
+    float *red, *kvr;   /* [G nk, C] sr-reduced tokens, their keys|values */
+    float *z1, *z2;     /* [G n_merged, C] merged tokens of order 1 / 2 */
+    float *kvz1, *kvz2; /* [G n_merged, C] their keys|values */
     float *att_scr;     /* vt_attend_scratch */
     float *win_scr;     /* vt_window_scratch */
-    float *lsum;        /* [h', nwin, 49] window column sums */
-    float *gsum;        /* [nk] global column sums */
-    float *mcol;        /* [N] map read column-major */
-    int *o2c;           /* [N] order of the map read column-major */
-    /* stem */
-    float *s_tok;       /* [H0*H0, C1] */
-    float *s_pl;        /* [C1, H0*H0] */
-    float *cols;        /* im2col scratch */
+    float *lsum;        /* [h', G nwin, 49] window column sums */
+    float *gsum;        /* [G, nk] global column sums */
+    vt_attend_head *heads;  /* [G h] the heads of one attention job */
+    float *mcol;        /* [G, N] maps read column-major */
+    int *o2c;           /* [G, N] orders of the maps read column-major */
+    /* stem, one image at a time */
+    float *s_img;       /* [S*S, 3] the image as tokens */
+    float *s_tok, *s_tok2;  /* [H0*H0, C1]: h1 and h2 (the stem runs before the blocks) */
+    float *cols;        /* vt_conv_tokens_scratch */
     /* records, per image of the last batch */
     float *maps;        /* [batch, map_total] M, G, L of each HYBRID block */
     int *orders;        /* [batch, ord_total] order1, order2 of each REALLOC block */
@@ -506,7 +520,9 @@ static int sg_bind(sg_net *n, const vt_frame *w)
         if (i > 0) {
             size_t Cp = c->st[i - 1].dim;
             NAME("patch_embed%d.conv1.c.weight", i + 1); GET(W->pm_w1[i], C * Cp);
-            NAME("patch_embed%d.conv2.c.weight", i + 1); GET(W->pm_w2[i], C * 9);
+            NAME("patch_embed%d.conv2.c.weight", i + 1);
+            if (!(W->pm_w2[i] = dw_weight(n, w, name, C)))
+                return -1;
             NAME("patch_embed%d.conv3.c.weight", i + 1); GET(W->pm_w3[i], C * C);
             for (int k = 0; k < 3; k++) {
                 NAME("patch_embed%d.conv%d.bn.weight", i + 1, k + 1); GET(W->pm_gw[i][k], C);
@@ -605,12 +621,13 @@ static void plan_records(sg_net *n)
 static void run_free(sg_run *r)
 {
     float *f[] = {r->x, r->xn, r->a, r->t, r->q, r->kv, r->h1, r->h2, r->pm, r->feat,
-                  r->red, r->kvr, r->z1, r->z2, r->kvz1, r->kvz2, r->att_scr, r->win_scr,
-                  r->lsum, r->gsum, r->mcol, r->s_tok, r->s_pl, r->cols, r->maps};
+                  r->carry[0], r->carry[1], r->red, r->kvr, r->z1, r->z2, r->kvz1, r->kvz2,
+                  r->att_scr, r->win_scr, r->lsum, r->gsum, r->mcol, r->s_img, r->cols, r->maps};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
     for (int i = 0; i < SG_STAGES; i++)
         free(r->stage[i]);
+    free(r->heads);
     free(r->o2c);
     free(r->orders);
     memset(r, 0, sizeof *r);
@@ -620,6 +637,34 @@ static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static float *falloc(size_t n) { return vt_xmalloc((n ? n : 1) * sizeof(float)); }
 
+/* Floats of stage i's largest work buffer for one image: the MLP hidden
+ * [N, F], or PatchMerging's [N_prev, C], MHSA's keys|values, sr patches. */
+static size_t stage_unit(const sg_config *c, int i)
+{
+    const sg_stage_cfg *s = &c->st[i];
+    size_t u = zmax((size_t)s->n * s->hidden, (size_t)s->n * s->dim * 2);
+    if (i > 0)
+        u = zmax(u, (size_t)c->st[i - 1].n * s->dim);
+    if (s->sr > 1)
+        u = zmax(u, (size_t)s->nk * s->dim * s->sr * s->sr);
+    return u;
+}
+
+/* G_i: as many images as fit the largest stage's buffer for one image,
+ * at most the batch. */
+static void plan_groups(const sg_config *c, sg_run *r, int batch)
+{
+    size_t budget = 0;
+    for (int i = 0; i < SG_STAGES; i++)
+        budget = zmax(budget, stage_unit(c, i));
+    r->pass = 1;
+    for (int i = 0; i < SG_STAGES; i++) {
+        size_t g = budget / stage_unit(c, i);
+        r->group[i] = g < 1 ? 1 : g > (size_t)batch ? batch : (int)g;
+        r->pass = r->group[i] > r->pass ? r->group[i] : r->pass;
+    }
+}
+
 static int run_alloc(sg_net *n, int batch)
 {
     const sg_config *c = &n->c;
@@ -628,118 +673,126 @@ static int run_alloc(sg_net *n, int batch)
         return vt_seterr("sgformer: batch %d is too large", batch);
     run_free(r);
     r->batch = batch;
+    plan_groups(c, r, batch);
     size_t nc = 0, nkv = 0, nf = 0, npm = 0, nred = 0, nz = 0, att = 0, win = 0;
-    size_t lsum = 0, nmax = 0, nk = 0;
+    size_t lsum = 0, nmax = 0, nk = 0, carry[2] = {0, 0}, heads = 0;
     for (int i = 0; i < SG_STAGES; i++) {
         const sg_stage_cfg *s = &c->st[i];
-        size_t N = s->n, C = s->dim;
+        size_t G = (size_t)r->group[i], N = s->n, C = s->dim;
         int d = s->dim / s->heads;
-        nc = zmax(nc, N * C);
-        nkv = zmax(nkv, N * C * (s->sr == 1 ? 2 : 1));
-        nf = zmax(nf, N * s->hidden);
-        nmax = zmax(nmax, N);
+        nc = zmax(nc, G * N * C);
+        nkv = zmax(nkv, G * N * C * (s->sr == 1 ? 2 : 1));
+        nf = zmax(nf, G * N * s->hidden);
+        nmax = zmax(nmax, G * N);
+        heads = zmax(heads, G * s->heads);
+        carry[i % 2] = zmax(carry[i % 2], (size_t)r->pass * N * C);
         if (i > 0)
-            npm = zmax(npm, (size_t)c->st[i - 1].n * C);
+            npm = zmax(npm, G * c->st[i - 1].n * C);
         r->stage[i] = falloc(N * C);
         if (s->sr == 1) {
-            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->n, d));
+            att = zmax(att, vt_attend_scratch(n->pool, (int)G * s->heads, s->n, s->n, d));
             continue;
         }
-        nred = zmax(nred, (size_t)s->nk * C);
-        nk = zmax(nk, (size_t)s->nk);
+        nred = zmax(nred, G * s->nk * C);
+        nk = zmax(nk, G * s->nk);
         att = zmax(att, vt_attend_scratch(n->pool, s->heads / 2, s->n, s->nk, d));
         win = zmax(win, vt_window_scratch(n->pool, SG_WINDOW, d));
-        lsum = zmax(lsum, (size_t)s->heads / 2 * N);
+        lsum = zmax(lsum, G * s->heads / 2 * N);
         /* sr patches go to h1: nk * C r^2 <= N * C <= N * F */
-        nf = zmax(nf, (size_t)s->nk * C * s->sr * s->sr);
+        nf = zmax(nf, G * s->nk * C * s->sr * s->sr);
         if (s->has_realloc) {
-            nz = zmax(nz, (size_t)s->nmerged * C);
-            att = zmax(att, vt_attend_scratch(n->pool, s->heads, s->n, s->nmerged, d));
+            nz = zmax(nz, G * s->nmerged * C);
+            att = zmax(att, vt_attend_scratch(n->pool, (int)G * s->heads, s->n, s->nmerged, d));
         }
     }
     size_t C1 = c->st[0].dim, n0 = (size_t)c->stem_grid * c->stem_grid;
-    size_t ncols = zmax(n0 * 27, zmax(n0 * 9 * C1, (size_t)c->st[0].n * 9 * C1));
+    nf = zmax(nf, n0 * C1);
+    size_t ncols = zmax(vt_conv_tokens_scratch(n->pool, c->img_size, 3, 3, 2, 1),
+                        vt_conv_tokens_scratch(n->pool, c->stem_grid, (int)C1, 3, 1, 1));
+    ncols = zmax(ncols, vt_conv_tokens_scratch(n->pool, c->stem_grid, (int)C1, 3, 2, 1));
     r->x = falloc(nc), r->xn = falloc(nc), r->a = falloc(nc), r->t = falloc(nc);
     r->q = falloc(nc), r->kv = falloc(nkv);
     r->h1 = falloc(nf), r->h2 = falloc(nf), r->pm = falloc(npm);
-    r->feat = falloc(c->st[3].dim);
+    r->carry[0] = falloc(carry[0]), r->carry[1] = falloc(carry[1]);
+    r->feat = falloc((size_t)r->pass * c->st[3].dim);
     r->red = falloc(nred), r->kvr = falloc(nred);
     r->z1 = falloc(nz), r->z2 = falloc(nz), r->kvz1 = falloc(nz), r->kvz2 = falloc(nz);
     r->att_scr = falloc(att), r->win_scr = falloc(win);
     r->lsum = falloc(lsum), r->gsum = falloc(nk), r->mcol = falloc(nmax);
     r->o2c = vt_xmalloc(nmax * sizeof(int));
-    r->s_tok = falloc(n0 * C1), r->s_pl = falloc(n0 * C1), r->cols = falloc(ncols);
+    r->heads = vt_xmalloc(heads * sizeof *r->heads);
+    r->s_img = falloc((size_t)c->img_size * c->img_size * 3);
+    r->s_tok = r->h1, r->s_tok2 = r->h2, r->cols = falloc(ncols);
     r->maps = falloc((size_t)batch * n->map_total);
     r->orders = vt_xmalloc(((size_t)batch * n->ord_total + 1) * sizeof(int));
     return 0;
 }
 
+/* The records of image `image` of the batch for block bj of stage si. */
+static float *maps_of(sg_net *n, int image, int si, int bj)
+{
+    return n->r.maps + (size_t)image * n->map_total + n->map_off[si][bj];
+}
+
+static int *orders_of(sg_net *n, int image, int si, int bj)
+{
+    return n->r.orders + (size_t)image * n->ord_total + n->ord_off[si][bj];
+}
+
 /* ---- forward: stem and PatchMerging ---------------------------------- */
 
-/* x[N1, C1] = LN(GN(conv(GELU(GN(conv(GELU(GN(conv(img))))))))) + pos */
-static void stem(sg_net *n, const float *img)
+/* out[N1, C1] = LN(GN(conv(GELU(GN(conv(GELU(GN(conv(img))))))))) + pos */
+static void stem(sg_net *n, const float *img, float *out)
 {
     const sg_config *c = &n->c;
     const sg_weights *W = &n->w;
     sg_run *r = &n->r;
     int S = c->img_size, H0 = c->stem_grid, C1 = c->st[0].dim, N0 = H0 * H0, N1 = c->st[0].n;
-    vt_conv2d_tokens(n->pool, r->s_tok, img, 3, S, S, W->stem_w[0], NULL, C1, 3, 2, 1, r->cols);
-    vt_groupnorm1_tokens(r->s_tok, N0, C1, W->stem_gw[0], W->stem_gb[0], c->gn_eps, 1);
-    vt_tokens_to_planes(r->s_pl, r->s_tok, N0, C1);
-    vt_conv2d_tokens(n->pool, r->s_tok, r->s_pl, C1, H0, H0, W->stem_w[1], NULL, C1, 3, 1, 1, r->cols);
-    vt_groupnorm1_tokens(r->s_tok, N0, C1, W->stem_gw[1], W->stem_gb[1], c->gn_eps, 1);
-    vt_tokens_to_planes(r->s_pl, r->s_tok, N0, C1);
-    vt_conv2d_tokens(n->pool, r->x, r->s_pl, C1, H0, H0, W->stem_w[2], NULL, C1, 3, 2, 1, r->cols);
-    vt_groupnorm1_tokens(r->x, N1, C1, W->stem_gw[2], W->stem_gb[2], c->gn_eps, 0);
-    vt_layernorm_mt(n->pool, r->x, r->x, W->stem_nw, W->stem_nb, N1, C1, c->stem_eps);
-    vt_add(r->x, W->pos, (size_t)N1 * C1);
+    vt_tokens_to_planes(r->s_img, img, 3, S * S);     /* planes [3, S*S] -> tokens */
+    vt_conv_tokens(n->pool, r->s_tok, r->s_img, S, S, 3, &W->stem_pk[0], NULL, 3, 2, 1, r->cols);
+    vt_groupnorm1_tokens_mt(n->pool, r->s_tok, N0, C1, W->stem_gw[0], W->stem_gb[0], c->gn_eps, 1);
+    vt_conv_tokens(n->pool, r->s_tok2, r->s_tok, H0, H0, C1, &W->stem_pk[1], NULL, 3, 1, 1, r->cols);
+    vt_groupnorm1_tokens_mt(n->pool, r->s_tok2, N0, C1, W->stem_gw[1], W->stem_gb[1], c->gn_eps, 1);
+    vt_conv_tokens(n->pool, out, r->s_tok2, H0, H0, C1, &W->stem_pk[2], NULL, 3, 2, 1, r->cols);
+    vt_groupnorm1_tokens_mt(n->pool, out, N1, C1, W->stem_gw[2], W->stem_gb[2], c->gn_eps, 0);
+    vt_layernorm_mt(n->pool, out, out, W->stem_nw, W->stem_nb, N1, C1, c->stem_eps);
+    vt_add(out, W->pos, (size_t)N1 * C1);
 }
 
-/* Stage i > 0: x = GN(1x1(GELU(GN(dw3x3/2(GELU(GN(1x1(stage[i-1])))))))) */
-static void patch_merging(sg_net *n, int i)
+/* Stage i > 0, ng images: x = GN(1x1(GELU(GN(dw3x3/2(GELU(GN(1x1(in))))))))
+ * with in the previous stage's outputs [ng N_prev, C_prev]; GroupNorm and
+ * the depthwise conv per image, the 1x1 convs over all rows. */
+static void patch_merging(sg_net *n, int i, const float *in, int ng)
 {
     const sg_config *c = &n->c;
     const sg_weights *W = &n->w;
     sg_run *r = &n->r;
     const sg_stage_cfg *p = &c->st[i - 1], *s = &c->st[i];
     int C = s->dim;
-    vt_linear(n->pool, r->pm, r->stage[i - 1], W->pm_w1[i], NULL, p->n, p->dim, C, 0, 0);
-    vt_groupnorm1_tokens(r->pm, p->n, C, W->pm_gw[i][0], W->pm_gb[i][0], c->gn_eps, 1);
-    vt_dwconv2d_tokens(r->xn, r->pm, p->grid, p->grid, C, W->pm_w2[i], NULL, 3, 2, 1);
-    vt_groupnorm1_tokens(r->xn, s->n, C, W->pm_gw[i][1], W->pm_gb[i][1], c->gn_eps, 1);
-    vt_linear(n->pool, r->x, r->xn, W->pm_w3[i], NULL, s->n, C, C, 0, 0);
-    vt_groupnorm1_tokens(r->x, s->n, C, W->pm_gw[i][2], W->pm_gb[i][2], c->gn_eps, 0);
+    size_t one_p = (size_t)p->n * C, one = (size_t)s->n * C;
+    vt_linear(n->pool, r->pm, in, W->pm_w1[i], NULL, ng * p->n, p->dim, C, 0, 0);
+    for (int k = 0; k < ng; k++) {
+        float *pm = r->pm + k * one_p, *xn = r->xn + k * one;
+        vt_groupnorm1_tokens_mt(n->pool, pm, p->n, C, W->pm_gw[i][0], W->pm_gb[i][0], c->gn_eps, 1);
+        vt_dwk_tokens(n->pool, xn, C, pm, C, p->grid, p->grid, C, W->pm_w2[i], NULL, 3, 2);
+        vt_groupnorm1_tokens_mt(n->pool, xn, s->n, C, W->pm_gw[i][1], W->pm_gb[i][1], c->gn_eps, 1);
+    }
+    vt_linear(n->pool, r->x, r->xn, W->pm_w3[i], NULL, ng * s->n, C, C, 0, 0);
+    for (int k = 0; k < ng; k++)
+        vt_groupnorm1_tokens_mt(n->pool, r->x + k * one, s->n, C, W->pm_gw[i][2],
+                                W->pm_gb[i][2], c->gn_eps, 0);
 }
 
 /* ---- forward: the three attentions ----------------------------------- */
 
-/* HYBRID: a[:, :C/2] = global heads over GELU(LN(sr(xn))), a[:, C/2:] =
- * 7x7 window heads; writes the map M = L + G and its halves to maps[3N]. */
-static void attn_hybrid(sg_net *n, const sg_stage_cfg *s, const sg_block *B, float *maps)
+/* The maps of image k of a group of ng: G = mean over global heads and all
+ * queries of gsum, upsampled (nearest, floor); L = mean over window heads
+ * and the window's queries (lsum holds the group's ng*nwin windows per
+ * head); M = L + G. maps[3N] = M, G, L. */
+static void make_maps(const sg_stage_cfg *s, float *maps, const float *gsum, const float *lsum,
+                      int k, int ng)
 {
-    sg_run *r = &n->r;
-    int N = s->n, C = s->dim, H = s->grid, hp = s->heads / 2, d = C / s->heads;
-    int rr = s->sr, g = H / rr, nk = s->nk;
-    float scale = 1.0f / sqrtf((float)d);
-    /* global half: queries q1 [N, C/2], keys/values from the reduced grid */
-    vt_linear(n->pool, r->q, r->xn, B->q1w, B->q1b, N, C, C / 2, 0, 0);
-    vt_patchify_tokens(r->h1, r->xn, H, H, C, rr);
-    vt_linear(n->pool, r->red, r->h1, B->srw, B->srb, nk, C * rr * rr, C, 0, 0);
-    vt_layernorm(r->red, r->red, B->srnw, B->srnb, nk, C, n->c.sr_eps);
-    vt_gelu(r->red, (size_t)nk * C);
-    vt_linear(n->pool, r->kvr, r->red, B->kv1w, B->kv1b, nk, C, C, 0, 0);
-    vt_attend_head heads[256];
-    for (int h = 0; h < hp; h++)
-        heads[h] = (vt_attend_head){r->q + h * d, r->kvr + h * d, r->kvr + C / 2 + h * d,
-                                    r->a + h * d};
-    vt_attend(n->pool, heads, hp, C / 2, C, C, C, N, nk, d, scale, r->att_scr, r->gsum);
-    /* local half: q2 [N, C/2], kv2 [N, C] inside 7x7 windows */
-    vt_linear(n->pool, r->q, r->xn, B->q2w, B->q2b, N, C, C / 2, 0, 0);
-    vt_linear(n->pool, r->kv, r->xn, B->kv2w, B->kv2b, N, C, C, 0, 0);
-    vt_window_attend(n->pool, hp, r->q, C / 2, r->kv, r->kv + C / 2, C, r->a + C / 2, C,
-                     H, H, SG_WINDOW, d, scale, r->win_scr, r->lsum);
-    /* the map: G = mean over global heads and all queries, upsampled
-     * (nearest, floor); L = mean over window heads and the window's queries */
+    int N = s->n, H = s->grid, hp = s->heads / 2, g = H / s->sr;
     float *M = maps, *G = maps + N, *L = maps + 2 * N;
     float sc = (float)g / H;
     int wc = H / SG_WINDOW, t = SG_WINDOW * SG_WINDOW, nwin = wc * wc;
@@ -749,16 +802,53 @@ static void attn_hybrid(sg_net *n, const sg_stage_cfg *s, const sg_block *B, flo
         for (int x = 0; x < H; x++) {
             int gx = (int)floorf(x * sc);
             gx = gx < g - 1 ? gx : g - 1;
-            G[y * H + x] = r->gsum[gy * g + gx] / (float)hp / (float)N;
-            int win = (y / SG_WINDOW) * wc + x / SG_WINDOW;
+            G[y * H + x] = gsum[gy * g + gx] / (float)hp / (float)N;
+            int win = k * nwin + (y / SG_WINDOW) * wc + x / SG_WINDOW;
             int pos = (y % SG_WINDOW) * SG_WINDOW + x % SG_WINDOW;
             float l = 0;
             for (int h = 0; h < hp; h++)
-                l += r->lsum[((size_t)h * nwin + win) * t + pos];
+                l += lsum[((size_t)h * ng * nwin + win) * t + pos];
             L[y * H + x] = l / (float)hp / (float)t;
             M[y * H + x] = L[y * H + x] + G[y * H + x];
         }
     }
+}
+
+/* HYBRID over images b0..b0+ng-1: a[:, :C/2] = global heads over
+ * GELU(LN(sr(xn))), a[:, C/2:] = 7x7 window heads; records each image's
+ * map M = L + G and its halves. The window attention runs over the
+ * group's grids stacked (windows never cross an image's edge). */
+static void attn_hybrid(sg_net *n, int si, int bj, const sg_block *B, int b0, int ng)
+{
+    const sg_stage_cfg *s = &n->c.st[si];
+    sg_run *r = &n->r;
+    int N = s->n, C = s->dim, H = s->grid, hp = s->heads / 2, d = C / s->heads;
+    int rr = s->sr, nk = s->nk, rows = ng * N;
+    float scale = 1.0f / sqrtf((float)d);
+    /* global half: queries q1 [rows, C/2], keys/values from the reduced grids */
+    vt_linear(n->pool, r->q, r->xn, B->q1w, B->q1b, rows, C, C / 2, 0, 0);
+    for (int k = 0; k < ng; k++)
+        vt_patchify_tokens_mt(n->pool, r->h1 + (size_t)k * nk * C * rr * rr,
+                              r->xn + (size_t)k * N * C, H, H, C, rr, 0);
+    vt_linear(n->pool, r->red, r->h1, B->srw, B->srb, ng * nk, C * rr * rr, C, 0, 0);
+    vt_layernorm_mt(n->pool, r->red, r->red, B->srnw, B->srnb, ng * nk, C, n->c.sr_eps);
+    vt_gelu(r->red, (size_t)ng * nk * C);
+    vt_linear(n->pool, r->kvr, r->red, B->kv1w, B->kv1b, ng * nk, C, C, 0, 0);
+    for (int k = 0; k < ng; k++) {
+        const float *q = r->q + (size_t)k * N * (C / 2), *kv = r->kvr + (size_t)k * nk * C;
+        float *a = r->a + (size_t)k * N * C;
+        for (int h = 0; h < hp; h++)
+            r->heads[h] = (vt_attend_head){q + h * d, kv + h * d, kv + C / 2 + h * d, a + h * d};
+        vt_attend(n->pool, r->heads, hp, C / 2, C, C, C, N, nk, d, scale, r->att_scr,
+                  r->gsum + (size_t)k * nk);
+    }
+    /* local half: q2 [rows, C/2], kv2 [rows, C] inside 7x7 windows */
+    vt_linear(n->pool, r->q, r->xn, B->q2w, B->q2b, rows, C, C / 2, 0, 0);
+    vt_linear(n->pool, r->kv, r->xn, B->kv2w, B->kv2b, rows, C, C, 0, 0);
+    vt_window_attend(n->pool, hp, r->q, C / 2, r->kv, r->kv + C / 2, C, r->a + C / 2, C,
+                     ng * H, H, SG_WINDOW, d, scale, r->win_scr, r->lsum);
+    for (int k = 0; k < ng; k++)
+        make_maps(s, maps_of(n, b0 + k, si, bj), r->gsum + (size_t)k * nk, r->lsum, k, ng);
 }
 
 /* z[g] = f.bias + sum_u f.weight[u] * xn[order[start + g*s + u]] for each
@@ -784,114 +874,196 @@ static void merge_tokens(const sg_stage_cfg *s, const sg_block *B, float *z,
     }
 }
 
-/* REALLOC: sort tokens by the map, merge, attend with all queries; heads
- * 0..h'-1 see kv1(Z1), heads h'..h-1 see kv2(Z2). */
-static int attn_realloc(sg_net *n, int image, int si, int bj, const sg_block *B,
-                        const float *M, int *order1, int *order2)
+/* The per-image steps of REALLOC as pool tasks, two per image (order 1,
+ * order 2): sorting the map, then merging by the order. */
+typedef struct realloc_job {
+    sg_net *n;
+    const sg_block *B;
+    int si, bj, mj, b0;
+} realloc_job;
+
+/* order1: ascending sort of M row-major; order2: of M column-major
+ * (sequence index k = x*H + y), mapped back to tokens y*W + x */
+static void sort_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const realloc_job *j = ctx;
+    sg_run *r = &j->n->r;
+    const sg_stage_cfg *s = &j->n->c.st[j->si];
+    int N = s->n, H = s->grid, k = task / 2;
+    const float *M = maps_of(j->n, j->b0 + k, j->si, j->mj);
+    int *order = orders_of(j->n, j->b0 + k, j->si, j->bj);
+    if (task % 2 == 0) {
+        vt_argsort_torch(order, M, N);
+        return;
+    }
+    float *mcol = r->mcol + (size_t)k * N;
+    int *o2c = r->o2c + (size_t)k * N;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < H; x++)
+            mcol[x * H + y] = M[y * H + x];
+    vt_argsort_torch(o2c, mcol, N);
+    for (int i = 0; i < N; i++)
+        order[N + i] = (o2c[i] % H) * H + o2c[i] / H;
+}
+
+static void merge_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const realloc_job *j = ctx;
+    sg_run *r = &j->n->r;
+    const sg_stage_cfg *s = &j->n->c.st[j->si];
+    int k = task / 2, which = task % 2;
+    const int *order = orders_of(j->n, j->b0 + k, j->si, j->bj) + which * s->n;
+    float *z = (which ? r->z2 : r->z1) + (size_t)k * s->nmerged * s->dim;
+    merge_tokens(s, j->B, z, r->xn + (size_t)k * s->n * s->dim, order);
+}
+
+/* REALLOC over images b0..b0+ng-1, with the maps of block mj: sort tokens
+ * by the map, merge, attend with all queries; heads 0..h'-1 see kv1(Z1),
+ * heads h'..h-1 see kv2(Z2); one attention job over all images' heads. */
+static int attn_realloc(sg_net *n, int si, int bj, const sg_block *B, int b0, int ng, int mj)
 {
     const sg_stage_cfg *s = &n->c.st[si];
     sg_run *r = &n->r;
-    int N = s->n, C = s->dim, H = s->grid, hp = s->heads / 2, d = C / s->heads, nm = s->nmerged;
+    int N = s->n, C = s->dim, hp = s->heads / 2, d = C / s->heads, nm = s->nmerged;
     float scale = 1.0f / sqrtf((float)d);
-    vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, N, C, C, 0, 0);
-    /* order1: ascending sort of M row-major; order2: of M column-major
-     * (sequence index k = x*H + y), mapped back to tokens y*W + x */
-    vt_argsort_torch(order1, M, N);
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < H; x++)
-            r->mcol[x * H + y] = M[y * H + x];
-    vt_argsort_torch(r->o2c, r->mcol, N);
-    for (int k = 0; k < N; k++)
-        order2[k] = (r->o2c[k] % H) * H + r->o2c[k] / H;
-    if (n->hook && n->hook(n->hook_ctx, image, si + 1, bj, order1, order2, N))
-        return vt_seterr("sgformer: order hook failed at stage %d block %d", si + 1, bj);
-    merge_tokens(s, B, r->z1, r->xn, order1);
-    merge_tokens(s, B, r->z2, r->xn, order2);
-    vt_linear(n->pool, r->kvz1, r->z1, B->kv1w, B->kv1b, nm, C, C, 0, 0);
-    vt_linear(n->pool, r->kvz2, r->z2, B->kv2w, B->kv2b, nm, C, C, 0, 0);
-    vt_attend_head heads[512];
-    for (int h = 0; h < s->heads; h++) {
-        const float *kv = h < hp ? r->kvz1 + h * d : r->kvz2 + (h - hp) * d;
-        heads[h] = (vt_attend_head){r->q + h * d, kv, kv + C / 2, r->a + h * d};
+    realloc_job j = {n, B, si, bj, mj, b0};
+    vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, ng * N, C, C, 0, 0);
+    vt_pool_run_work(n->pool, 2 * ng, sort_task, &j, 60.0 * ng * N * log2(N + 1.0));
+    for (int k = 0; n->hook && k < ng; k++) {
+        int *ord = orders_of(n, b0 + k, si, bj);
+        if (n->hook(n->hook_ctx, b0 + k, si + 1, bj, ord, ord + N, N))
+            return vt_seterr("sgformer: order hook failed at stage %d block %d", si + 1, bj);
     }
-    vt_attend(n->pool, heads, s->heads, C, C, C, C, N, nm, d, scale, r->att_scr, NULL);
+    vt_pool_run_work(n->pool, 2 * ng, merge_task, &j, 4.0 * ng * N * C);
+    vt_linear(n->pool, r->kvz1, r->z1, B->kv1w, B->kv1b, ng * nm, C, C, 0, 0);
+    vt_linear(n->pool, r->kvz2, r->z2, B->kv2w, B->kv2b, ng * nm, C, C, 0, 0);
+    for (int k = 0; k < ng; k++)
+        for (int h = 0; h < s->heads; h++) {
+            size_t z = (size_t)k * nm * C, x = (size_t)k * N * C;
+            const float *kv = h < hp ? r->kvz1 + z + h * d : r->kvz2 + z + (h - hp) * d;
+            r->heads[k * s->heads + h] =
+                (vt_attend_head){r->q + x + h * d, kv, kv + C / 2, r->a + x + h * d};
+        }
+    vt_attend(n->pool, r->heads, ng * s->heads, C, C, C, C, N, nm, d, scale, r->att_scr, NULL);
     return 0;
 }
 
-/* MHSA: q [N, C], kv [N, 2C] = K | V, h heads over all tokens. */
-static void attn_mhsa(sg_net *n, const sg_stage_cfg *s, const sg_block *B)
+/* MHSA over ng images: q [rows, C], kv [rows, 2C] = K | V, h heads over
+ * each image's tokens, one attention job. */
+static void attn_mhsa(sg_net *n, const sg_stage_cfg *s, const sg_block *B, int ng)
 {
     sg_run *r = &n->r;
     int N = s->n, C = s->dim, d = C / s->heads;
-    vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, N, C, C, 0, 0);
-    vt_linear(n->pool, r->kv, r->xn, B->kvw, B->kvb, N, C, 2 * C, 0, 0);
-    vt_attend_head heads[512];
-    for (int h = 0; h < s->heads; h++)
-        heads[h] = (vt_attend_head){r->q + h * d, r->kv + h * d, r->kv + C + h * d, r->a + h * d};
-    vt_attend(n->pool, heads, s->heads, C, 2 * C, 2 * C, C, N, N, d,
+    vt_linear(n->pool, r->q, r->xn, B->qw, B->qb, ng * N, C, C, 0, 0);
+    vt_linear(n->pool, r->kv, r->xn, B->kvw, B->kvb, ng * N, C, 2 * C, 0, 0);
+    for (int k = 0; k < ng; k++)
+        for (int h = 0; h < s->heads; h++) {
+            size_t x = (size_t)k * N * C;
+            r->heads[k * s->heads + h] = (vt_attend_head){r->q + x + h * d, r->kv + 2 * x + h * d,
+                                                          r->kv + 2 * x + C + h * d,
+                                                          r->a + x + h * d};
+        }
+    vt_attend(n->pool, r->heads, ng * s->heads, C, 2 * C, 2 * C, C, N, N, d,
               1.0f / sqrtf((float)d), r->att_scr, NULL);
 }
 
 /* ---- forward: blocks, stages, head ----------------------------------- */
 
-/* x += proj(Attn(xn) + LePE(xn)), xn = norm1(x);
- * x += fc2(GELU(t + dwconv(t))), t = fc1(norm2(x)). `map` is the map the
- * previous HYBRID block left (for REALLOC). */
-static int block(sg_net *n, int image, int si, int bj, const float **map)
+/* Over images b0..b0+ng-1 (rows stacked in the run buffers):
+ * x += proj(Attn(xn) + LePE(xn)), xn = norm1(x);
+ * x += fc2(GELU(t + dwconv(t))), t = fc1(norm2(x)). *map_block: the
+ * HYBRID block whose maps the next REALLOC uses (-1: none). */
+static int block(sg_net *n, int b0, int ng, int si, int bj, int *map_block)
 {
     const sg_stage_cfg *s = &n->c.st[si];
     const sg_block *B = &n->w.blocks[si][bj];
     sg_run *r = &n->r;
-    int N = s->n, C = s->dim, H = s->grid, F = s->hidden;
+    int N = s->n, C = s->dim, H = s->grid, F = s->hidden, rows = ng * N;
     float eps = n->c.eps;
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, N, C, eps);
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, rows, C, eps);
     if (B->kind == VT_SG_HYBRID) {
-        float *maps = r->maps + (size_t)image * n->map_total + n->map_off[si][bj];
-        attn_hybrid(n, s, B, maps);
-        *map = maps;
+        attn_hybrid(n, si, bj, B, b0, ng);
+        *map_block = bj;
     } else if (B->kind == VT_SG_REALLOC) {
-        int *ord = r->orders + (size_t)image * n->ord_total + n->ord_off[si][bj];
-        if (!*map)
+        if (*map_block < 0)
             return vt_seterr("sgformer: stage %d block %d has no map", si + 1, bj);
-        if (attn_realloc(n, image, si, bj, B, *map, ord, ord + N) < 0)
+        if (attn_realloc(n, si, bj, B, b0, ng, *map_block) < 0)
             return -1;
-        *map = NULL;
+        *map_block = -1;
     } else {
-        attn_mhsa(n, s, B);
-        *map = NULL;
+        attn_mhsa(n, s, B, ng);
+        *map_block = -1;
     }
     /* LePE: depthwise 3x3 of lepe_linear(xn), added before proj */
-    vt_linear(n->pool, r->t, r->xn, B->lepew, B->lepeb, N, C, C, 0, 0);
-    vt_dw3_tokens(n->pool, r->h2, r->t, H, H, C, B->lepec, B->lepecb, 0);
-    vt_add(r->a, r->h2, (size_t)N * C);
-    vt_linear(n->pool, r->x, r->a, B->projw, B->projb, N, C, C, 1, 0);
+    vt_linear(n->pool, r->t, r->xn, B->lepew, B->lepeb, rows, C, C, 0, 0);
+    for (int k = 0; k < ng; k++)
+        vt_dw3_tokens(n->pool, r->h2 + (size_t)k * N * C, r->t + (size_t)k * N * C, H, H, C,
+                      B->lepec, B->lepecb, 0);
+    vt_add(r->a, r->h2, (size_t)rows * C);
+    vt_linear(n->pool, r->x, r->a, B->projw, B->projb, rows, C, C, 1, 0);
     /* MLP with the depthwise conv residual inside, before GELU */
-    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, N, C, eps);
-    vt_linear(n->pool, r->h1, r->xn, B->fc1w, B->fc1b, N, C, F, 0, 0);
-    vt_dw3_tokens(n->pool, r->h2, r->h1, H, H, F, B->dww, B->dwb, VT_DW3_RESIDUAL | VT_DW3_GELU);
-    vt_linear(n->pool, r->x, r->h2, B->fc2w, B->fc2b, N, F, C, 1, 0);
+    vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, rows, C, eps);
+    vt_linear(n->pool, r->h1, r->xn, B->fc1w, B->fc1b, rows, C, F, 0, 0);
+    for (int k = 0; k < ng; k++)
+        vt_dw3_tokens(n->pool, r->h2 + (size_t)k * N * F, r->h1 + (size_t)k * N * F, H, H, F,
+                      B->dww, B->dwb, VT_DW3_RESIDUAL | VT_DW3_GELU);
+    vt_linear(n->pool, r->x, r->h2, B->fc2w, B->fc2b, rows, F, C, 1, 0);
     return 0;
 }
 
-static int forward_image(sg_net *n, int image, const float *img, float *logits)
+/* Stage si over images b0..b0+ng-1 of the batch: from the images
+ * (stage 1) or the previous stage's outputs `in`, to the normed stage
+ * outputs `out` [ng N, C]. */
+static int run_stage(sg_net *n, int si, int b0, int ng, const float *img, const float *in,
+                     float *out)
+{
+    const sg_config *c = &n->c;
+    const sg_stage_cfg *s = &c->st[si];
+    sg_run *r = &n->r;
+    size_t one = (size_t)s->n * s->dim;
+    if (si == 0)
+        for (int k = 0; k < ng; k++)
+            stem(n, img + (size_t)k * 3 * c->img_size * c->img_size, r->x + k * one);
+    else
+        patch_merging(n, si, in, ng);
+    int map_block = -1;     /* validated: no map crosses a stage it could reach */
+    for (int j = 0; j < s->depth; j++)
+        if (block(n, b0, ng, si, j, &map_block) < 0)
+            return -1;
+    vt_layernorm_mt(n->pool, out, r->x, n->w.normw[si], n->w.normb[si], ng * s->n, s->dim,
+                    c->eps);
+    if (b0 + ng == n->last_batch)
+        memcpy(r->stage[si], out + (ng - 1) * one, one * sizeof *out);
+    return 0;
+}
+
+/* One pass: images b0..b0+np-1 (np <= pass) through the four stages, each
+ * in groups of G_i, then the head. */
+static int forward_pass(sg_net *n, int b0, int np, const float *img, float *logits)
 {
     const sg_config *c = &n->c;
     sg_run *r = &n->r;
-    stem(n, img);
+    size_t img_floats = (size_t)3 * c->img_size * c->img_size;
     for (int i = 0; i < SG_STAGES; i++) {
         const sg_stage_cfg *s = &c->st[i];
-        if (i > 0)
-            patch_merging(n, i);
-        const float *map = NULL;    /* validated: no map crosses a stage it could reach */
-        for (int j = 0; j < s->depth; j++)
-            if (block(n, image, i, j, &map) < 0)
+        size_t prev = i ? (size_t)c->st[i - 1].n * c->st[i - 1].dim : 0;
+        for (int g0 = 0; g0 < np; g0 += r->group[i]) {
+            int ng = np - g0 < r->group[i] ? np - g0 : r->group[i];
+            const float *in = i ? r->carry[(i - 1) % 2] + g0 * prev : NULL;
+            float *out = r->carry[i % 2] + (size_t)g0 * s->n * s->dim;
+            if (run_stage(n, i, b0 + g0, ng, img + g0 * img_floats, in, out) < 0)
                 return -1;
-        vt_layernorm_mt(n->pool, r->stage[i], r->x, n->w.normw[i], n->w.normb[i], s->n,
-                        s->dim, c->eps);
+        }
     }
     const sg_stage_cfg *s4 = &c->st[3];
-    vt_mean_rows(r->feat, r->stage[3], s4->n, s4->dim);
-    vt_linear(n->pool, logits, r->feat, n->w.headw, n->w.headb, 1, s4->dim, c->classes, 0, 0);
+    for (int k = 0; k < np; k++)
+        vt_mean_rows(r->feat + (size_t)k * s4->dim,
+                     r->carry[3 % 2] + (size_t)k * s4->n * s4->dim, s4->n, s4->dim);
+    vt_linear(n->pool, logits, r->feat, n->w.headw, n->w.headb, np, s4->dim, c->classes, 0, 0);
+    if (b0 + np == n->last_batch)
+        r->feat_last = r->feat + (size_t)(np - 1) * s4->dim;
     return 0;
 }
 
@@ -905,15 +1077,36 @@ static int sg_forward(void *net, const float *x, int batch, float *logits)
     if (batch > n->r.batch && run_alloc(n, batch) < 0)
         return -1;
     size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
-    n->last_batch = 0;
-    for (int b = 0; b < batch; b++)
-        if (forward_image(n, b, x + b * img, logits + (size_t)b * n->c.classes) < 0)
-            return -1;
+    int pass = n->r.pass;
+    /* last_batch: the batch being run (its last image's outputs are kept),
+     * 0 again if it fails, so the records are never read half made */
     n->last_batch = batch;
+    for (int b = 0; b < batch; b += pass) {
+        int np = batch - b < pass ? batch - b : pass;
+        if (forward_pass(n, b, np, x + b * img, logits + (size_t)b * n->c.classes) < 0) {
+            n->last_batch = 0;
+            return -1;
+        }
+    }
     return 0;
 }
 
 /* ---- lifetime -------------------------------------------------------- */
+
+/* The stem's convolutions run on tokens (vt_conv_tokens): weights
+ * reordered to (ky, kx, c) columns, kept (owned) and packed. */
+static int pack_stem(sg_net *n)
+{
+    int C1 = n->c.st[0].dim;
+    for (int k = 0; k < 3; k++) {
+        int cin = k ? C1 : 3;
+        float *hwc = own(n, (size_t)C1 * cin * 9);
+        vt_conv_weight_hwc(hwc, n->w.stem_w[k], C1, cin, 3);
+        if (vt_wpack_init_pool(n->pool, &n->w.stem_pk[k], hwc, C1, cin * 9) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 static void sg_destroy(void *net)
 {
@@ -921,6 +1114,8 @@ static void sg_destroy(void *net)
     if (!n)
         return;
     run_free(&n->r);
+    for (int k = 0; k < 3; k++)
+        vt_wpack_free(&n->w.stem_pk[k]);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
     for (int i = 0; i < SG_STAGES; i++) {
@@ -951,7 +1146,7 @@ static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (!n->pool || pack_stem(n) < 0 || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         sg_destroy(n);
         return NULL;
     }
@@ -1148,7 +1343,7 @@ const float *vt_sgformer_stage(const void *net, int stage, int *count, int *c)
     if (stage == SG_STAGES + 1) {
         if (count) *count = 1;
         if (c) *c = n->c.st[3].dim;
-        return n->r.feat;
+        return n->r.feat_last;
     }
     const sg_stage_cfg *s = stage_of(n, stage);
     if (!s)

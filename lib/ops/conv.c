@@ -51,7 +51,8 @@ void vt_im2col(float *cols, const float *x, int c, int h, int w, int k, int s, i
     im2col_rows(cols, x, c, h, w, k, s, pad, 0, out_size(h, k, s, pad));
 }
 
-/* Output rows oy0 .. oy1-1 of vt_im2col_tokens. */
+/* vt_im2col_tokens for output rows [oy0, oy1) only: cols starts at the
+ * row of (oy0, 0). */
 static void im2col_tokens_rows(float *cols, const float *x, int h, int w, int c, int k,
                                int s, int pad, int oy0, int oy1)
 {
@@ -59,7 +60,7 @@ static void im2col_tokens_rows(float *cols, const float *x, int h, int w, int c,
     size_t run = (size_t)k * c;     /* one kernel row of the output row */
     for (int oy = oy0; oy < oy1; oy++)
         for (int ox = 0; ox < wo; ox++) {
-            float *row = cols + ((size_t)oy * wo + ox) * k * run;
+            float *row = cols + ((size_t)(oy - oy0) * wo + ox) * k * run;
             int ix0 = ox * s - pad;
             /* the taps kx0..kx1-1 inside the image are adjacent tokens of
              * x: one copy per kernel row, zeros either side */
@@ -126,7 +127,8 @@ static void im2col_task(void *ctx, int task, int thread)
     if (j->tokens == 2)
         im2col_tokens_chw_rows(j->cols, j->x, j->h, j->w, j->c, j->k, j->s, j->pad, oy0, oy1);
     else if (j->tokens)
-        im2col_tokens_rows(j->cols, j->x, j->h, j->w, j->c, j->k, j->s, j->pad, oy0, oy1);
+        im2col_tokens_rows(j->cols + (size_t)oy0 * out_size(j->w, j->k, j->s, j->pad) * j->k *
+                               j->k * j->c, j->x, j->h, j->w, j->c, j->k, j->s, j->pad, oy0, oy1);
     else
         im2col_rows(j->cols, j->x, j->c, j->h, j->w, j->k, j->s, j->pad, oy0, oy1);
 }
@@ -161,6 +163,57 @@ void vt_im2col_tokens_chw_mt(vt_pool *p, float *cols, const float *x, int h, int
 {
     im2col_job j = {cols, x, c, h, w, k, s, pad, out_size(h, k, s, pad), 0, 2};
     im2col_run(p, &j);
+}
+
+/* ---- dense convolution on tokens, in bands of output rows ------------- */
+
+/* floats of one band's columns: about 256 KB, so a band stays in L2
+ * between its im2col and its product */
+#define CONV_BAND_FLOATS (64 << 10)
+
+static int conv_band_rows(int wo, int c, int k)
+{
+    size_t row = (size_t)wo * k * k * c;
+    size_t rows = row ? CONV_BAND_FLOATS / row : 1;
+    return rows > 0 ? (int)rows : 1;
+}
+
+size_t vt_conv_tokens_scratch(const vt_pool *p, int w, int c, int k, int s, int pad)
+{
+    int wo = out_size(w, k, s, pad);
+    return (size_t)vt_pool_size(p) * conv_band_rows(wo, c, k) * wo * k * k * c;
+}
+
+typedef struct conv_job {
+    float *out, *cols;
+    const float *x, *b;
+    const vt_wpack *wt;
+    int h, w, c, k, s, pad, ho, wo, band;
+    size_t per_thread;
+} conv_job;
+
+static void conv_task(void *ctx, int task, int thread)
+{
+    const conv_job *j = ctx;
+    int oy0 = task * j->band, oy1 = oy0 + j->band < j->ho ? oy0 + j->band : j->ho;
+    float *cols = j->cols + (size_t)thread * j->per_thread;
+    im2col_tokens_rows(cols, j->x, j->h, j->w, j->c, j->k, j->s, j->pad, oy0, oy1);
+    vt_linear_packed(NULL, j->out + (size_t)oy0 * j->wo * j->wt->n, cols, j->wt, j->b,
+                     (oy1 - oy0) * j->wo, 0.0f, 0);
+}
+
+void vt_conv_tokens(vt_pool *p, float *out, const float *x, int h, int w, int c,
+                    const vt_wpack *wt, const float *b, int k, int s, int pad,
+                    float *cols)
+{
+    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
+    if (ho < 1 || wo < 1)
+        return;
+    int band = conv_band_rows(wo, c, k);
+    conv_job j = {out, cols, x, b, wt, h, w, c, k, s, pad, ho, wo, band,
+                  (size_t)band * wo * k * k * c};
+    vt_pool_run_work(p, (ho + band - 1) / band, conv_task, &j,
+                     2.0 * ho * wo * k * k * c * wt->n);
 }
 
 void vt_conv_weight_hwc(float *out, const float *wt, int o, int c, int k)

@@ -7,27 +7,117 @@
 #include "ops/grid.h"
 #include "ops/sepconv.h"
 
+/* GroupNorm(1, c) in GN_CHUNKS fixed chunks of rows, whatever the pool:
+ * partial sums (double) per chunk, added in chunk order, so the statistics
+ * are the same bits for any number of threads. */
+#define GN_CHUNKS 32
+#define GN_LANES 8
+
+typedef struct gn_job {
+    float *x;
+    const float *w, *b;
+    int n, c, per, pass, gelu;
+    float mean, rstd;
+    double dmean;
+    double part[GN_CHUNKS];
+} gn_job;
+
+/* sum of x[n], and of (x - mean)^2, in double: GN_LANES independent sums
+ * (one chain of dependent adds costs 4 cycles a value), added in lane
+ * order at the end */
+VT_CLONES static double sum_f64(const float *restrict x, size_t n)
+{
+    double lane[GN_LANES] = {0}, acc = 0;
+    size_t i = 0;
+    for (; i + GN_LANES <= n; i += GN_LANES)
+        for (int l = 0; l < GN_LANES; l++)
+            lane[l] += x[i + l];
+    for (; i < n; i++)
+        acc += x[i];
+    for (int l = 0; l < GN_LANES; l++)
+        acc += lane[l];
+    return acc;
+}
+
+VT_CLONES static double sumsq_dev_f64(const float *restrict x, size_t n, double mean)
+{
+    double lane[GN_LANES] = {0}, acc = 0;
+    size_t i = 0;
+    for (; i + GN_LANES <= n; i += GN_LANES)
+        for (int l = 0; l < GN_LANES; l++) {
+            double d = x[i + l] - mean;
+            lane[l] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = x[i] - mean;
+        acc += d * d;
+    }
+    for (int l = 0; l < GN_LANES; l++)
+        acc += lane[l];
+    return acc;
+}
+
+VT_CLONES static void gn_rows(float *restrict x, int rows, int c, float mean, float rstd,
+                              const float *restrict w, const float *restrict b)
+{
+    for (int r = 0; r < rows; r++, x += c)
+        for (int ch = 0; ch < c; ch++)
+            x[ch] = (x[ch] - mean) * rstd * w[ch] + b[ch];
+}
+
+static void gn_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    gn_job *j = ctx;
+    int r0 = task * j->per, r1 = r0 + j->per < j->n ? r0 + j->per : j->n;
+    if (r0 >= r1) {
+        j->part[task] = 0;
+        return;
+    }
+    float *x = j->x + (size_t)r0 * j->c;
+    size_t len = (size_t)(r1 - r0) * j->c;
+    double acc = 0;
+    if (j->pass == 0) {
+        acc = sum_f64(x, len);
+    } else if (j->pass == 1) {
+        acc = sumsq_dev_f64(x, len, j->dmean);
+    } else {
+        gn_rows(x, r1 - r0, j->c, j->mean, j->rstd, j->w, j->b);
+        if (j->gelu)
+            vt_gelu(j->x + (size_t)r0 * j->c, len);
+    }
+    j->part[task] = acc;
+}
+
+static double gn_pass(vt_pool *p, gn_job *j, int pass, double work)
+{
+    j->pass = pass;
+    vt_pool_run_work(p, GN_CHUNKS, gn_task, j, work);
+    double sum = 0;
+    for (int t = 0; t < GN_CHUNKS; t++)
+        sum += j->part[t];
+    return sum;
+}
+
+void vt_groupnorm1_tokens_mt(vt_pool *p, float *x, int n, int c, const float *w,
+                             const float *b, float eps, int gelu)
+{
+    if (n < 1 || c < 1)
+        return;
+    double total = (double)n * c;
+    gn_job j = {.x = x, .w = w, .b = b, .n = n, .c = c, .gelu = gelu,
+                .per = (n + GN_CHUNKS - 1) / GN_CHUNKS};
+    j.dmean = gn_pass(p, &j, 0, total) / total;
+    double var = gn_pass(p, &j, 1, 3 * total) / total;
+    j.mean = (float)j.dmean;
+    j.rstd = (float)(1.0 / sqrt(var + eps));
+    gn_pass(p, &j, 2, (gelu ? 30 : 4) * total);
+}
+
 void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
                           const float *b, float eps, int gelu)
 {
-    size_t total = (size_t)n * c;
-    double sum = 0, sq = 0;
-    for (size_t i = 0; i < total; i++)
-        sum += x[i];
-    double mean = sum / (double)total;
-    for (size_t i = 0; i < total; i++) {
-        double d = x[i] - mean;
-        sq += d * d;
-    }
-    float rstd = (float)(1.0 / sqrt(sq / (double)total + eps));
-    float m = (float)mean;
-    for (int i = 0; i < n; i++) {
-        float *r = x + (size_t)i * c;
-        for (int j = 0; j < c; j++)
-            r[j] = (r[j] - m) * rstd * w[j] + b[j];
-    }
-    if (gelu)
-        vt_gelu(x, total);
+    vt_groupnorm1_tokens_mt(NULL, x, n, c, w, b, eps, gelu);
 }
 
 void vt_dw3_weights(float *wt9, const float *wt, int c)
@@ -50,11 +140,16 @@ static void gelu_task(void *ctx, int task, int thread)
 }
 
 /* The 3x3 case of sepconv.c's depthwise convolution (several pixels per
- * register pass on AVX-512; the same sum order on every path), then GELU
- * as a second pass over the rows on the pool. */
+ * register pass on AVX-512; the same sum order on every path); GELU in
+ * the same tasks for the residual form, else as a second pass over the
+ * rows on the pool. */
 void vt_dw3_tokens(vt_pool *p, float *out, const float *x, int h, int w,
                    int c, const float *wt9, const float *b, int flags)
 {
+    if ((flags & VT_DW3_RESIDUAL) && (flags & VT_DW3_GELU)) {
+        vt_dwk_tokens_residual_gelu(p, out, x, c, h, w, c, wt9, b, 3);
+        return;
+    }
     if (flags & VT_DW3_RESIDUAL)
         vt_dwk_tokens_residual(p, out, x, c, h, w, c, wt9, b, 3);
     else

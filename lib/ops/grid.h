@@ -16,6 +16,9 @@
  * GELU afterwards. */
 void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
                           const float *b, float eps, int gelu);
+/* The same split over chunks of rows on the pool (the same result). */
+void vt_groupnorm1_tokens_mt(vt_pool *p, float *x, int n, int c, const float *w,
+                             const float *b, float eps, int gelu);
 
 /* Depthwise weights as PyTorch stores them, wt[c, 1, 3, 3], to the
  * tap-major layout the convolution below reads: wt9[9, c]. */

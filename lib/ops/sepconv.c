@@ -24,6 +24,8 @@ typedef struct dwk_job {
     const float *x, *wtk, *b;
     int ldo, ldx, h, w, c, k, s, ho, wo, rows;
     int res;            /* add x at the output position first (s = 1) */
+    int gelu;           /* GELU on the outputs, by the task that made them */
+    vt_task_fn conv;    /* the task that convolves (with gelu) */
 } dwk_job;
 
 #define LANES 16
@@ -214,6 +216,21 @@ VT_AVX512 static void dwk_task_avx512(void *ctx, int task, int thread)
 }
 #endif
 
+/* The task's output rows, then GELU over them while they are in cache. */
+static void dwk_gelu_task(void *ctx, int task, int thread)
+{
+    const dwk_job *j = ctx;
+    j->conv(ctx, task, thread);
+    int y0 = task * j->rows, y1 = y0 + j->rows < j->ho ? y0 + j->rows : j->ho;
+    float *o = j->out + (size_t)y0 * j->wo * j->ldo;
+    if (j->ldo == j->c) {
+        vt_gelu(o, (size_t)(y1 - y0) * j->wo * j->c);
+        return;
+    }
+    for (int i = 0; i < (y1 - y0) * j->wo; i++)
+        vt_gelu(o + (size_t)i * j->ldo, (size_t)j->c);
+}
+
 static void dwk_run(vt_pool *p, dwk_job *j)
 {
     if (j->ho < 1 || j->wo < 1 || j->c < 1)
@@ -223,11 +240,15 @@ static void dwk_run(vt_pool *p, dwk_job *j)
     if (vt_cpu() >= VT_CPU_AVX512)
         fn = dwk_task_avx512;
 #endif
+    if (j->gelu) {
+        j->conv = fn;
+        fn = dwk_gelu_task;
+    }
     /* about 4 tasks per thread, whole rows each */
     int want = 4 * vt_pool_size(p);
     j->rows = (j->ho + want - 1) / want;
     int ntask = (j->ho + j->rows - 1) / j->rows;
-    vt_pool_run_work(p, ntask, fn, j, 2.0 * j->ho * j->wo * j->c * j->k * j->k);
+    vt_pool_run_work(p, ntask, fn, j, (2.0 * j->k * j->k + (j->gelu ? 30 : 0)) * j->ho * j->wo * j->c);
 }
 
 void vt_dwk_tokens(vt_pool *p, float *out, int ldo, const float *x, int ldx,
@@ -235,14 +256,21 @@ void vt_dwk_tokens(vt_pool *p, float *out, int ldo, const float *x, int ldx,
                    int k, int s)
 {
     dwk_job j = {out, x, wtk, b, ldo, ldx, h, w, c, k, s,
-                 vt_dwk_out(h, k, s), vt_dwk_out(w, k, s), 1, 0};
+                 vt_dwk_out(h, k, s), vt_dwk_out(w, k, s), 1, 0, 0, NULL};
     dwk_run(p, &j);
 }
 
 void vt_dwk_tokens_residual(vt_pool *p, float *out, const float *x, int ld, int h,
                             int w, int c, const float *wtk, const float *b, int k)
 {
-    dwk_job j = {out, x, wtk, b, ld, ld, h, w, c, k, 1, h, w, 1, 1};
+    dwk_job j = {out, x, wtk, b, ld, ld, h, w, c, k, 1, h, w, 1, 1, 0, NULL};
+    dwk_run(p, &j);
+}
+
+void vt_dwk_tokens_residual_gelu(vt_pool *p, float *out, const float *x, int ld, int h,
+                                 int w, int c, const float *wtk, const float *b, int k)
+{
+    dwk_job j = {out, x, wtk, b, ld, ld, h, w, c, k, 1, h, w, 1, 1, 1, NULL};
     dwk_run(p, &j);
 }
 

@@ -34,6 +34,10 @@ void vt_dwk_tokens(vt_pool *p, float *out, int ldo, const float *x, int ldx,
  * then the taps row-major. */
 void vt_dwk_tokens_residual(vt_pool *p, float *out, const float *x, int ld, int h,
                             int w, int c, const float *wtk, const float *b, int k);
+/* The same, then the exact GELU on every output value (as vt_gelu), each
+ * task on the rows it has just written, while they are in cache. */
+void vt_dwk_tokens_residual_gelu(vt_pool *p, float *out, const float *x, int ld, int h,
+                                 int w, int c, const float *wtk, const float *b, int k);
 
 /* x[n] = x * min(max(x + 3, 0), 6) / 6, as nn.Hardswish. */
 void vt_hswish(float *x, size_t n);

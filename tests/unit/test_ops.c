@@ -785,6 +785,95 @@ static void test_conv(void)
     free(x); free(wt); free(b); free(out); free(want);
 }
 
+/* vt_conv_tokens (bands of output rows on the pool) against a double
+ * reference over NHWC input; the same bits for any pool and band split */
+static void test_conv_tokens(void)
+{
+    int cases[][7] = {{3, 11, 9, 3, 2, 1, 5}, {64, 30, 28, 3, 1, 1, 40},
+                      {64, 29, 29, 3, 2, 1, 33}, {5, 8, 8, 4, 4, 0, 7}};
+    vt_pool *pools[2] = {NULL, vt_pool_create(2)};
+    for (int level = 0; level < 2; level++)
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+            int c = cases[ci][0], h = cases[ci][1], w = cases[ci][2], k = cases[ci][3];
+            int s = cases[ci][4], pad = cases[ci][5], o = cases[ci][6];
+            int ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1;
+            size_t kk = (size_t)k * k * c, nout = (size_t)ho * wo * o;
+            float *x = randv((size_t)h * w * c, 50), *wt = randv((size_t)o * kk, 51);
+            float *b = randv(o, 52), *hwc = malloc(sizeof(float) * o * kk);
+            float *out[2] = {malloc(sizeof(float) * nout), malloc(sizeof(float) * nout)};
+            double *want = malloc(sizeof(double) * nout);
+            for (int y = 0; y < ho; y++)
+                for (int xx = 0; xx < wo; xx++)
+                    for (int oc = 0; oc < o; oc++) {
+                        double acc = b[oc];
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = y * s - pad + ky, ix = xx * s - pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                                    continue;
+                                for (int ic = 0; ic < c; ic++)
+                                    acc += (double)x[((size_t)iy * w + ix) * c + ic] *
+                                           wt[(size_t)oc * kk + ((size_t)ic * k + ky) * k + kx];
+                            }
+                        want[((size_t)y * wo + xx) * o + oc] = acc;
+                    }
+            vt_conv_weight_hwc(hwc, wt, o, c, k);
+            vt_wpack pk;
+            ok(vt_wpack_init(&pk, hwc, o, (int)kk) == 0, "pack conv weight %dx%zu", o, kk);
+            for (int pi = 0; pi < 2; pi++) {
+                float *cols = malloc(sizeof(float) * vt_conv_tokens_scratch(pools[pi], w, c, k, s, pad));
+                vt_conv_tokens(pools[pi], out[pi], x, h, w, c, &pk, b, k, s, pad, cols);
+                free(cols);
+            }
+            double err = maxdiff(out[1], want, nout);
+            ok(err < 1e-4 && memcmp(out[0], out[1], sizeof(float) * nout) == 0,
+               "conv on tokens c=%d %dx%d k=%d s=%d pad=%d -> %d, %s: err %.2g, 1 and 2 threads "
+               "the same", c, h, w, k, s, pad, o, level ? "best kernels" : "portable", err);
+            vt_wpack_free(&pk);
+            free(x); free(wt); free(b); free(hwc); free(out[0]); free(out[1]); free(want);
+        }
+    vt_cpu_cap(-1);
+    vt_pool_free(pools[1]);
+}
+
+/* GroupNorm(1, c) with and without GELU: a double reference, and the pool
+ * version the same bits as the serial one */
+static void test_groupnorm(void)
+{
+    vt_pool *pool = vt_pool_create(2);
+    int shapes[][2] = {{3136, 64}, {49, 16}, {5, 3}, {1, 1}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int gelu = 0; gelu < 2; gelu++) {
+            int n = shapes[si][0], c = shapes[si][1];
+            size_t total = (size_t)n * c;
+            float *x = randv(total, 60), *w = randv(c, 61), *b = randv(c, 62);
+            float *a = malloc(sizeof(float) * total), *bb = malloc(sizeof(float) * total);
+            double *want = malloc(sizeof(double) * total), mean = 0, var = 0;
+            for (size_t i = 0; i < total; i++)
+                x[i] = 3 * x[i] + 0.5f;     /* a mean away from 0 */
+            for (size_t i = 0; i < total; i++)
+                mean += x[i];
+            mean /= (double)total;
+            for (size_t i = 0; i < total; i++)
+                var += (x[i] - mean) * (x[i] - mean);
+            var /= (double)total;
+            for (size_t i = 0; i < total; i++) {
+                double v = (x[i] - mean) / sqrt(var + 1e-5) * w[i % c] + b[i % c];
+                want[i] = gelu ? ref_gelu(v) : v;
+            }
+            memcpy(a, x, sizeof(float) * total);
+            memcpy(bb, x, sizeof(float) * total);
+            vt_groupnorm1_tokens(a, n, c, w, b, 1e-5f, gelu);
+            vt_groupnorm1_tokens_mt(pool, bb, n, c, w, b, 1e-5f, gelu);
+            double err = maxdiff(a, want, total);
+            ok(err < 1e-5 && memcmp(a, bb, sizeof(float) * total) == 0,
+               "groupnorm1 %dx%d%s: err %.2g, pool the same bits", n, c, gelu ? " + GELU" : "", err);
+            free(x); free(w); free(b); free(a); free(bb); free(want);
+        }
+    vt_pool_free(pool);
+}
+
 static void test_pooling(void)
 {
     float x[2 * 4 * 6], out[2 * 2 * 3], m[6];
@@ -936,6 +1025,8 @@ int main(void)
     test_linear();
     test_attention();
     test_conv();
+    test_conv_tokens();
+    test_groupnorm();
     test_pooling();
     test_attn_head();
     test_linear_packed();

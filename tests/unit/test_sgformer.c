@@ -236,11 +236,68 @@ static void check_pass(conform_case *c, void *net)
     }
 }
 
+/* A batch runs in groups of images per stage and in passes through the
+ * stages: each image must get exactly the logits, maps, orders and (the
+ * last image) stage outputs it gets alone. NB images (cyclic shifts of the
+ * fixture's) are more than one pass of any fixture's plan. */
+static void batch_vs_alone(const char *base, const cJSON *cfg, const vt_frame *w,
+                           const float *img, size_t isz, int B, int K)
+{
+    enum { NB = 19 };
+    float *in = malloc(sizeof(float) * NB * isz), *got = malloc(sizeof(float) * NB * K);
+    float *one = malloc(sizeof(float) * K);
+    for (int b = 0; b < NB; b++)
+        for (size_t i = 0; i < isz; i++)
+            in[b * isz + i] = img[(size_t)(b % B) * isz + (i + (size_t)b * 7919) % isz];
+    vt_run_opts o = {2, NB};
+    void *net = fam->create(cfg, w, &o), *alone = fam->create(cfg, w, &o);
+    int good = net && alone && fam->forward(net, in, NB, got) == 0, same = good;
+    for (int b = 0; good && b < NB; b++) {
+        good = fam->forward(alone, in + b * isz, 1, one) == 0;
+        same &= good && memcmp(one, got + (size_t)b * K, sizeof(float) * K) == 0;
+        for (int st = 1; good && st <= 3; st++)
+            for (int j = 0; j < vt_sgformer_depth(net, st); j++) {
+                int kind = vt_sgformer_block_kind(net, st, j), h = 0, wd = 0, n = 0;
+                int g = vt_sgformer_grid(net, st), sz = g * g;
+                float *m1 = malloc(sizeof(float) * 2 * sz);
+                int *o1 = malloc(sizeof(int) * 4 * sz);
+                for (int which = 1; kind == VT_SG_HYBRID && which <= 3; which++)
+                    same &= vt_sgformer_sigmap(net, b, st, j, which - 1, m1, &h, &wd) == 0 &&
+                            vt_sgformer_sigmap(alone, 0, st, j, which - 1, m1 + sz, &h, &wd) == 0 &&
+                            memcmp(m1, m1 + sz, sizeof(float) * sz) == 0;
+                for (int which = 1; kind == VT_SG_REALLOC && which <= 2; which++)
+                    same &= vt_sgformer_order(net, b, st, j, which, o1, &n) == 0 &&
+                            vt_sgformer_order(alone, 0, st, j, which, o1 + sz, &n) == 0 &&
+                            memcmp(o1, o1 + sz, sizeof(int) * sz) == 0;
+                free(m1);
+                free(o1);
+            }
+    }
+    for (int st = 1; good && st <= 5; st++) {
+        int n1 = 0, c1 = 0, n2 = 0, c2 = 0;
+        const float *x1 = vt_sgformer_stage(net, st, &n1, &c1);
+        const float *x2 = vt_sgformer_stage(alone, st, &n2, &c2);
+        same &= x1 && x2 && n1 == n2 && c1 == c2 && memcmp(x1, x2, sizeof(float) * n1 * c1) == 0;
+    }
+    ok(good && same, "%s: a batch of %d gives each image the same logits, maps and orders "
+       "as alone, bit for bit, and the last image's stage outputs", base, NB);
+    fam->destroy(net);
+    fam->destroy(alone);
+    free(in);
+    free(got);
+    free(one);
+}
+
+static void check_batch(conform_case *c)
+{
+    batch_vs_alone(c->fx.base, c->fx.cfg, &c->fx.w, c->in.data, c->img, c->B, c->K);
+}
+
 static void shared_fixture(const char *dir)
 {
     forced f;
     conform_hooks h = {.passes = 3, .label = ", reference orders", .before = force_last_pass,
-                       .after = check_pass};
+                       .after = check_pass, .end = check_batch};
     conform_logits(dir, fam, &h, &f);
 }
 
