@@ -729,12 +729,15 @@ static int dge_bind(dge_net *n, const vt_frame *w)
 
 /* A stride-r convolution's weight [o, c, r, r] over token patches, packed
  * in the (ky, kx, c) order of vt_im2col_tokens's rows (copies of runs of
- * tokens instead of a transpose per patch). */
-static int pack_patch_conv(dge_net *n, vt_wpack *out, const float *wt, int o, int c, int r)
+ * tokens instead of a transpose per patch). The reordered copy is the one
+ * kept; wt's pages in the file go back. */
+static int pack_patch_conv(vt_wpack *out, const float *wt, int o, int c, int r)
 {
-    float *hwc = own(n, (size_t)o * c * r * r);
+    size_t count = (size_t)o * c * r * r;
+    float *hwc = vt_xmalloc(count * sizeof *hwc);
     vt_conv_weight_hwc(hwc, wt, o, c, r);
-    return vt_wpack_init(out, hwc, o, c * r * r);
+    vt_map_release(wt, count * sizeof *wt);
+    return vt_wpack_init_take(out, hwc, o, c * r * r);
 }
 
 /* Every linear weight (and the convolutions read as linears over their
@@ -750,7 +753,7 @@ static int dge_pack(dge_net *n)
         /* stage 1 reads the image (im2col, the weight's order), the others
          * tokens */
         if ((i == 0 ? vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p)
-                    : pack_patch_conv(n, &W->pe[i], W->pew[i], C, s->cin, p)) < 0)
+                    : pack_patch_conv(&W->pe[i], W->pew[i], C, s->cin, p)) < 0)
             return -1;
         for (int b = 0; b < s->depth; b++, l++) {
             dge_block *B = &W->blocks[l];
@@ -764,7 +767,7 @@ static int dge_pack(dge_net *n)
                 if (!c->fused_qkv)
                     rc |= vt_wpack_init(&B->kv, B->kvw, 2 * C, C);
                 if (s->sr > 1)
-                    rc |= pack_patch_conv(n, &B->sr, B->srw, C, C, s->sr);
+                    rc |= pack_patch_conv(&B->sr, B->srw, C, C, s->sr);
             }
             rc |= vt_wpack_init(&B->proj, B->projw, C, C);
             rc |= vt_wpack_init(&B->fc1, B->fc1w, F, C);

@@ -323,11 +323,11 @@ static int gm_params(const cJSON *cfg, vt_params *ps)
 
 /* ---- weights --------------------------------------------------------- */
 
-/* A convolution with its BatchNorm folded in: w [o, ...] scaled per output
- * channel, b [o] = (conv bias - mean) * g + beta. */
+/* A convolution with its BatchNorm folded in: the weight [o, ...] scaled
+ * per output channel (packed: pk), b [o] = (conv bias - mean) * g + beta. */
 typedef struct gm_conv {
-    const float *w, *b;
-    vt_wpack pk;        /* w packed for vt_linear_packed (pointwise and dense ones) */
+    const float *b;
+    vt_wpack pk;        /* the weight packed for vt_linear_packed */
 } gm_conv;
 
 typedef struct gm_block {
@@ -465,20 +465,21 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
     const float *gb = bn_affine(n, w, bn, o);
     if (!wt || (bname && !b) || !gb)
         return -1;
-    float *fw = own(n, (size_t)o * per), *fb = own(n, (size_t)o);
+    float *fw = vt_xmalloc((size_t)o * per * sizeof *fw), *fb = own(n, (size_t)o);
     for (int i = 0; i < o; i++) {
         for (size_t j = 0; j < per; j++)
             fw[i * per + j] = wt[i * per + j] * gb[i];
         fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
     }
+    vt_map_release(wt, (size_t)o * per * sizeof *wt);
     if (k > 0) {
         float *t = vt_xmalloc((size_t)o * per * sizeof *t);
         vt_conv_weight_hwc(t, fw, o, (int)(per / ((size_t)k * k)), k);
-        memcpy(fw, t, (size_t)o * per * sizeof *fw);
-        free(t);
+        free(fw);
+        fw = t;
     }
-    out->w = fw, out->b = fb;
-    return vt_wpack_init(&out->pk, fw, o, (int)per);
+    out->b = fb;
+    return vt_wpack_init_take(&out->pk, fw, o, (int)per);
 }
 
 /* The qkv layer's outputs are used segment-major, [seg 0: Q K V | seg 1:
@@ -492,30 +493,22 @@ static int qkv_src(int f, int C, int S)
 }
 
 /* B->qkv packed from the official weight wt [3C, C] with its rows (and
- * the bias) in segment-major order. The reordered copy is kept only when
- * the pack needs it (no panels: the portable path multiplies by it). */
+ * the bias) in segment-major order; wt's pages in the file are given back
+ * (the reordered copy is what the products read). */
 static int qkv_pack(gm_net *n, gm_block *B, const float *wt, const float *bias, int C, int S)
 {
     size_t row = (size_t)C;
     float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
     for (int f = 0; f < 3 * C; f++)
         memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
-    int rc = vt_wpack_init(&B->qkv, t, 3 * C, C);
-    if (rc == 0 && !B->qkv.data) {
-        float *keep = own(n, (size_t)3 * C * row);
-        memcpy(keep, t, (size_t)3 * C * row * sizeof *t);
-        B->qkv.raw = keep;
-    } else {
-        B->qkv.raw = NULL;      /* multiplied through the panels only */
-    }
-    free(t);
+    vt_map_release(wt, (size_t)3 * C * row * sizeof *wt);
     if (bias) {
         float *b = own(n, (size_t)3 * C);
         for (int f = 0; f < 3 * C; f++)
             b[f] = bias[qkv_src(f, C, S)];
         B->qkvb = b;
     }
-    return rc;
+    return vt_wpack_init_take(&B->qkv, t, 3 * C, C);
 }
 
 /* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
