@@ -558,28 +558,30 @@ typedef struct dge_patch {
     int y0, x0, side;
 } dge_patch;
 
-/* Buffers for a whole batch (every image of a stage goes through each
- * op at once: images are B consecutive row blocks), sized for the largest
- * stage; the gates' record for every image. Q is the batch's query count:
- * B*n for dense blocks, the sum of the images' nq for gated ones. */
+/* The residual streams of the whole batch, and work buffers for a group
+ * of G images (stage_group: every image of a group goes through each op
+ * at once, images are G consecutive row blocks), sized for the largest
+ * stage; the gates' record for every image. Only the streams grow with
+ * the batch (peak RSS, issue 11). Q is the group's query count: G*n for
+ * dense blocks, the sum of the images' nq for gated ones. */
 typedef struct dge_run {
     int batch;
-    float *x;           /* [B, n, C] residual streams */
-    float *xn;          /* [B, n, C] LN1(x); patch embedding output */
-    float *cols;        /* [B, ...] im2col / patchify scratch */
-    float *kvin;        /* [B, nkv, C] reduced keys/values input (sr > 1) */
-    float *kv;          /* [B, nkv, 2C] k | v; plain DeiT [B, n, 3C] q | k | v; dpvt v */
+    float *x;           /* [batch, n, C] residual streams */
+    float *xn;          /* [G, n, C] LN1(x); patch embedding output */
+    float *cols;        /* [G, ...] im2col / patchify scratch */
+    float *kvin;        /* [G, nkv, C] reduced keys/values input (sr > 1) */
+    float *kv;          /* [G, nkv, 2C] k | v; plain DeiT [G, n, 3C] q | k | v; dpvt v */
     float *q0;          /* [Q, C] raw queries (patch means) */
     float *q;           /* [Q, C] query stream */
     float *qn;          /* [Q, C] normed queries */
     float *qp;          /* [Q, C] projected queries */
     float *att;         /* [Q, C] attention output */
     float *h;           /* [DGE_MLP_ROWS, F] MLP hidden of one row chunk */
-    float *aux;         /* dpvt: [B, n, 3hP] offsets | point weights */
+    float *aux;         /* dpvt: [G, n, 3hP] offsets | point weights */
     float *pooled;      /* [regions, C] region means */
     float *scratch;     /* vt_attend_scratch / vt_attention_scratch */
-    dge_patch *patches; /* [B, n] query rows of the current layer, per image */
-    int *qoff;          /* [B + 1] first row of each image's queries in q */
+    dge_patch *patches; /* [G, n] query rows of the current layer, per image */
+    int *qoff;          /* [G + 1] first row of each image's queries in q */
     float *feat;        /* [batch, C_last] head input */
     float *gate;        /* [batch, region_total, S] gate logits of every gated layer */
     int8_t *decision;   /* [batch, region_total] split s per region */
@@ -829,6 +831,32 @@ static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static void *zalloc(size_t n, size_t size) { return vt_xcalloc(n ? n : 1, size); }
 
+/* Images that go through a stage's blocks together: enough for
+ * DGE_GROUP_ROWS token rows. Measured (2 cores, b8, CPU time): whole-batch
+ * products won nothing over image by image on the large stages (the
+ * weights stay in L3 anyway, and a batch's activations fall out of L2),
+ * so only small stages (PVT's last, sparse DGE layers) are grouped, which
+ * gives their products rows enough to split over the threads. */
+static int stage_group(const dge_stage_cfg *s, int batch)
+{
+    int g = (DGE_GROUP_ROWS + s->n - 1) / s->n;
+    return g < 1 ? 1 : g > batch ? batch : g;
+}
+
+/* Images whose patch embedding runs at once in stage i: a stage group,
+ * so only the group's tokens and patches are in the work buffers. That
+ * writes the group's new streams over the previous stage's, in place: safe
+ * when an image's stream does not grow (n C; PVT's shrink stage by
+ * stage), as a group reads its own images before writing and later images
+ * lie beyond what it writes. Otherwise the whole batch at once. */
+static int embed_group(const dge_config *c, int i, int batch)
+{
+    const dge_stage_cfg *s = &c->st[i];
+    if (i > 0 && (size_t)s->n * s->dim > (size_t)c->st[i - 1].n * c->st[i - 1].dim)
+        return batch;
+    return stage_group(s, batch);
+}
+
 /* Scratch floats of stage s's attention for a batch of B images (see
  * attend_images: up to DGE_ATTEND_HEADS heads per call). */
 static size_t attention_scratch(const dge_net *n, const dge_stage_cfg *s, int B)
@@ -851,25 +879,31 @@ static int run_alloc(dge_net *n, int batch)
     run_free(r);
     r->batch = batch;
     size_t B = batch;
-    size_t nc = 0, nf = 0, ncols = 0, nkv = 0, kv = 0, aux = 0, pooled = 0, scr = 0, nmax = 0;
+    size_t nx = 0, nc = 0, nf = 0, ncols = 0, nkv = 0, kv = 0, aux = 0, pooled = 0, scr = 0;
+    size_t nxn = 0, npt = 0, gmax = 0;
     for (int i = 0; i < c->nstages; i++) {
         const dge_stage_cfg *s = &c->st[i];
         size_t N = s->n, C = s->dim, hp = (size_t)s->heads * s->points;
-        nmax = zmax(nmax, N);
-        nc = zmax(nc, B * N * C);
+        size_t G = stage_group(s, batch), E = embed_group(c, i, batch);
+        size_t pe = (size_t)s->grid * s->grid * s->cin * s->patch * s->patch;
+        gmax = zmax(gmax, G);
+        npt = zmax(npt, G * N);
+        nx = zmax(nx, B * N * C);
+        nc = zmax(nc, G * N * C);
+        nxn = zmax(nxn, zmax(G, E) * N * C);
         nf = zmax(nf, (size_t)DGE_MLP_ROWS * s->hidden);
-        ncols = zmax(ncols, B * s->grid * s->grid * s->cin * s->patch * s->patch);
-        ncols = zmax(ncols, B * s->grid * s->grid * C);    /* sr patchify */
-        nkv = zmax(nkv, B * s->nkv * C);
-        kv = zmax(kv, B * s->nkv * 2 * C);
-        kv = zmax(kv, B * N * (c->fused_qkv ? 3 : 1) * C);
-        aux = zmax(aux, B * N * 3 * hp);
+        ncols = zmax(ncols, E * pe);
+        ncols = zmax(ncols, G * s->grid * s->grid * C);    /* sr patchify */
+        nkv = zmax(nkv, G * s->nkv * C);
+        kv = zmax(kv, G * s->nkv * 2 * C);
+        kv = zmax(kv, G * N * (c->fused_qkv ? 3 : 1) * C);
+        aux = zmax(aux, G * N * 3 * hp);
         pooled = zmax(pooled, (size_t)s->regions * C);
         if (c->kind != K_DPVT)
-            scr = zmax(scr, attention_scratch(n, s, batch));
+            scr = zmax(scr, attention_scratch(n, s, (int)G));
     }
-    r->x = zalloc(nc, sizeof(float));
-    r->xn = zalloc(nc, sizeof(float));
+    r->x = zalloc(nx, sizeof(float));
+    r->xn = zalloc(nxn, sizeof(float));
     r->cols = zalloc(ncols, sizeof(float));
     r->kvin = zalloc(nkv, sizeof(float));
     r->kv = zalloc(kv, sizeof(float));
@@ -882,8 +916,8 @@ static int run_alloc(dge_net *n, int batch)
     r->aux = zalloc(aux, sizeof(float));
     r->pooled = zalloc(pooled, sizeof(float));
     r->scratch = zalloc(scr, sizeof(float));
-    r->patches = zalloc(B * nmax, sizeof *r->patches);
-    r->qoff = zalloc(B + 1, sizeof *r->qoff);
+    r->patches = zalloc(npt, sizeof *r->patches);
+    r->qoff = zalloc(gmax + 1, sizeof *r->qoff);
     r->feat = zalloc(B * c->st[c->nstages - 1].dim, sizeof(float));
     r->gate = zalloc(B * n->region_total * c->nsplits, sizeof(float));
     r->decision = zalloc(B * n->region_total, sizeof(int8_t));
@@ -1232,10 +1266,10 @@ static void dpvt_block(dge_net *n, int i, int l, int b0, int batch, float *x)
     mlp(n, s, B, x, M);
 }
 
-/* x[B, n, C] of stage i: patch embedding of the images (stage 0) or of
- * the previous stage's grids (in r->x, no extra tokens there), PVT's
- * LayerNorm, CLS, + pos. */
-static void embed(dge_net *n, int i, const float *img, int batch)
+/* x[b, n, C] of stage i for images b0 .. b0+batch-1: patch embedding of
+ * the images (stage 0) or of the previous stage's grids (in r->x, no
+ * extra tokens there), PVT's LayerNorm, CLS, + pos. */
+static void embed(dge_net *n, int i, const float *img, int b0, int batch)
 {
     const dge_config *c = &n->c;
     const dge_stage_cfg *s = &c->st[i];
@@ -1245,36 +1279,25 @@ static void embed(dge_net *n, int i, const float *img, int batch)
     size_t m = (size_t)s->grid * s->grid, kk = (size_t)s->cin * p * p;
     for (int b = 0; b < batch; b++) {
         float *cols = r->cols + b * m * kk;
+        size_t im = (size_t)b0 + b;
         if (i == 0)
-            vt_im2col(cols, img + (size_t)b * 3 * side * side, 3, side, side, p, p, 0);
+            vt_im2col(cols, img + im * 3 * side * side, 3, side, side, p, p, 0);
         else
-            vt_patchify_tokens_mt(n->pool, cols, r->x + (size_t)b * c->st[i - 1].n * s->cin,
+            vt_patchify_tokens_mt(n->pool, cols, r->x + im * c->st[i - 1].n * s->cin,
                                   side, side, s->cin, p, 1);
     }
-    /* tokens [B*m, C] into xn, then into each image's grid rows of x */
+    /* tokens [batch*m, C] into xn, then into each image's grid rows of x */
     vt_linear_packed(n->pool, r->xn, r->cols, &W->pe[i], W->peb[i], batch * (int)m, 0, 0);
     if (W->penw[i])
         vt_layernorm_mt(n->pool, r->xn, r->xn, W->penw[i], W->penb[i], batch * (int)m, C,
                         c->pe_eps);
     for (int b = 0; b < batch; b++) {
-        float *x = r->x + (size_t)b * s->n * C;
+        float *x = r->x + ((size_t)b0 + b) * s->n * C;
         memcpy(x + (size_t)E * C, r->xn + b * m * C, m * C * sizeof *x);
         if (E)
             memcpy(x, W->cls, (size_t)C * sizeof(float));
         vt_add(x, W->pos[i], (size_t)s->n * C);
     }
-}
-
-/* Images that go through a stage's blocks together: enough for
- * DGE_GROUP_ROWS token rows. Measured (2 cores, b8, CPU time): whole-batch
- * products won nothing over image by image on the large stages (the
- * weights stay in L3 anyway, and a batch's activations fall out of L2),
- * so only small stages (PVT's last, sparse DGE layers) are grouped, which
- * gives their products rows enough to split over the threads. */
-static int stage_group(const dge_stage_cfg *s, int batch)
-{
-    int g = (DGE_GROUP_ROWS + s->n - 1) / s->n;
-    return g < 1 ? 1 : g > batch ? batch : g;
 }
 
 /* Every stage on the whole batch; image b's features into r->feat[b]. */
@@ -1286,12 +1309,14 @@ static void forward_batch(dge_net *n, const float *img, int batch)
     for (int i = 0; i < c->nstages; l0 += c->st[i].depth, i++) {
         const dge_stage_cfg *s = &c->st[i];
         size_t nc = (size_t)s->n * s->dim;
-        int G = stage_group(s, batch);
-        embed(n, i, img, batch);
-        /* a group through all of the stage's blocks, then the next group */
+        int G = stage_group(s, batch), EG = embed_group(c, i, batch);
+        /* a group embedded (EG: a group or the batch) and through all of
+         * the stage's blocks, then the next group */
         for (int b0 = 0; b0 < batch; b0 += G) {
             int nb = batch - b0 < G ? batch - b0 : G;
             float *x = r->x + b0 * nc;
+            if (b0 % EG == 0)
+                embed(n, i, img, b0, batch - b0 < EG ? batch - b0 : EG);
             for (int l = l0; l < l0 + s->depth; l++) {
                 if (c->kind == K_DPVT)
                     dpvt_block(n, i, l, b0, nb, x);
@@ -1306,10 +1331,12 @@ static void forward_batch(dge_net *n, const float *img, int batch)
     const dge_stage_cfg *s = &c->st[c->nstages - 1];
     int C = s->dim;
     if (c->kind == K_DPVT) {
-        vt_layernorm_mt(n->pool, r->xn, r->x, n->w.normw, n->w.normb, batch * s->n, C,
-                        c->ln_eps);
-        for (int b = 0; b < batch; b++)
-            vt_mean_rows(r->feat + (size_t)b * C, r->xn + (size_t)b * s->n * C, s->n, C);
+        for (int b = 0; b < batch; b++) {
+            /* image by image: xn holds a group */
+            vt_layernorm_mt(n->pool, r->xn, r->x + (size_t)b * s->n * C, n->w.normw,
+                            n->w.normb, s->n, C, c->ln_eps);
+            vt_mean_rows(r->feat + (size_t)b * C, r->xn, s->n, C);
+        }
     } else {
         for (int b = 0; b < batch; b++)
             vt_layernorm(r->feat + (size_t)b * C, r->x + (size_t)b * s->n * C, n->w.normw,
