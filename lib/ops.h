@@ -129,9 +129,17 @@ typedef struct vt_wpack {
     int fp16;           /* ... or, on AVX512-FP16 CPUs, fp16 (lib/ops/gemm.c) */
     const float *raw;   /* F32 weights as given, or NULL */
     void *data;         /* the panels, or NULL */
+    float *owned;       /* raw when the pack owns it (vt_wpack_init_take) */
 } vt_wpack;
 int vt_wpack_init(vt_wpack *w, const float *raw, int n, int k);  /* 0 or -1 */
 int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *raw, int n, int k);
+/* vt_wpack_init of a weight the caller made in memory from vt_xmalloc (a
+ * reordered copy of a file's weight): the pack takes it over, freeing it
+ * at once when it is in panels, else keeping it as raw until
+ * vt_wpack_free. A reordering family then holds one copy of the weight,
+ * not two (with its source in the file given back by vt_map_release).
+ * On failure raw is freed too. */
+int vt_wpack_init_take(vt_wpack *w, float *raw, int n, int k);
 /* The same with the panels packed in parallel on p (may be NULL): what a
  * model's load does, as packing is most of the time before its first
  * image. */

@@ -48,6 +48,7 @@
 #define DGE_MAX_DEPTH 256
 #define DGE_MAX_SPLITS 4
 #define DGE_MLP_ROWS 1024   /* rows of one MLP chunk (hidden [rows, F] in cache) */
+#define DGE_CHUNK_FLOATS (1 << 18) /* a thread's MLP hidden chunk in rows_task (1 MB) */
 #define DGE_ATTEND_HEADS 64 /* (image, head) pairs per vt_attend call */
 #define DGE_GROUP_ROWS 256  /* token rows of a group of images (stage_group) */
 
@@ -558,28 +559,32 @@ typedef struct dge_patch {
     int y0, x0, side;
 } dge_patch;
 
-/* Buffers for a whole batch (every image of a stage goes through each
- * op at once: images are B consecutive row blocks), sized for the largest
- * stage; the gates' record for every image. Q is the batch's query count:
- * B*n for dense blocks, the sum of the images' nq for gated ones. */
+/* The residual streams of the whole batch, and work buffers for a group
+ * of G images (stage_group: every image of a group goes through each op
+ * at once, images are G consecutive row blocks), sized for the largest
+ * stage; the gates' record for every image. Only the streams grow with
+ * the batch (peak RSS, issue 11). Q is the group's query count: G*n for
+ * dense blocks, the sum of the images' nq for gated ones. */
 typedef struct dge_run {
     int batch;
-    float *x;           /* [B, n, C] residual streams */
-    float *xn;          /* [B, n, C] LN1(x); patch embedding output */
-    float *cols;        /* [B, ...] im2col / patchify scratch */
-    float *kvin;        /* [B, nkv, C] reduced keys/values input (sr > 1) */
-    float *kv;          /* [B, nkv, 2C] k | v; plain DeiT [B, n, 3C] q | k | v; dpvt v */
+    float *x;           /* [batch, n, C] residual streams */
+    float *xn;          /* [G, n, C] LN1(x); patch embedding output */
+    float *cols;        /* [G, ...] im2col / patchify scratch */
+    float *kvin;        /* [G, nkv, C] reduced keys/values input (sr > 1) */
+    float *kv;          /* [G, nkv, 2C] k | v; plain DeiT [G, n, 3C] q | k | v; dpvt v */
     float *q0;          /* [Q, C] raw queries (patch means) */
     float *q;           /* [Q, C] query stream */
     float *qn;          /* [Q, C] normed queries */
     float *qp;          /* [Q, C] projected queries */
     float *att;         /* [Q, C] attention output */
-    float *h;           /* [DGE_MLP_ROWS, F] MLP hidden of one row chunk */
-    float *aux;         /* dpvt: [B, n, 3hP] offsets | point weights */
+    float *h;           /* [DGE_MLP_ROWS, F] MLP hidden of one row chunk; rows_task:
+                         * [threads, chunk, F] */
+    float *aux;         /* dpvt: [G, n, 3hP] offsets | point weights */
     float *pooled;      /* [regions, C] region means */
-    float *scratch;     /* vt_attend_scratch / vt_attention_scratch */
-    dge_patch *patches; /* [B, n] query rows of the current layer, per image */
-    int *qoff;          /* [B + 1] first row of each image's queries in q */
+    float *scratch;     /* vt_attend_scratch / vt_attention_scratch; rows_task's
+                         * vt_attn_head_scratch per thread */
+    dge_patch *patches; /* [G, n] query rows of the current layer, per image */
+    int *qoff;          /* [G + 1] first row of each image's queries in q */
     float *feat;        /* [batch, C_last] head input */
     float *gate;        /* [batch, region_total, S] gate logits of every gated layer */
     int8_t *decision;   /* [batch, region_total] split s per region */
@@ -729,12 +734,15 @@ static int dge_bind(dge_net *n, const vt_frame *w)
 
 /* A stride-r convolution's weight [o, c, r, r] over token patches, packed
  * in the (ky, kx, c) order of vt_im2col_tokens's rows (copies of runs of
- * tokens instead of a transpose per patch). */
-static int pack_patch_conv(dge_net *n, vt_wpack *out, const float *wt, int o, int c, int r)
+ * tokens instead of a transpose per patch). The reordered copy is the one
+ * kept; wt's pages in the file go back. */
+static int pack_patch_conv(vt_wpack *out, const float *wt, int o, int c, int r)
 {
-    float *hwc = own(n, (size_t)o * c * r * r);
+    size_t count = (size_t)o * c * r * r;
+    float *hwc = vt_xmalloc(count * sizeof *hwc);
     vt_conv_weight_hwc(hwc, wt, o, c, r);
-    return vt_wpack_init(out, hwc, o, c * r * r);
+    vt_map_release(wt, count * sizeof *wt);
+    return vt_wpack_init_take(out, hwc, o, c * r * r);
 }
 
 /* Every linear weight (and the convolutions read as linears over their
@@ -750,7 +758,7 @@ static int dge_pack(dge_net *n)
         /* stage 1 reads the image (im2col, the weight's order), the others
          * tokens */
         if ((i == 0 ? vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p)
-                    : pack_patch_conv(n, &W->pe[i], W->pew[i], C, s->cin, p)) < 0)
+                    : pack_patch_conv(&W->pe[i], W->pew[i], C, s->cin, p)) < 0)
             return -1;
         for (int b = 0; b < s->depth; b++, l++) {
             dge_block *B = &W->blocks[l];
@@ -764,7 +772,7 @@ static int dge_pack(dge_net *n)
                 if (!c->fused_qkv)
                     rc |= vt_wpack_init(&B->kv, B->kvw, 2 * C, C);
                 if (s->sr > 1)
-                    rc |= pack_patch_conv(n, &B->sr, B->srw, C, C, s->sr);
+                    rc |= pack_patch_conv(&B->sr, B->srw, C, C, s->sr);
             }
             rc |= vt_wpack_init(&B->proj, B->projw, C, C);
             rc |= vt_wpack_init(&B->fc1, B->fc1w, F, C);
@@ -826,6 +834,42 @@ static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static void *zalloc(size_t n, size_t size) { return vt_xcalloc(n ? n : 1, size); }
 
+/* Images that go through a stage's blocks together: enough for
+ * DGE_GROUP_ROWS token rows. Measured (2 cores, b8, CPU time): whole-batch
+ * products won nothing over image by image on the large stages (the
+ * weights stay in L3 anyway, and a batch's activations fall out of L2),
+ * so only small stages (PVT's last, sparse DGE layers) are grouped, which
+ * gives their products rows enough to split over the threads. */
+static int stage_group(const dge_stage_cfg *s, int batch)
+{
+    int g = (DGE_GROUP_ROWS + s->n - 1) / s->n;
+    return g < 1 ? 1 : g > batch ? batch : g;
+}
+
+/* Query rows of one rows_task chunk in stage s: its MLP hidden layer in
+ * half an L2 (a power of two, at least VT_ATTEND_ROWS). */
+static int chunk_rows(const dge_stage_cfg *s)
+{
+    int ch = VT_ATTEND_ROWS;
+    while (ch < 512 && (size_t)2 * ch * s->hidden <= DGE_CHUNK_FLOATS)
+        ch *= 2;
+    return ch;
+}
+
+/* Images whose patch embedding runs at once in stage i: a stage group,
+ * so only the group's tokens and patches are in the work buffers. That
+ * writes the group's new streams over the previous stage's, in place: safe
+ * when an image's stream does not grow (n C; PVT's shrink stage by
+ * stage), as a group reads its own images before writing and later images
+ * lie beyond what it writes. Otherwise the whole batch at once. */
+static int embed_group(const dge_config *c, int i, int batch)
+{
+    const dge_stage_cfg *s = &c->st[i];
+    if (i > 0 && (size_t)s->n * s->dim > (size_t)c->st[i - 1].n * c->st[i - 1].dim)
+        return batch;
+    return stage_group(s, batch);
+}
+
 /* Scratch floats of stage s's attention for a batch of B images (see
  * attend_images: up to DGE_ATTEND_HEADS heads per call). */
 static size_t attention_scratch(const dge_net *n, const dge_stage_cfg *s, int B)
@@ -848,25 +892,34 @@ static int run_alloc(dge_net *n, int batch)
     run_free(r);
     r->batch = batch;
     size_t B = batch;
-    size_t nc = 0, nf = 0, ncols = 0, nkv = 0, kv = 0, aux = 0, pooled = 0, scr = 0, nmax = 0;
+    size_t nx = 0, nc = 0, nf = 0, ncols = 0, nkv = 0, kv = 0, aux = 0, pooled = 0, scr = 0;
+    size_t nxn = 0, npt = 0, gmax = 0;
     for (int i = 0; i < c->nstages; i++) {
         const dge_stage_cfg *s = &c->st[i];
         size_t N = s->n, C = s->dim, hp = (size_t)s->heads * s->points;
-        nmax = zmax(nmax, N);
-        nc = zmax(nc, B * N * C);
+        size_t G = stage_group(s, batch), E = embed_group(c, i, batch);
+        size_t pe = (size_t)s->grid * s->grid * s->cin * s->patch * s->patch;
+        gmax = zmax(gmax, G);
+        npt = zmax(npt, G * N);
+        nx = zmax(nx, B * N * C);
+        nc = zmax(nc, G * N * C);
+        nxn = zmax(nxn, zmax(G, E) * N * C);
         nf = zmax(nf, (size_t)DGE_MLP_ROWS * s->hidden);
-        ncols = zmax(ncols, B * s->grid * s->grid * s->cin * s->patch * s->patch);
-        ncols = zmax(ncols, B * s->grid * s->grid * C);    /* sr patchify */
-        nkv = zmax(nkv, B * s->nkv * C);
-        kv = zmax(kv, B * s->nkv * 2 * C);
-        kv = zmax(kv, B * N * (c->fused_qkv ? 3 : 1) * C);
-        aux = zmax(aux, B * N * 3 * hp);
+        nf = zmax(nf, (size_t)vt_pool_size(n->pool) * chunk_rows(s) * s->hidden);
+        ncols = zmax(ncols, E * pe);
+        ncols = zmax(ncols, G * s->grid * s->grid * C);    /* sr patchify */
+        nkv = zmax(nkv, G * s->nkv * C);
+        kv = zmax(kv, G * s->nkv * 2 * C);
+        kv = zmax(kv, G * N * (c->fused_qkv ? 3 : 1) * C);
+        aux = zmax(aux, G * N * 3 * hp);
         pooled = zmax(pooled, (size_t)s->regions * C);
-        if (c->kind != K_DPVT)
-            scr = zmax(scr, attention_scratch(n, s, batch));
+        if (c->kind != K_DPVT) {
+            scr = zmax(scr, attention_scratch(n, s, (int)G));
+            scr = zmax(scr, vt_pool_size(n->pool) * vt_attn_head_scratch(s->nkv, s->dim / s->heads));
+        }
     }
-    r->x = zalloc(nc, sizeof(float));
-    r->xn = zalloc(nc, sizeof(float));
+    r->x = zalloc(nx, sizeof(float));
+    r->xn = zalloc(nxn, sizeof(float));
     r->cols = zalloc(ncols, sizeof(float));
     r->kvin = zalloc(nkv, sizeof(float));
     r->kv = zalloc(kv, sizeof(float));
@@ -879,8 +932,8 @@ static int run_alloc(dge_net *n, int batch)
     r->aux = zalloc(aux, sizeof(float));
     r->pooled = zalloc(pooled, sizeof(float));
     r->scratch = zalloc(scr, sizeof(float));
-    r->patches = zalloc(B * nmax, sizeof *r->patches);
-    r->qoff = zalloc(B + 1, sizeof *r->qoff);
+    r->patches = zalloc(npt, sizeof *r->patches);
+    r->qoff = zalloc(gmax + 1, sizeof *r->qoff);
     r->feat = zalloc(B * c->st[c->nstages - 1].dim, sizeof(float));
     r->gate = zalloc(B * n->region_total * c->nsplits, sizeof(float));
     r->decision = zalloc(B * n->region_total, sizeof(int8_t));
@@ -1156,6 +1209,56 @@ static const float *kv_input(dge_net *n, const dge_stage_cfg *s, const dge_block
     return r->kvin;
 }
 
+typedef struct rows_job {
+    dge_net *n;
+    const dge_stage_cfg *s;
+    const dge_block *B;
+    float *q;           /* the query stream [Q, C] */
+    int ch;             /* rows per chunk */
+} rows_job;
+
+/* Query rows of chunk `task` (each image's rows cut into chunks of ch)
+ * through everything after the keys and values, on one thread with the
+ * rows in its cache:
+ *   q += proj(Attn(LN1 q, k, v));  q += fc2(GELU(fc1(LN2 q)))
+ * (dense: LN1 q is xn, made for the keys already). */
+static void rows_task(void *ctx, int task, int thread)
+{
+    const rows_job *j = ctx;
+    dge_net *n = j->n;
+    dge_run *r = &n->r;
+    const dge_stage_cfg *s = j->s;
+    const dge_block *B = j->B;
+    int b = 0, C = s->dim, d = C / s->heads, nkv = s->nkv;
+    for (;; b++) {
+        int chunks = (r->qoff[b + 1] - r->qoff[b] + j->ch - 1) / j->ch;
+        if (task < chunks)
+            break;
+        task -= chunks;
+    }
+    size_t r0 = (size_t)r->qoff[b] + (size_t)task * j->ch;
+    int m = r->qoff[b + 1] - (int)r0 < j->ch ? r->qoff[b + 1] - (int)r0 : j->ch;
+    float *q = j->q + r0 * C, *qn = r->qn + r0 * C, *qp = r->qp + r0 * C, *att = r->att + r0 * C;
+    float *h = r->h + (size_t)thread * j->ch * s->hidden;
+    float *scr = r->scratch + (size_t)thread * vt_attn_head_scratch(nkv, d);
+    const float *kv = r->kv + (size_t)b * nkv * 2 * C, *in = r->xn + r0 * C;
+    float scale = (float)pow((double)d, -0.5);
+    if (n->c.gated) {
+        vt_layernorm(qn, q, B->n1w, B->n1b, m, C, n->c.ln_eps);
+        in = qn;
+    }
+    vt_linear_packed(NULL, qp, in, &B->q, B->qb, m, 0, 0);
+    for (int hd = 0; hd < s->heads; hd++)
+        for (int a = 0; a < m; a += VT_ATTEND_ROWS)
+            vt_attn_head(att + (size_t)a * C + hd * d, C, qp + (size_t)a * C + hd * d, C,
+                         kv + hd * d, 2 * C, kv + C + hd * d, 2 * C,
+                         m - a < VT_ATTEND_ROWS ? m - a : VT_ATTEND_ROWS, nkv, d, scale, scr);
+    vt_linear_packed(NULL, q, att, &B->proj, B->projb, m, 1, 0);
+    vt_layernorm(qn, q, B->n2w, B->n2b, m, C, n->c.ln_eps);
+    vt_linear_packed(NULL, h, qn, &B->fc1, B->fc1b, m, 0, 1);
+    vt_linear_packed(NULL, q, h, &B->fc2, B->fc2b, m, 1, 0);
+}
+
 /* Layer l on the streams x[batch, n, C] of images b0 .. b0+batch-1; a
  * DGE block when the net is gated (queries: the patch means the router
  * chose; dense: every token, updated in place). The query counts go to
@@ -1170,6 +1273,7 @@ static void block(dge_net *n, int i, int l, int b0, int batch, float *x)
     float eps = c->ln_eps;
     float *q = c->gated ? r->q : x;         /* the query stream */
     int Q = c->gated ? gather_queries(n, s, l, b0, batch, x) : dense_queries(r, s, batch);
+    int chunked = 0;    /* the rest of the block ran in rows_task */
     vt_layernorm_mt(n->pool, r->xn, x, B->n1w, B->n1b, batch * N, C, eps);
     if (c->fused_qkv) {
         /* plain DeiT: one product gives q | k | v, then timm-layout attention */
@@ -1180,18 +1284,37 @@ static void block(dge_net *n, int i, int l, int b0, int batch, float *x)
     } else {
         const float *kvin = kv_input(n, s, B, batch);
         vt_linear_packed(n->pool, r->kv, kvin, &B->kv, B->kvb, batch * s->nkv, 0, 0);
-        /* queries: LN1 of the pooled queries (dense: LN1(x), done) */
-        const float *qn = r->xn;
-        if (c->gated) {
-            vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, Q, C, eps);
-            qn = r->qn;
+        int ch = chunk_rows(s);
+        chunked = Q >= 2 * vt_pool_size(n->pool) * ch;
+        if (chunked) {
+            /* many rows (PVT's first two stages): each thread takes chunks
+             * of them through the rest of the block, with no hand-over per
+             * op and the rows in its own cache (the MLP hidden layer of a
+             * whole-pool product was written in column slices by both
+             * cores and read back in row blocks). pvt_small_256 b1, 2
+             * threads, min over 100+ passes alternating in one process:
+             * 48.8 -> 42.5 ms (60.3 -> 55.3, 78.2 -> 67.4 in busier runs) */
+            rows_job j = {n, s, B, q, ch};
+            int tasks = 0;
+            for (int b = 0; b < batch; b++)
+                tasks += (r->qoff[b + 1] - r->qoff[b] + ch - 1) / ch;
+            vt_pool_run(n->pool, tasks, rows_task, &j);
+        } else {
+            /* queries: LN1 of the pooled queries (dense: LN1(x), done) */
+            const float *qn = r->xn;
+            if (c->gated) {
+                vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, Q, C, eps);
+                qn = r->qn;
+            }
+            vt_linear_packed(n->pool, r->qp, qn, &B->q, B->qb, Q, 0, 0);
+            attend_images(n, s, r->qp, r->kv, r->kv + C, 2 * C, batch);
         }
-        vt_linear_packed(n->pool, r->qp, qn, &B->q, B->qb, Q, 0, 0);
-        attend_images(n, s, r->qp, r->kv, r->kv + C, 2 * C, batch);
     }
-    /* q += proj(att); q += fc2(GELU(fc1(LN2(q)))) */
-    vt_linear_packed(n->pool, q, r->att, &B->proj, B->projb, Q, 1, 0);
-    mlp(n, s, B, q, Q);
+    if (!chunked) {
+        /* q += proj(att); q += fc2(GELU(fc1(LN2(q)))) */
+        vt_linear_packed(n->pool, q, r->att, &B->proj, B->projb, Q, 1, 0);
+        mlp(n, s, B, q, Q);
+    }
     for (int b = 0; b < batch; b++) {
         int q0 = r->qoff[b], nq = r->qoff[b + 1] - q0;
         if (c->gated)
@@ -1229,10 +1352,10 @@ static void dpvt_block(dge_net *n, int i, int l, int b0, int batch, float *x)
     mlp(n, s, B, x, M);
 }
 
-/* x[B, n, C] of stage i: patch embedding of the images (stage 0) or of
- * the previous stage's grids (in r->x, no extra tokens there), PVT's
- * LayerNorm, CLS, + pos. */
-static void embed(dge_net *n, int i, const float *img, int batch)
+/* x[b, n, C] of stage i for images b0 .. b0+batch-1: patch embedding of
+ * the images (stage 0) or of the previous stage's grids (in r->x, no
+ * extra tokens there), PVT's LayerNorm, CLS, + pos. */
+static void embed(dge_net *n, int i, const float *img, int b0, int batch)
 {
     const dge_config *c = &n->c;
     const dge_stage_cfg *s = &c->st[i];
@@ -1242,36 +1365,25 @@ static void embed(dge_net *n, int i, const float *img, int batch)
     size_t m = (size_t)s->grid * s->grid, kk = (size_t)s->cin * p * p;
     for (int b = 0; b < batch; b++) {
         float *cols = r->cols + b * m * kk;
+        size_t im = (size_t)b0 + b;
         if (i == 0)
-            vt_im2col(cols, img + (size_t)b * 3 * side * side, 3, side, side, p, p, 0);
+            vt_im2col(cols, img + im * 3 * side * side, 3, side, side, p, p, 0);
         else
-            vt_patchify_tokens_mt(n->pool, cols, r->x + (size_t)b * c->st[i - 1].n * s->cin,
+            vt_patchify_tokens_mt(n->pool, cols, r->x + im * c->st[i - 1].n * s->cin,
                                   side, side, s->cin, p, 1);
     }
-    /* tokens [B*m, C] into xn, then into each image's grid rows of x */
+    /* tokens [batch*m, C] into xn, then into each image's grid rows of x */
     vt_linear_packed(n->pool, r->xn, r->cols, &W->pe[i], W->peb[i], batch * (int)m, 0, 0);
     if (W->penw[i])
         vt_layernorm_mt(n->pool, r->xn, r->xn, W->penw[i], W->penb[i], batch * (int)m, C,
                         c->pe_eps);
     for (int b = 0; b < batch; b++) {
-        float *x = r->x + (size_t)b * s->n * C;
+        float *x = r->x + ((size_t)b0 + b) * s->n * C;
         memcpy(x + (size_t)E * C, r->xn + b * m * C, m * C * sizeof *x);
         if (E)
             memcpy(x, W->cls, (size_t)C * sizeof(float));
         vt_add(x, W->pos[i], (size_t)s->n * C);
     }
-}
-
-/* Images that go through a stage's blocks together: enough for
- * DGE_GROUP_ROWS token rows. Measured (2 cores, b8, CPU time): whole-batch
- * products won nothing over image by image on the large stages (the
- * weights stay in L3 anyway, and a batch's activations fall out of L2),
- * so only small stages (PVT's last, sparse DGE layers) are grouped, which
- * gives their products rows enough to split over the threads. */
-static int stage_group(const dge_stage_cfg *s, int batch)
-{
-    int g = (DGE_GROUP_ROWS + s->n - 1) / s->n;
-    return g < 1 ? 1 : g > batch ? batch : g;
 }
 
 /* Every stage on the whole batch; image b's features into r->feat[b]. */
@@ -1283,12 +1395,14 @@ static void forward_batch(dge_net *n, const float *img, int batch)
     for (int i = 0; i < c->nstages; l0 += c->st[i].depth, i++) {
         const dge_stage_cfg *s = &c->st[i];
         size_t nc = (size_t)s->n * s->dim;
-        int G = stage_group(s, batch);
-        embed(n, i, img, batch);
-        /* a group through all of the stage's blocks, then the next group */
+        int G = stage_group(s, batch), EG = embed_group(c, i, batch);
+        /* a group embedded (EG: a group or the batch) and through all of
+         * the stage's blocks, then the next group */
         for (int b0 = 0; b0 < batch; b0 += G) {
             int nb = batch - b0 < G ? batch - b0 : G;
             float *x = r->x + b0 * nc;
+            if (b0 % EG == 0)
+                embed(n, i, img, b0, batch - b0 < EG ? batch - b0 : EG);
             for (int l = l0; l < l0 + s->depth; l++) {
                 if (c->kind == K_DPVT)
                     dpvt_block(n, i, l, b0, nb, x);
@@ -1303,10 +1417,12 @@ static void forward_batch(dge_net *n, const float *img, int batch)
     const dge_stage_cfg *s = &c->st[c->nstages - 1];
     int C = s->dim;
     if (c->kind == K_DPVT) {
-        vt_layernorm_mt(n->pool, r->xn, r->x, n->w.normw, n->w.normb, batch * s->n, C,
-                        c->ln_eps);
-        for (int b = 0; b < batch; b++)
-            vt_mean_rows(r->feat + (size_t)b * C, r->xn + (size_t)b * s->n * C, s->n, C);
+        for (int b = 0; b < batch; b++) {
+            /* image by image: xn holds a group */
+            vt_layernorm_mt(n->pool, r->xn, r->x + (size_t)b * s->n * C, n->w.normw,
+                            n->w.normb, s->n, C, c->ln_eps);
+            vt_mean_rows(r->feat + (size_t)b * C, r->xn, s->n, C);
+        }
     } else {
         for (int b = 0; b < batch; b++)
             vt_layernorm(r->feat + (size_t)b * C, r->x + (size_t)b * s->n * C, n->w.normw,

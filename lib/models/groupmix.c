@@ -323,11 +323,11 @@ static int gm_params(const cJSON *cfg, vt_params *ps)
 
 /* ---- weights --------------------------------------------------------- */
 
-/* A convolution with its BatchNorm folded in: w [o, ...] scaled per output
- * channel, b [o] = (conv bias - mean) * g + beta. */
+/* A convolution with its BatchNorm folded in: the weight [o, ...] scaled
+ * per output channel (packed: pk), b [o] = (conv bias - mean) * g + beta. */
 typedef struct gm_conv {
-    const float *w, *b;
-    vt_wpack pk;        /* w packed for vt_linear_packed (pointwise and dense ones) */
+    const float *b;
+    vt_wpack pk;        /* the weight packed for vt_linear_packed */
 } gm_conv;
 
 typedef struct gm_block {
@@ -366,26 +366,33 @@ typedef struct gm_weights {
 
 /* Work buffers for one image, sized for the largest stage. A net keeps
  * one per pool thread when batches have at least as many images as
- * threads (then each thread runs whole images on its own), else one. */
+ * threads (then each thread runs whole images on its own), else one, so
+ * their size is what memory grows by with the threads: buffers whose uses
+ * never overlap share one work area (peak RSS, issue 11). In it:
+ *   stem:         cols | s_tok                (the stem's output goes to xn)
+ *   patch embed:  pe
+ *   attention:    qkv | qh kh vh | o | pwt
+ *                 (p over qkv, dwt over o: each dead while the other is used)
+ *   MLP:          hid
+ * groupmixformer_t: 25 MB a run state before, 8.6 now (9 N1 C1 floats). */
 typedef struct gm_run {
-    float *x, *t;       /* [N, C] residual stream; t: CPE output (swapped in) */
-    float *xn;          /* [N, C] normed */
+    float *x, *xn;      /* [N, C] residual stream, normed; the CPE writes
+                         * xn and the two swap */
+    float *work;        /* the shared area */
     float *qkv;         /* [N, 3C] segment-major: [seg g: Q K V] (qkv_src) */
     float *qh, *kh, *vh;    /* [N, Ca] Q^, K^ (softmaxed in place), V^ */
-    float *p;           /* [N, Ca] CRPE: dwconv(V^) */
+    float *p;           /* [N, Ca] CRPE: dwconv(V^), over qkv */
     float *o;           /* [N, C] heads | local, proj input */
-    float *dwt;         /* [3N, s] depthwise outputs (Q, K, V stacked) */
+    float *dwt;         /* [3N, s] depthwise outputs (Q, K, V stacked), over o */
     float *pwt;         /* [3N, s] pointwise outputs */
     float *hid;         /* [N, F] MLP hidden */
     float *pe;          /* [N, Cin] patch embedding depthwise output */
+    float *s_tok;       /* [hm*wm, m] first stem conv */
+    float *cols;        /* im2col scratch of the stem */
     float *g;           /* [8, d, d] K~^T V^ per head */
     float *qbar;        /* [8, d] mean query per head */
     float *sigh;        /* [8, N4] per-head received attention */
     float *sig;         /* [N4] significance map */
-    float *stage[GM_STAGES];    /* [N_i, C_i] stage outputs */
-    float *stem;        /* [N0, C1] */
-    float *s_tok;       /* [hm*wm, m] */
-    float *cols;        /* im2col scratch */
     float *pooled;      /* [C4] */
     /* stage 1 block 0 records (vt_groupmix_record) */
     float *rec_in, *rec_qkv, *rec_local, *rec_out;
@@ -399,6 +406,10 @@ typedef struct gm_net {
     int nruns;
     int batch;          /* the run states are for batches up to this */
     int last_run;       /* the run state holding the last image of the last pass */
+    /* the stem's and the stages' outputs of the last image of a pass
+     * (vt_groupmix_extra), written by the pass that runs it: one copy,
+     * not one per run state */
+    float *kept_stem, *kept_stage[GM_STAGES];
     vt_pool *pool;
     int record;
     vt_store store;
@@ -411,6 +422,7 @@ typedef struct gm_pass {
     const gm_net *n;
     gm_run *r;
     vt_pool *pool;
+    int keep;           /* the batch's last image: keep its intermediates */
 } gm_pass;
 
 static float *own(gm_net *n, size_t count)
@@ -465,20 +477,21 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
     const float *gb = bn_affine(n, w, bn, o);
     if (!wt || (bname && !b) || !gb)
         return -1;
-    float *fw = own(n, (size_t)o * per), *fb = own(n, (size_t)o);
+    float *fw = vt_xmalloc((size_t)o * per * sizeof *fw), *fb = own(n, (size_t)o);
     for (int i = 0; i < o; i++) {
         for (size_t j = 0; j < per; j++)
             fw[i * per + j] = wt[i * per + j] * gb[i];
         fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
     }
+    vt_map_release(wt, (size_t)o * per * sizeof *wt);
     if (k > 0) {
         float *t = vt_xmalloc((size_t)o * per * sizeof *t);
         vt_conv_weight_hwc(t, fw, o, (int)(per / ((size_t)k * k)), k);
-        memcpy(fw, t, (size_t)o * per * sizeof *fw);
-        free(t);
+        free(fw);
+        fw = t;
     }
-    out->w = fw, out->b = fb;
-    return vt_wpack_init(&out->pk, fw, o, (int)per);
+    out->b = fb;
+    return vt_wpack_init_take(&out->pk, fw, o, (int)per);
 }
 
 /* The qkv layer's outputs are used segment-major, [seg 0: Q K V | seg 1:
@@ -492,30 +505,22 @@ static int qkv_src(int f, int C, int S)
 }
 
 /* B->qkv packed from the official weight wt [3C, C] with its rows (and
- * the bias) in segment-major order. The reordered copy is kept only when
- * the pack needs it (no panels: the portable path multiplies by it). */
+ * the bias) in segment-major order; wt's pages in the file are given back
+ * (the reordered copy is what the products read). */
 static int qkv_pack(gm_net *n, gm_block *B, const float *wt, const float *bias, int C, int S)
 {
     size_t row = (size_t)C;
     float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
     for (int f = 0; f < 3 * C; f++)
         memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
-    int rc = vt_wpack_init(&B->qkv, t, 3 * C, C);
-    if (rc == 0 && !B->qkv.data) {
-        float *keep = own(n, (size_t)3 * C * row);
-        memcpy(keep, t, (size_t)3 * C * row * sizeof *t);
-        B->qkv.raw = keep;
-    } else {
-        B->qkv.raw = NULL;      /* multiplied through the panels only */
-    }
-    free(t);
+    vt_map_release(wt, (size_t)3 * C * row * sizeof *wt);
     if (bias) {
         float *b = own(n, (size_t)3 * C);
         for (int f = 0; f < 3 * C; f++)
             b[f] = bias[qkv_src(f, C, S)];
         B->qkvb = b;
     }
-    return rc;
+    return vt_wpack_init_take(&B->qkv, t, 3 * C, C);
 }
 
 /* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
@@ -635,13 +640,10 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 
 static void run_free(gm_run *r)
 {
-    float *f[] = {r->x, r->t, r->xn, r->qkv, r->qh, r->kh, r->vh, r->p, r->o, r->dwt, r->pwt,
-                  r->hid, r->pe, r->g, r->qbar, r->sigh, r->sig, r->stem, r->s_tok,
-                  r->cols, r->pooled, r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
+    float *f[] = {r->x, r->xn, r->work, r->g, r->qbar, r->sigh, r->sig, r->pooled,
+                  r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
-    for (int i = 0; i < GM_STAGES; i++)
-        free(r->stage[i]);
     memset(r, 0, sizeof *r);
 }
 
@@ -656,6 +658,12 @@ static void runs_free(gm_net *n)
     free(n->runs);
     n->runs = NULL;
     n->nruns = 0;
+    free(n->kept_stem);
+    n->kept_stem = NULL;
+    for (int i = 0; i < GM_STAGES; i++) {
+        free(n->kept_stage[i]);
+        n->kept_stage[i] = NULL;
+    }
 }
 
 static void run_alloc1(const gm_net *n, gm_run *r)
@@ -673,19 +681,21 @@ static void run_alloc1(const gm_net *n, gm_run *r)
         npe = zmax(npe, N * Cin);
         dd = zmax(dd, (size_t)s->d * s->d);
         dmax = zmax(dmax, (size_t)s->d);
-        r->stage[i] = falloc(N * s->dim);
     }
-    size_t C1 = c->st[0].dim, m = c->mid, nm = (size_t)c->hm * c->wm, n0 = (size_t)c->h0 * c->w0;
-    size_t N4 = c->st[3].n;
-    r->x = falloc(nc), r->t = falloc(nc), r->xn = falloc(nc), r->o = falloc(nc);
-    r->qkv = falloc(3 * nc);
-    r->qh = falloc(na), r->kh = falloc(na), r->vh = falloc(na), r->p = falloc(na);
-    r->dwt = falloc(ns), r->pwt = falloc(ns);
-    r->hid = falloc(nf), r->pe = falloc(npe);
+    size_t m = c->mid, nm = (size_t)c->hm * c->wm, n0 = (size_t)c->h0 * c->w0;
+    size_t N4 = c->st[3].n, ncols = zmax(nm * 27, n0 * m * 9);
+    /* the stem's output [N0, C1] goes to xn: N0 C1 is stage 1's N C */
+    r->x = falloc(nc), r->xn = falloc(nc);
+    size_t att = 3 * nc + 3 * na + nc + ns;
+    r->work = falloc(zmax(zmax(att, nf), zmax(npe, ncols + nm * m)));
+    r->qkv = r->work, r->p = r->work;
+    r->qh = r->qkv + 3 * nc, r->kh = r->qh + na, r->vh = r->kh + na;
+    r->o = r->vh + na;
+    r->dwt = r->o, r->pwt = r->o + nc;
+    r->hid = r->work, r->pe = r->work;
+    r->cols = r->work, r->s_tok = r->work + ncols;
     r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
     r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
-    r->stem = falloc(n0 * C1), r->s_tok = falloc(nm * m);
-    r->cols = falloc(zmax(nm * 27, n0 * m * 9));
     r->pooled = falloc(c->st[3].dim);
     if (n->record) {
         const gm_stage_cfg *s = &c->st[0];
@@ -709,13 +719,16 @@ static int run_alloc(gm_net *n, int batch)
     n->runs = vt_xcalloc((size_t)n->nruns, sizeof *n->runs);
     for (int i = 0; i < n->nruns; i++)
         run_alloc1(n, &n->runs[i]);
+    n->kept_stem = falloc((size_t)n->c.h0 * n->c.w0 * n->c.st[0].dim);
+    for (int i = 0; i < GM_STAGES; i++)
+        n->kept_stage[i] = falloc((size_t)n->c.st[i].n * n->c.st[i].dim);
     n->last_run = 0;
     return 0;
 }
 
 /* ---- forward: stem and patch embeddings ------------------------------ */
 
-/* stem[N0, C1] = hswish(BN(conv/2(hswish(BN(conv/2(img)))))) */
+/* xn[N0, C1] = hswish(BN(conv/2(hswish(BN(conv/2(img)))))) */
 static void stem(const gm_pass *P, const float *img)
 {
     const gm_net *n = P->n;
@@ -728,18 +741,19 @@ static void stem(const gm_pass *P, const float *img)
     vt_linear_packed(P->pool, r->s_tok, r->cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
     vt_hswish(r->s_tok, (size_t)nm * m);
     vt_im2col_tokens(r->cols, r->s_tok, c->hm, c->wm, m, 3, 2, 1);
-    vt_linear_packed(P->pool, r->stem, r->cols, &W->stem2.pk, W->stem2.b, c->h0 * c->w0, 0, 0);
-    vt_hswish(r->stem, (size_t)c->h0 * c->w0 * C1);
+    vt_linear_packed(P->pool, r->xn, r->cols, &W->stem2.pk, W->stem2.b, c->h0 * c->w0, 0, 0);
+    vt_hswish(r->xn, (size_t)c->h0 * c->w0 * C1);
 }
 
-/* x[N_i, C_i] = hswish(BN(pw(dw3x3/stride(in)))), in = stem or stage i-1 */
+/* x[N_i, C_i] = hswish(BN(pw(dw3x3/stride(in)))), in = the stem's output
+ * (in xn) or stage i-1's (in x) */
 static void patch_embed(const gm_pass *P, int i)
 {
     const gm_net *n = P->n;
     const gm_config *c = &n->c;
     gm_run *r = P->r;
     const gm_stage_cfg *s = &c->st[i];
-    const float *in = i == 0 ? r->stem : r->stage[i - 1];
+    const float *in = i == 0 ? r->xn : r->x;
     int hin = i == 0 ? c->h0 : c->st[i - 1].h, win = i == 0 ? c->w0 : c->st[i - 1].w;
     int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
     vt_dwk_tokens(P->pool, r->pe, Cin, in, Cin, hin, win, Cin, n->w.pe_dw[i], NULL, 3, s->stride);
@@ -906,9 +920,9 @@ static void block(const gm_pass *P, int si, int bj)
     int rec = n->record && si == 0 && bj == 0;
     int sig = si == GM_STAGES - 1 && bj == s->depth - 1;
     /* CPE: x = x + dw3x3(x) + b */
-    vt_dwk_tokens_residual(P->pool, r->t, r->x, C, s->h, s->w, C, B->cpe_w, B->cpe_b, 3);
+    vt_dwk_tokens_residual(P->pool, r->xn, r->x, C, s->h, s->w, C, B->cpe_w, B->cpe_b, 3);
     float *tmp = r->x;
-    r->x = r->t, r->t = tmp;
+    r->x = r->xn, r->xn = tmp;
     vt_layernorm_mt(P->pool, r->xn, r->x, B->n1w, B->n1b, N, C, n->c.ln_eps);
     if (rec)
         memcpy(r->rec_in, r->xn, (size_t)N * C * sizeof(float));
@@ -933,15 +947,18 @@ static void forward_image(const gm_pass *P, const float *img, float *logits)
     const gm_config *c = &n->c;
     gm_run *r = P->r;
     stem(P, img);
+    if (P->keep)
+        memcpy(n->kept_stem, r->xn, (size_t)c->h0 * c->w0 * c->st[0].dim * sizeof(float));
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
         patch_embed(P, i);
         for (int j = 0; j < s->depth; j++)
             block(P, i, j);
-        memcpy(r->stage[i], r->x, (size_t)s->n * s->dim * sizeof(float));
+        if (P->keep)
+            memcpy(n->kept_stage[i], r->x, (size_t)s->n * s->dim * sizeof(float));
     }
     const gm_stage_cfg *s4 = &c->st[3];
-    vt_mean_rows(r->pooled, r->stage[3], s4->n, s4->dim);
+    vt_mean_rows(r->pooled, r->x, s4->n, s4->dim);
     for (int ch = 0; ch < s4->dim; ch++)
         r->pooled[ch] = r->pooled[ch] * n->w.n4_g[ch] + n->w.n4_b[ch];
     vt_linear_packed(P->pool, logits, r->pooled, &n->w.head, n->w.headb, 1, 0, 0);
@@ -959,7 +976,7 @@ static void image_task(void *ctx, int task, int thread)
 {
     const image_job *j = ctx;
     gm_net *n = j->n;
-    gm_pass P = {n, &n->runs[thread], NULL};
+    gm_pass P = {n, &n->runs[thread], NULL, task == j->last};
     size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
     forward_image(&P, j->x + task * img, j->logits + (size_t)task * n->c.classes);
     if (task == j->last)
@@ -985,10 +1002,12 @@ static int gm_forward(void *net, const float *x, int batch, float *logits)
         image_job j = {n, x, logits, batch - 1};
         vt_pool_run(n->pool, par, image_task, &j);
     }
-    gm_pass P = {n, &n->runs[0], n->pool};
+    gm_pass P = {n, &n->runs[0], n->pool, 0};
     size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
-    for (int b = par; b < batch; b++)
+    for (int b = par; b < batch; b++) {
+        P.keep = b == batch - 1;
         forward_image(&P, x + b * img, logits + (size_t)b * n->c.classes);
+    }
     n->last_batch = batch;
     return 0;
 }
@@ -1106,10 +1125,10 @@ const float *vt_groupmix_extra(const void *net, const char *name, int *rows, int
     const float *p = NULL;
     int R = s1->n, K = s1->dim, H = s1->h, W = s1->w, st = 0;
     if (strcmp(name, "stem") == 0) {
-        p = r->stem, R = c->h0 * c->w0, H = c->h0, W = c->w0;
+        p = n->kept_stem, R = c->h0 * c->w0, H = c->h0, W = c->w0;
     } else if (sscanf(name, "stage%d", &st) == 1 && st >= 1 && st <= GM_STAGES) {
         const gm_stage_cfg *s = &c->st[st - 1];
-        p = r->stage[st - 1], R = s->n, K = s->dim, H = s->h, W = s->w;
+        p = n->kept_stage[st - 1], R = s->n, K = s->dim, H = s->h, W = s->w;
     } else if (strcmp(name, "pooled") == 0) {
         p = r->pooled, R = 1, K = c->st[3].dim, H = W = 1;
     } else if (strncmp(name, "s1b0_", 5) == 0) {

@@ -210,6 +210,18 @@ int vt_wpack_init(vt_wpack *w, const float *wt, int n, int k)
     return vt_wpack_init_pool(NULL, w, wt, n, k);
 }
 
+int vt_wpack_init_take(vt_wpack *w, float *raw, int n, int k)
+{
+    int rc = vt_wpack_init(w, raw, n, k);
+    if (rc == 0 && !w->data) {
+        w->owned = raw;             /* multiplied as it is: keep it */
+    } else {
+        free(raw);
+        w->raw = NULL;              /* the panels only */
+    }
+    return rc;
+}
+
 int vt_wpack_init_bf16_pool(vt_pool *p, vt_wpack *w, const uint16_t *wt, int n, int k)
 {
     memset(w, 0, sizeof *w);
@@ -227,8 +239,10 @@ int vt_wpack_init_bf16(vt_wpack *w, const uint16_t *wt, int n, int k)
 
 void vt_wpack_free(vt_wpack *w)
 {
-    if (w)
+    if (w) {
         free(w->data);
+        free(w->owned);
+    }
 }
 
 /* ---- AVX-512 kernels -------------------------------------------------- */

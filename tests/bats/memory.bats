@@ -76,3 +76,23 @@ need_linux_rss() {
   within_bound "$T/bf.safetensors" \
     "$BIN/vt-classify" -m "$T/bf.safetensors" -t 2 "$SAMPLES/tench.jpg"
 }
+
+# Batch 8 on 2 threads: what grows with the batch must stay small. GroupMix
+# runs whole images per thread, each with its own run state (buffers whose
+# uses never overlap share one area); groupmixformer_t peaked at ~118 MB
+# (bound ~90) with a run state of ~25 MB, now ~77. PVT keeps the streams
+# of the whole batch but works on a group of images at a time;
+# pvt_small_256 peaked at ~178 MB (bound ~153), now ~128.
+@test "memory: GroupMix at batch 8, a run state per thread, stays within the bound" {
+  need_linux_rss
+  "$BIN/vt-convert" --arch groupmixformer_t --random -o "$T/gm.safetensors"
+  within_bound "$T/gm.safetensors" \
+    "$BIN/vt-bench" -m "$T/gm.safetensors" -t 2 -b 8 --runs 1 --warmup 0
+}
+
+@test "memory: PVT at batch 8 stays within the bound" {
+  need_linux_rss
+  "$BIN/vt-convert" --arch pvt_small_256 --random -o "$T/pvt.safetensors"
+  within_bound "$T/pvt.safetensors" \
+    "$BIN/vt-bench" -m "$T/pvt.safetensors" -t 2 -b 8 --runs 1 --warmup 0
+}

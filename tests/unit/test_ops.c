@@ -353,7 +353,8 @@ static void test_linear(void)
 }
 
 /* packed linear layers on both kernel levels: tails in every dimension,
- * bias or not, GELU, accumulate */
+ * bias or not, GELU, accumulate; packed from the weight or from a copy
+ * the pack takes over (vt_wpack_init_take) */
 static void test_linear_packed(void)
 {
     int shapes[][3] = {{197, 64, 192}, {3, 48, 1000}, {300, 40, 10}, {1, 7, 5},
@@ -369,7 +370,14 @@ static void test_linear_packed(void)
                 float *y = malloc(sizeof(float) * m * n);
                 double *want = malloc(sizeof(double) * m * n), err[3] = {0};
                 vt_wpack pk;
-                ok(vt_wpack_init(&pk, w, n, k) == 0, "pack %dx%d", n, k);
+                if (si % 2) {
+                    /* a copy handed over: freed at once, or kept as raw */
+                    float *copy = vt_xmalloc(sizeof(float) * n * k);
+                    memcpy(copy, w, sizeof(float) * n * k);
+                    ok(vt_wpack_init_take(&pk, copy, n, k) == 0, "pack %dx%d, taken", n, k);
+                } else {
+                    ok(vt_wpack_init(&pk, w, n, k) == 0, "pack %dx%d", n, k);
+                }
                 for (int mode = 0; mode < 3; mode++) {
                     /* 0: bias, 1: bias + GELU, 2: no bias, accumulate */
                     ref_linear(want, x, w, mode < 2 ? b : NULL, m, k, n);
