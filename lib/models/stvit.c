@@ -466,7 +466,7 @@ static void merge(st_net *n, int i)
 {
     const st_stage *s = &n->c.st[i];
     int H = s->res, C = s->dim, L = H * H;
-    vt_patch_merge_gather(n->g, n->x, H, H, C);
+    vt_patch_merge_gather(n->pool, n->g, n->x, 1, H, H, C);
     vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i], n->mnb[i], L / 4, 4 * C, n->c.eps);
     vt_linear(n->pool, n->x, n->g, n->mrw[i], NULL, L / 4, 4 * C, 2 * C, 0, 0);
 }

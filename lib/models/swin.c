@@ -464,8 +464,7 @@ static void sw_merge(sw_net *n, int i, int batch)
     const sw_stage *p = &c->st[i - 1];
     int H = p->res, C = p->dim, L = H * H;
     size_t one = stage_floats(c, i - 1);
-    for (int b = 0; b < batch; b++)
-        vt_patch_merge_gather(n->g + b * one, n->x + b * one, H, H, C);
+    vt_patch_merge_gather(n->pool, n->g, n->x, batch, H, H, C);
     vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], batch * L / 4, 4 * C,
                     c->eps);
     vt_linear_packed(n->pool, n->x, n->g, &n->mr[i - 1], NULL, batch * L / 4, 0, 0);

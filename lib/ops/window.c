@@ -82,17 +82,41 @@ void vt_window_shift_mask(float *mask, int H, int W, int ws, int s, float value)
     }
 }
 
-void vt_patch_merge_gather(float *out, const float *x, int H, int W, int C)
+typedef struct merge_job {
+    float *out;
+    const float *x;
+    int H, W, C, rows, per;
+} merge_job;
+
+/* Output rows [task * per, ...) of all images (row r: image r / (H/2)). */
+static void merge_task(void *ctx, int task, int thread)
 {
+    (void)thread;
     static const int dy[4] = {0, 1, 0, 1}, dx[4] = {0, 0, 1, 1};
-    int h2 = H / 2, w2 = W / 2;
-    for (int y = 0; y < h2; y++)
+    const merge_job *j = ctx;
+    int h2 = j->H / 2, w2 = j->W / 2, C = j->C;
+    int r0 = task * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+    for (int r = r0; r < r1; r++) {
+        const float *x = j->x + (size_t)(r / h2) * j->H * j->W * C;
+        int y = r % h2;
         for (int xx = 0; xx < w2; xx++) {
-            float *o = out + ((size_t)y * w2 + xx) * 4 * C;
+            float *o = j->out + ((size_t)r * w2 + xx) * 4 * C;
             for (int k = 0; k < 4; k++)
-                memcpy(o + (size_t)k * C, x + ((size_t)(2 * y + dy[k]) * W + 2 * xx + dx[k]) * C,
+                memcpy(o + (size_t)k * C,
+                       x + ((size_t)(2 * y + dy[k]) * j->W + 2 * xx + dx[k]) * C,
                        (size_t)C * sizeof *o);
         }
+    }
+}
+
+void vt_patch_merge_gather(vt_pool *p, float *out, const float *x, int batch, int H, int W,
+                           int C)
+{
+    int rows = batch * (H / 2), T = vt_pool_size(p);
+    int ntask = rows < 4 * T ? (rows > 0 ? rows : 1) : 4 * T;
+    merge_job j = {out, x, H, W, C, rows, (rows + ntask - 1) / ntask};
+    vt_pool_run_work(p, (rows + j.per - 1) / j.per, merge_task, &j,
+                     (double)batch * H * W * C);
 }
 
 typedef struct mha_job {
