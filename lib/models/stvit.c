@@ -707,8 +707,7 @@ static void semantic_stage(st_net *n)
         default: sem_recover(n, b, g); break;
         }
         int img = r == R_SWIN || r == R_RECOVER;
-        memcpy(n->blkout[j], img ? n->x : n->s,
-               (size_t)(img ? H * H : n->c.nsem) * C * sizeof(float));
+        vt_copy(n->pool, n->blkout[j], img ? n->x : n->s, (size_t)(img ? H * H : n->c.nsem) * C);
     }
 }
 
@@ -717,7 +716,7 @@ static void forward_image(st_net *n, const float *img, float *logits)
     const st_config *c = &n->c;
     stem(n, img);
     int L = c->st[0].res * c->st[0].res;
-    memcpy(n->pe, n->x, (size_t)L * c->st[0].dim * sizeof(float));
+    vt_copy(n->pool, n->pe, n->x, (size_t)L * c->st[0].dim);
     for (int i = 0; i < ST_STAGES; i++) {
         const st_stage *s = &c->st[i];
         int H = s->res, C = s->dim;
@@ -727,11 +726,11 @@ static void forward_image(st_net *n, const float *img, float *logits)
         else
             for (int j = 0; j < s->depth; j++)
                 vt_swin_block(n->pool, n->x, 1, H, H, C, &n->blk[i][j], c->eps, n->scratch);
-        memcpy(n->out[i], n->x, (size_t)L * C * sizeof(float));
+        vt_copy(n->pool, n->out[i], n->x, (size_t)L * C);
         if (i == ST_STAGES - 1)
             break;
         merge(n, i);
-        memcpy(n->merged[i], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
+        vt_copy(n->pool, n->merged[i], n->x, (size_t)L / 4 * 2 * C);
     }
     int C = c->st[3].dim;
     vt_layernorm_mt(n->pool, n->g, n->x, n->nw, n->nb, L, C, c->eps);

@@ -163,6 +163,22 @@ static void test_elementwise(void)
     vt_add_scaled_rows(pool, y1, xs, gs, rm, rn);
     ok(maxdiff(y0, wr, (size_t)rm * rn) < 1e-6, "layer-scaled residual");
     ok(memcmp(y0, y1, sizeof(float) * rm * rn) == 0, "layer-scaled residual on a pool: the same");
+    /* copy over a pool: lengths around the chunking */
+    int copied = 1;
+    for (size_t len = 0; len < 300; len += 37) {
+        float *dst = calloc(len + 1, sizeof *dst);
+        vt_copy(pool, dst, xs, len);
+        copied &= memcmp(dst, xs, len * sizeof *dst) == 0 && dst[len] == 0;
+        free(dst);
+    }
+    size_t nbig = 300001;   /* above the pool's minimum work */
+    float *src = randv(nbig, 5), *cbuf = malloc(sizeof(float) * (nbig + 1));
+    cbuf[nbig] = -1;
+    vt_copy(pool, cbuf, src, nbig);
+    copied &= memcmp(cbuf, src, sizeof(float) * nbig) == 0 && cbuf[nbig] == -1;
+    free(src);
+    free(cbuf);
+    ok(copied, "copy on a pool");
     vt_pool_free(pool);
     free(y0); free(y1); free(xs); free(gs); free(wr);
 
