@@ -99,6 +99,9 @@ void vt_layernorm(float *y, const float *x, const float *w, const float *b,
 void vt_layernorm_mt(vt_pool *p, float *y, const float *x, const float *w,
                      const float *b, int m, int n, float eps);
 
+/* dst[n] = src[n], split over the pool (a model keeping an intermediate
+ * of megabytes: one thread copying it is serial time between products). */
+void vt_copy(vt_pool *p, float *dst, const float *src, size_t n);
 /* y[m,n] += g[n] * x[m,n] for every row (a layer-scaled residual, as
  * x = x + gamma * f(x)), split over rows on the pool. */
 void vt_add_scaled_rows(vt_pool *p, float *y, const float *x, const float *g, int m, int n);

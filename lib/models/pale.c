@@ -326,7 +326,6 @@ typedef struct pl_run {
     float *q, *k, *v;   /* [N, C] */
     float *a;           /* [N, C] attention output, [row | column] */
     float *h;           /* [N, F] MLP hidden */
-    float *planes;      /* [Cin, N_in] previous stage as NCHW */
     float *cols;        /* im2col scratch */
     float *scr;         /* vt_pale_scratch */
     float *stage[PL_STAGES];   /* [N_i, C_i] stage outputs, last image */
@@ -446,7 +445,7 @@ static int pl_bind(pl_net *n, const vt_frame *w)
 
 static void run_free(pl_run *r)
 {
-    float *f[] = {r->x, r->xn, r->t, r->q, r->k, r->v, r->a, r->h, r->planes, r->cols,
+    float *f[] = {r->x, r->xn, r->t, r->q, r->k, r->v, r->a, r->h, r->cols,
                   r->scr, r->feat, r->rec_q, r->rec_k};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
@@ -467,13 +466,12 @@ static int run_alloc(pl_net *n, int batch)
         return vt_seterr("pale: batch %d is too large", batch);
     run_free(r);
     r->batch = batch;
-    size_t nc = 0, nf = 0, npl = 0, ncols = 0, scr = 0;
+    size_t nc = 0, nf = 0, ncols = 0, scr = 0;
     for (int i = 0; i < PL_STAGES; i++) {
         const pl_stage_cfg *s = &c->st[i];
         size_t N = s->n, C = s->dim, d = C / s->heads;
         nc = zmax(nc, N * C);
         nf = zmax(nf, N * s->hidden);
-        npl = zmax(npl, (size_t)s->in_grid * s->in_grid * s->cin);
         ncols = zmax(ncols, N * s->cin * s->k * s->k);
         for (int axis = 0; axis < 2; axis++)
             scr = zmax(scr, vt_pale_scratch(n->pool, s->grid, s->grid, s->pale, axis, (int)d));
@@ -481,7 +479,7 @@ static int run_alloc(pl_net *n, int batch)
     }
     r->x = falloc(nc), r->xn = falloc(nc), r->t = falloc(nc);
     r->q = falloc(nc), r->k = falloc(nc), r->v = falloc(nc), r->a = falloc(nc);
-    r->h = falloc(nf), r->planes = falloc(npl), r->cols = falloc(ncols), r->scr = falloc(scr);
+    r->h = falloc(nf), r->cols = falloc(ncols), r->scr = falloc(scr);
     r->feat = falloc(c->st[3].dim);
     size_t rec = c->map_stage >= 0 ? (size_t)c->st[c->map_stage].n * c->st[c->map_stage].dim : 0;
     r->rec_q = falloc((size_t)batch * rec), r->rec_k = falloc((size_t)batch * rec);
@@ -495,14 +493,15 @@ static void merge(pl_net *n, int i, const float *img)
 {
     const pl_stage_cfg *s = &n->c.st[i];
     pl_run *r = &n->r;
-    const float *in = img;
     int g = s->in_grid;
-    if (i > 0) {    /* previous stage's tokens as NCHW planes */
-        vt_tokens_to_planes(r->planes, r->x, g * g, s->cin);
-        in = r->planes;
+    if (i > 0) {    /* the previous stage's tokens: their columns straight from tokens */
+        vt_im2col_tokens_chw_mt(n->pool, r->cols, r->x, g, g, s->cin, s->k, s->stride, s->pad);
+        vt_linear(n->pool, r->xn, r->cols, n->w.mw[i], n->w.mb[i], s->n, s->cin * s->k * s->k,
+                  s->dim, 0, 0);
+    } else {
+        vt_conv2d_tokens(n->pool, r->xn, img, s->cin, g, g, n->w.mw[i], n->w.mb[i], s->dim,
+                         s->k, s->stride, s->pad, r->cols);
     }
-    vt_conv2d_tokens(n->pool, r->xn, in, s->cin, g, g, n->w.mw[i], n->w.mb[i], s->dim, s->k,
-                     s->stride, s->pad, r->cols);
     vt_layernorm_mt(n->pool, r->x, r->xn, n->w.mnw[i], n->w.mnb[i], s->n, s->dim, n->c.ln_eps);
 }
 

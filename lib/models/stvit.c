@@ -29,6 +29,7 @@
 #include "model.h"
 #include "models/stvit.h"
 #include "ops.h"
+#include "ops/cpu.h"
 #include "ops/sepconv.h"
 #include "ops/window.h"
 #include "util.h"
@@ -466,12 +467,47 @@ static void merge(st_net *n, int i)
 {
     const st_stage *s = &n->c.st[i];
     int H = s->res, C = s->dim, L = H * H;
-    vt_patch_merge_gather(n->g, n->x, H, H, C);
+    vt_patch_merge_gather(n->pool, n->g, n->x, 1, H, H, C);
     vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i], n->mnb[i], L / 4, 4 * C, n->c.eps);
     vt_linear(n->pool, n->x, n->g, n->mrw[i], NULL, L / 4, 4 * C, 2 * C, 0, 0);
 }
 
 /* ---- forward: the semantic blocks ------------------------------------ */
+
+/* Small reductions between the products, written so they vectorize (they
+ * ran as strided scalar loops, serial time at every semantic block). Each
+ * output still adds its terms in the original order: the same sums. */
+
+/* o[c] = max(o[c], x[c]) */
+VT_CLONES
+static void max_into(float *restrict o, const float *restrict x, int n)
+{
+    for (int c = 0; c < n; c++)
+        o[c] = x[c] > o[c] ? x[c] : o[c];
+}
+
+/* col[p] = sum over rows r (in order) of x[r * ld + p], p < n, in double */
+VT_CLONES
+static void column_sums(double *restrict col, const float *restrict x, int rows, int n,
+                        int ld)
+{
+    for (int p = 0; p < n; p++)
+        col[p] = 0;
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < n; p++)
+            col[p] += x[(size_t)r * ld + p];
+}
+
+/* out[i] = sum over planes h (in order) of x[h * n + i] */
+VT_CLONES
+static void plane_sum(float *restrict out, const float *restrict x, int planes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0;
+    for (int h = 0; h < planes; h++)
+        for (size_t i = 0; i < n; i++)
+            out[i] += x[h * n + i];
+}
 
 /* a2[groups * nq, C] = proj(attention of the queries in q over the keys
  * and values in kv), the rows split into `groups` independent sets of nq
@@ -540,11 +576,8 @@ static void sem_init(st_net *n, const st_sem_w *b, int g)
                 for (int ch = 0; ch < C; ch++)
                     o[ch] = -INFINITY;
                 for (int r = r0; r < r1; r++)
-                    for (int cc = c0; cc < c1; cc++) {
-                        const float *src = n->x + ((size_t)(ST_WS * a + r) * H + ST_WS * bb + cc) * C;
-                        for (int ch = 0; ch < C; ch++)
-                            o[ch] = src[ch] > o[ch] ? src[ch] : o[ch];
-                    }
+                    for (int cc = c0; cc < c1; cc++)
+                        max_into(o, n->x + ((size_t)(ST_WS * a + r) * H + ST_WS * bb + cc) * C, C);
             }
     }
     /* Window w's keys are its seeds, then the 10x10 block at (4a, 4b) of
@@ -596,12 +629,9 @@ static void sem_cross(st_net *n, const st_sem_w *b, int g)
     /* significance: mean over heads and queries of the mass on image key p */
     float *sig = n->sig_rec + (size_t)g * L;
     double col[L], tot = 0;
+    column_sums(col, probs + S, nh * S, L, nk);
     for (int p = 0; p < L; p++) {
-        double m = 0;
-        for (int h = 0; h < nh; h++)
-            for (int q = 0; q < S; q++)
-                m += probs[((size_t)h * S + q) * nk + S + p];
-        col[p] = m / ((double)nh * S);
+        col[p] /= (double)nh * S;
         tot += col[p];
     }
     for (int p = 0; p < L; p++)
@@ -642,15 +672,13 @@ static void sem_recover(st_net *n, const st_sem_w *b, int g)
     sem_residual(n, b, n->x, L);
     sem_mlp(n, b, n->x, L);
     /* assignment: argmax over s of the head-mean attention (first on ties) */
-    float *lab = n->assign_rec + (size_t)g * L;
+    float *lab = n->assign_rec + (size_t)g * L, hsum[L * S];
+    plane_sum(hsum, probs, nh, (size_t)L * S);
     for (int p = 0; p < L; p++) {
         int best = 0;
         float bv = -1;
         for (int t = 0; t < S; t++) {
-            float m = 0;
-            for (int h = 0; h < nh; h++)
-                m += probs[((size_t)h * L + p) * S + t];
-            m /= (float)nh;
+            float m = hsum[p * S + t] / (float)nh;
             if (m > bv)
                 bv = m, best = t;
         }
@@ -679,8 +707,7 @@ static void semantic_stage(st_net *n)
         default: sem_recover(n, b, g); break;
         }
         int img = r == R_SWIN || r == R_RECOVER;
-        memcpy(n->blkout[j], img ? n->x : n->s,
-               (size_t)(img ? H * H : n->c.nsem) * C * sizeof(float));
+        vt_copy(n->pool, n->blkout[j], img ? n->x : n->s, (size_t)(img ? H * H : n->c.nsem) * C);
     }
 }
 
@@ -689,7 +716,7 @@ static void forward_image(st_net *n, const float *img, float *logits)
     const st_config *c = &n->c;
     stem(n, img);
     int L = c->st[0].res * c->st[0].res;
-    memcpy(n->pe, n->x, (size_t)L * c->st[0].dim * sizeof(float));
+    vt_copy(n->pool, n->pe, n->x, (size_t)L * c->st[0].dim);
     for (int i = 0; i < ST_STAGES; i++) {
         const st_stage *s = &c->st[i];
         int H = s->res, C = s->dim;
@@ -699,11 +726,11 @@ static void forward_image(st_net *n, const float *img, float *logits)
         else
             for (int j = 0; j < s->depth; j++)
                 vt_swin_block(n->pool, n->x, 1, H, H, C, &n->blk[i][j], c->eps, n->scratch);
-        memcpy(n->out[i], n->x, (size_t)L * C * sizeof(float));
+        vt_copy(n->pool, n->out[i], n->x, (size_t)L * C);
         if (i == ST_STAGES - 1)
             break;
         merge(n, i);
-        memcpy(n->merged[i], n->x, (size_t)L / 4 * 2 * C * sizeof(float));
+        vt_copy(n->pool, n->merged[i], n->x, (size_t)L / 4 * 2 * C);
     }
     int C = c->st[3].dim;
     vt_layernorm_mt(n->pool, n->g, n->x, n->nw, n->nb, L, C, c->eps);

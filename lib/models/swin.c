@@ -454,7 +454,7 @@ static void sw_embed(sw_net *n, const float *x, int batch)
         vt_conv2d_tokens(n->pool, n->x + b * one, x + b * img, 3, S, S, n->pew, n->peb, s0->dim,
                          p, p, 0, n->cols);
     vt_layernorm_mt(n->pool, n->x, n->x, n->penw, n->penb, batch * L, s0->dim, c->eps);
-    memcpy(n->pe, n->x + (batch - 1) * one, one * sizeof(float));
+    vt_copy(n->pool, n->pe, n->x + (batch - 1) * one, one);
 }
 
 /* Patch merging after stage i - 1, every image's rows in one product. */
@@ -464,12 +464,11 @@ static void sw_merge(sw_net *n, int i, int batch)
     const sw_stage *p = &c->st[i - 1];
     int H = p->res, C = p->dim, L = H * H;
     size_t one = stage_floats(c, i - 1);
-    for (int b = 0; b < batch; b++)
-        vt_patch_merge_gather(n->g + b * one, n->x + b * one, H, H, C);
+    vt_patch_merge_gather(n->pool, n->g, n->x, batch, H, H, C);
     vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], batch * L / 4, 4 * C,
                     c->eps);
     vt_linear_packed(n->pool, n->x, n->g, &n->mr[i - 1], NULL, batch * L / 4, 0, 0);
-    memcpy(n->merged[i - 1], n->x + (batch - 1) * (one / 2), one / 2 * sizeof(float));
+    vt_copy(n->pool, n->merged[i - 1], n->x + (batch - 1) * (one / 2), one / 2);
 }
 
 /* Blocks [first, last) on the residual streams x of batch images. */
@@ -488,7 +487,7 @@ static void sw_blocks(sw_net *n, int batch, int first, int last)
             vt_swin_block(n->pool, n->x + g0 * one, batch - g0 < group ? batch - g0 : group,
                           s->res, s->res, s->dim, &n->blk[i][j], c->eps, n->scratch);
         if (j == s->depth - 1)
-            memcpy(n->out[i], n->x + (batch - 1) * one, one * sizeof(float));
+            vt_copy(n->pool, n->out[i], n->x + (batch - 1) * one, one);
     }
 }
 

@@ -31,6 +31,15 @@ void vt_attn_head_biased(float *o, int ldo, const float *q, int ldq, const float
                          const float *v, int ldv, int nq, int nk, int d, float scale,
                          const float *bias, const float *mask, float *scratch);
 
+/* A head's rows of tokens idx[0..n) gathered: dst[i, 0:d] = src[idx[i] *
+ * ld + 0:d] * scale (scale 1: a copy), and scattered back: dst[idx[i] * ld
+ * + 0:d] = src[i, 0:d]. For attention over token subsets (Pale's groups):
+ * rows of a head are a few dozen floats, a memcpy call each costs more
+ * than the copy. */
+void vt_rows_gather(float *dst, const float *src, size_t ld, const int *idx, int n, int d,
+                    float scale);
+void vt_rows_scatter(float *dst, size_t ld, const float *src, const int *idx, int n, int d);
+
 /* One head: q[nq, d] (row stride ldq), k and v [nk, d] (strides ldk, ldv),
  * out[nq, d] (stride ldo). Pointers are to the head's first channel. */
 typedef struct vt_attend_head {

@@ -473,6 +473,67 @@ void vt_attn_head_biased(float *o, int ldo, const float *q, int ldq, const float
     attn_head(&a, scratch);
 }
 
+/* ---- gathering a head's rows ------------------------------------------ */
+
+#ifdef VT_HAVE_X86_KERNELS
+/* dst[d] = src[d] * f (f == 1: a plain copy), a masked vector for the tail */
+VT_AVX512 static inline __attribute__((always_inline)) void
+row_avx512(float *dst, const float *src, int d, float f)
+{
+    __m512 vf = _mm512_set1_ps(f);
+    int c = 0;
+    for (; c + 16 <= d; c += 16) {
+        __m512 v = _mm512_loadu_ps(src + c);
+        _mm512_storeu_ps(dst + c, f == 1.0f ? v : _mm512_mul_ps(v, vf));
+    }
+    if (c < d) {
+        __mmask16 t = (__mmask16)((1u << (d - c)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(t, src + c);
+        _mm512_mask_storeu_ps(dst + c, t, f == 1.0f ? v : _mm512_mul_ps(v, vf));
+    }
+}
+
+VT_AVX512 static void gather_avx512(float *dst, const float *src, size_t ld, const int *idx,
+                                    int n, int d, float f)
+{
+    for (int i = 0; i < n; i++)
+        row_avx512(dst + (size_t)i * d, src + (size_t)idx[i] * ld, d, f);
+}
+
+VT_AVX512 static void scatter_avx512(float *dst, size_t ld, const float *src, const int *idx,
+                                     int n, int d)
+{
+    for (int i = 0; i < n; i++)
+        row_avx512(dst + (size_t)idx[i] * ld, src + (size_t)i * d, d, 1.0f);
+}
+#endif
+
+void vt_rows_gather(float *dst, const float *src, size_t ld, const int *idx, int n, int d,
+                    float scale)
+{
+#ifdef VT_HAVE_X86_KERNELS
+    if (vt_cpu() >= VT_CPU_AVX512) {
+        gather_avx512(dst, src, ld, idx, n, d, scale);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < d; c++)
+            dst[(size_t)i * d + c] = src[(size_t)idx[i] * ld + c] * scale;
+}
+
+void vt_rows_scatter(float *dst, size_t ld, const float *src, const int *idx, int n, int d)
+{
+#ifdef VT_HAVE_X86_KERNELS
+    if (vt_cpu() >= VT_CPU_AVX512) {
+        scatter_avx512(dst, ld, src, idx, n, d);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)idx[i] * ld, src + (size_t)i * d, (size_t)d * sizeof *dst);
+}
+
 /* ---- ViT multi-head attention ----------------------------------------- */
 
 typedef struct attn_job {

@@ -897,7 +897,11 @@ static void gemm_task(void *ctx, int task, int thread)
     const vt_wpack *w = j->w;
     int r0 = task / j->ncol * j->rows, p0 = task % j->ncol * j->pan, k = w->k;
     int rows = j->m - r0 < j->rows ? j->m - r0 : j->rows;
-    int p1 = p0 + j->pan < panels(w) ? p0 + j->pan : panels(w);
+    /* the last panel of a task prefetches the next task's first, like any
+     * other: with few rows (36, 49) a task's tiles are short and its first
+     * panel otherwise waits on memory (the same thread often takes the
+     * next task; else the line is one core's L2 away from the other) */
+    int np = panels(w), p1 = p0 + j->pan < np ? p0 + j->pan : np;
     size_t psize = panel_bytes(w);
 #ifdef VT_HAVE_X86_KERNELS
     if (j->group) {
@@ -915,7 +919,7 @@ static void gemm_task(void *ctx, int task, int thread)
                                 j->acc_y, cols);
         else
             panel_rows(j->tile, x, (size_t)k, rows, bp, k, y, (size_t)w->n, b, j->gelu,
-                       j->acc_y, cols, p + 1 < p1 ? bp + psize : NULL, psize);
+                       j->acc_y, cols, p + 1 < np ? bp + psize : NULL, psize);
     }
 }
 

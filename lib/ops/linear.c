@@ -128,3 +128,29 @@ void vt_add_scaled_rows(vt_pool *p, float *y, const float *x, const float *g, in
     scaled_job j = {y, x, g, m, n, (m + ntask - 1) / ntask};
     vt_pool_run_work(p, ntask, scaled_task, &j, 2.0 * m * n);
 }
+
+/* ---- copy ------------------------------------------------------------- */
+
+typedef struct copy_job {
+    float *dst;
+    const float *src;
+    size_t n, per;
+} copy_job;
+
+static void copy_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const copy_job *j = ctx;
+    size_t i0 = (size_t)task * j->per, i1 = i0 + j->per < j->n ? i0 + j->per : j->n;
+    memcpy(j->dst + i0, j->src + i0, (i1 - i0) * sizeof *j->dst);
+}
+
+void vt_copy(vt_pool *p, float *dst, const float *src, size_t n)
+{
+    int T = vt_pool_size(p);
+    /* chunks of whole cache lines */
+    copy_job j = {dst, src, n, ((n + (size_t)T - 1) / (size_t)T + 15) & ~(size_t)15};
+    if (n == 0)
+        return;
+    vt_pool_run_work(p, (int)((n + j.per - 1) / j.per), copy_task, &j, (double)n);
+}

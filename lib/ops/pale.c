@@ -1,5 +1,4 @@
 /* pale.c - attention inside interlaced row / column groups. See pale.h. */
-#include <string.h>
 
 #include "ops/attend.h"
 #include "ops/pale.h"
@@ -65,17 +64,12 @@ static void pale_task(void *ctx, int task, int thread)
     int *idx = (int *)(sc + vt_attn_head_scratch(j->L, d));
     int t = vt_pale_group_tokens(idx, j->h, j->w, j->s, j->axis, g);
     size_t hc = (size_t)head * d;
-    for (int i = 0; i < t; i++) {
-        size_t n = (size_t)idx[i];
-        for (int c = 0; c < d; c++)     /* the reference scales q first */
-            q[(size_t)i * d + c] = j->q[n * j->ld + hc + c] * j->scale;
-        memcpy(k + (size_t)i * d, j->k + n * j->ld + hc, (size_t)d * sizeof *k);
-        memcpy(v + (size_t)i * d, j->v + n * j->ld + hc, (size_t)d * sizeof *v);
-    }
+    /* the reference scales q first */
+    vt_rows_gather(q, j->q + hc, (size_t)j->ld, idx, t, d, j->scale);
+    vt_rows_gather(k, j->k + hc, (size_t)j->ld, idx, t, d, 1.0f);
+    vt_rows_gather(v, j->v + hc, (size_t)j->ld, idx, t, d, 1.0f);
     vt_attn_head(o, d, q, d, k, d, v, d, t, t, d, 1.0f, sc);
-    for (int i = 0; i < t; i++)
-        memcpy(j->out + (size_t)idx[i] * j->ldo + hc, o + (size_t)i * d,
-               (size_t)d * sizeof *o);
+    vt_rows_scatter(j->out + hc, (size_t)j->ldo, o, idx, t, d);
 }
 
 void vt_pale_attend(vt_pool *p, int heads, const float *q, const float *k,

@@ -82,17 +82,41 @@ void vt_window_shift_mask(float *mask, int H, int W, int ws, int s, float value)
     }
 }
 
-void vt_patch_merge_gather(float *out, const float *x, int H, int W, int C)
+typedef struct merge_job {
+    float *out;
+    const float *x;
+    int H, W, C, rows, per;
+} merge_job;
+
+/* Output rows [task * per, ...) of all images (row r: image r / (H/2)). */
+static void merge_task(void *ctx, int task, int thread)
 {
+    (void)thread;
     static const int dy[4] = {0, 1, 0, 1}, dx[4] = {0, 0, 1, 1};
-    int h2 = H / 2, w2 = W / 2;
-    for (int y = 0; y < h2; y++)
+    const merge_job *j = ctx;
+    int h2 = j->H / 2, w2 = j->W / 2, C = j->C;
+    int r0 = task * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+    for (int r = r0; r < r1; r++) {
+        const float *x = j->x + (size_t)(r / h2) * j->H * j->W * C;
+        int y = r % h2;
         for (int xx = 0; xx < w2; xx++) {
-            float *o = out + ((size_t)y * w2 + xx) * 4 * C;
+            float *o = j->out + ((size_t)r * w2 + xx) * 4 * C;
             for (int k = 0; k < 4; k++)
-                memcpy(o + (size_t)k * C, x + ((size_t)(2 * y + dy[k]) * W + 2 * xx + dx[k]) * C,
+                memcpy(o + (size_t)k * C,
+                       x + ((size_t)(2 * y + dy[k]) * j->W + 2 * xx + dx[k]) * C,
                        (size_t)C * sizeof *o);
         }
+    }
+}
+
+void vt_patch_merge_gather(vt_pool *p, float *out, const float *x, int batch, int H, int W,
+                           int C)
+{
+    int rows = batch * (H / 2), T = vt_pool_size(p);
+    int ntask = rows < 4 * T ? (rows > 0 ? rows : 1) : 4 * T;
+    merge_job j = {out, x, H, W, C, rows, (rows + ntask - 1) / ntask};
+    vt_pool_run_work(p, (rows + j.per - 1) / j.per, merge_task, &j,
+                     (double)batch * H * W * C);
 }
 
 typedef struct mha_job {
@@ -168,12 +192,14 @@ void vt_swin_attn(vt_pool *p, float *out, const float *qkv, int nW, int mask_nw,
 
 /* The block's two passes between products, split over windows on the pool
  * (both were a serial copy per token): LayerNorm written straight into
- * window order (the LN and the partition in one pass), and the reverse
- * with the residual add. Windows of all images: window w is window
- * w % nW of image w / nW. */
+ * window order (LN1 and the partition in one pass), and the reverse with
+ * the residual add, each row's LN2 made while it is in cache (into xn, map
+ * order). Windows of all images: window w is window w % nW of image
+ * w / nW. */
 typedef struct wpass_job {
-    float *x, *xw;
-    const float *w, *b;
+    float *x, *xw, *xn;
+    const float *w, *b;         /* LN1 */
+    const float *w2, *b2;       /* LN2 */
     int H, W, C, ws, shift, nW, per;
     float eps;
     int reverse;
@@ -186,14 +212,16 @@ static void wpass_task(void *ctx, int task, int thread)
     int N = j->ws * j->ws, w0 = task * j->per;
     size_t img = (size_t)j->H * j->W * j->C;
     for (int w = w0; w < w0 + j->per; w++) {
-        float *x = j->x + (size_t)(w / j->nW) * img;
+        float *x = j->x + (size_t)(w / j->nW) * img, *xn = j->xn + (size_t)(w / j->nW) * img;
         float *xw = j->xw + (size_t)w * N * j->C;
         for (int t = 0; t < N; t++) {
-            float *src = x + window_src(w % j->nW, t, j->W, j->H, j->ws, j->shift) * j->C;
-            if (j->reverse)
-                vt_add(src, xw + (size_t)t * j->C, (size_t)j->C);
-            else
-                vt_layernorm(xw + (size_t)t * j->C, src, j->w, j->b, 1, j->C, j->eps);
+            size_t at = window_src(w % j->nW, t, j->W, j->H, j->ws, j->shift) * j->C;
+            if (j->reverse) {
+                vt_add(x + at, xw + (size_t)t * j->C, (size_t)j->C);
+                vt_layernorm(xn + at, x + at, j->w2, j->b2, 1, j->C, j->eps);
+            } else {
+                vt_layernorm(xw + (size_t)t * j->C, x + at, j->w, j->b, 1, j->C, j->eps);
+            }
         }
     }
 }
@@ -205,7 +233,7 @@ static void window_pass(vt_pool *p, wpass_job *j, int windows)
     j->per = windows / want;
     while (windows % j->per)
         j->per--;
-    double work = (double)windows * j->ws * j->ws * j->C * (j->reverse ? 1 : 8);
+    double work = (double)windows * j->ws * j->ws * j->C * (j->reverse ? 9 : 8);
     vt_pool_run_work(p, windows / j->per, wpass_task, j, work);
 }
 
@@ -228,7 +256,8 @@ void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
     float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
     float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
     int packed = b->qkv.raw || b->qkv.data;
-    wpass_job wj = {x, xw, b->n1w, b->n1b, H, W, C, b->ws, b->shift, nW, 0, eps, 0};
+    wpass_job wj = {x, xw, xn, b->n1w, b->n1b, b->n2w, b->n2b, H, W, C, b->ws, b->shift, nW,
+                    0, eps, 0};
     window_pass(p, &wj, batch * nW);       /* xw = partition(roll(LN1(x))) */
     if (packed)
         vt_linear_packed(p, qkv, xw, &b->qkv, b->qkvb, L, 0, 0);
@@ -241,8 +270,7 @@ void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
     else
         vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
     wj.reverse = 1;
-    window_pass(p, &wj, batch * nW);       /* x += reverse(xw) */
-    vt_layernorm_mt(p, xn, x, b->n2w, b->n2b, L, C, eps);
+    window_pass(p, &wj, batch * nW);       /* x += reverse(xw); xn = LN2(x) */
     if (packed) {
         vt_linear_packed(p, hid, xn, &b->fc1, b->fc1b, L, 0, 1);
         vt_linear_packed(p, x, hid, &b->fc2, b->fc2b, L, 1, 0);

@@ -46,8 +46,10 @@ void vt_window_shift_mask(float *mask, int H, int W, int ws, int s, float value)
 /* Patch merging's gather: out[(H/2)*(W/2), 4C] concatenates, per output
  * cell (y, x), x[2y, 2x], x[2y+1, 2x], x[2y, 2x+1], x[2y+1, 2x+1] (the
  * sub-grids [0::2, 0::2], [1::2, 0::2], [0::2, 1::2], [1::2, 1::2]). H and
- * W even. */
-void vt_patch_merge_gather(float *out, const float *x, int H, int W, int C);
+ * W even. For batch images one after another in x and in out, rows split
+ * over the pool p (may be NULL). */
+void vt_patch_merge_gather(vt_pool *p, float *out, const float *x, int batch, int H,
+                           int W, int C);
 
 /* Multi-head attention of one query set over one key set, keeping the
  * probabilities, heads split over the pool p (may be NULL). For head h (channels h*d .. h*d+d-1 of q, k, v, out):

@@ -163,6 +163,22 @@ static void test_elementwise(void)
     vt_add_scaled_rows(pool, y1, xs, gs, rm, rn);
     ok(maxdiff(y0, wr, (size_t)rm * rn) < 1e-6, "layer-scaled residual");
     ok(memcmp(y0, y1, sizeof(float) * rm * rn) == 0, "layer-scaled residual on a pool: the same");
+    /* copy over a pool: lengths around the chunking */
+    int copied = 1;
+    for (size_t len = 0; len < 300; len += 37) {
+        float *dst = calloc(len + 1, sizeof *dst);
+        vt_copy(pool, dst, xs, len);
+        copied &= memcmp(dst, xs, len * sizeof *dst) == 0 && dst[len] == 0;
+        free(dst);
+    }
+    size_t nbig = 300001;   /* above the pool's minimum work */
+    float *src = randv(nbig, 5), *cbuf = malloc(sizeof(float) * (nbig + 1));
+    cbuf[nbig] = -1;
+    vt_copy(pool, cbuf, src, nbig);
+    copied &= memcmp(cbuf, src, sizeof(float) * nbig) == 0 && cbuf[nbig] == -1;
+    free(src);
+    free(cbuf);
+    ok(copied, "copy on a pool");
     vt_pool_free(pool);
     free(y0); free(y1); free(xs); free(gs); free(wr);
 
@@ -664,6 +680,34 @@ static void ref_attn(double *o, const float *q, int ldq, const float *k, int ldk
 
 /* the fused head on both kernel levels, with several key blocks (online
  * softmax), channel counts off the vector width, and strided rows */
+/* A head's rows gathered by index (scaled) and scattered back, both paths,
+ * widths around the vector size. */
+static void test_rows_gather(void)
+{
+    int n = 7, ld = 70, idx[7] = {5, 0, 3, 9, 1, 8, 2};
+    float *src = randv(10 * (size_t)ld, 50);
+    for (int level = 0; level < 2; level++) {
+        vt_cpu_cap(level ? -1 : VT_CPU_PORTABLE);
+        int good = 1;
+        for (int d = 1; d <= 40; d += 13) {
+            float g[7 * 40], back[10 * 70];
+            vt_rows_gather(g, src + 3, (size_t)ld, idx, n, d, 0.5f);
+            for (int i = 0; i < n; i++)
+                for (int c = 0; c < d; c++)
+                    good &= g[i * d + c] == src[idx[i] * ld + 3 + c] * 0.5f;
+            vt_rows_gather(g, src + 3, (size_t)ld, idx, n, d, 1.0f);
+            memset(back, 0, sizeof back);
+            vt_rows_scatter(back + 3, (size_t)ld, g, idx, n, d);
+            for (int i = 0; i < n; i++)
+                for (int c = 0; c < ld - 3; c++)
+                    good &= back[idx[i] * ld + 3 + c] == (c < d ? src[idx[i] * ld + 3 + c] : 0);
+        }
+        ok(good, "rows gather and scatter (%s)", level ? "avx512 if present" : "portable");
+    }
+    vt_cpu_cap(-1);
+    free(src);
+}
+
 static void test_attn_head(void)
 {
     int cases[][3] = {{40, 600, 64}, {7, 1030, 33}, {100, 50, 80}, {1, 1, 1},
@@ -1036,6 +1080,7 @@ int main(void)
     test_conv_tokens();
     test_groupnorm();
     test_pooling();
+    test_rows_gather();
     test_attn_head();
     test_linear_packed();
     test_linear_bf16();
