@@ -218,10 +218,6 @@ void vt_conv2d_tokens(vt_pool *p, float *out, const float *x, int c, int h,
 void vt_conv2d(vt_pool *p, float *out, const float *x, int c, int h, int w,
                const float *wt, const float *b, int o, int k, int s, int pad,
                float *cols);
-/* Depthwise convolution on tokens: x[h*w, c] (NHWC), wt[c,1,k,k], b[c]
- * (may be NULL), stride s, zero padding pad: out[ho*wo, c]. */
-void vt_dwconv2d_tokens(float *out, const float *x, int h, int w, int c,
-                        const float *wt, const float *b, int k, int s, int pad);
 
 /* ---- pooling and resampling ------------------------------------------- */
 

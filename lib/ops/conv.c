@@ -252,28 +252,3 @@ void vt_conv2d(vt_pool *p, float *out, const float *x, int c, int h, int w,
                 out[(size_t)i * n + j] += b[i];
 }
 
-void vt_dwconv2d_tokens(float *out, const float *x, int h, int w, int c,
-                        const float *wt, const float *b, int k, int s, int pad)
-{
-    int ho = out_size(h, k, s, pad), wo = out_size(w, k, s, pad);
-    for (int oy = 0; oy < ho; oy++)
-        for (int ox = 0; ox < wo; ox++) {
-            float *o = out + ((size_t)oy * wo + ox) * c;
-            for (int ci = 0; ci < c; ci++)
-                o[ci] = b ? b[ci] : 0.0f;
-            for (int ky = 0; ky < k; ky++) {
-                int iy = oy * s - pad + ky;
-                if (iy < 0 || iy >= h)
-                    continue;
-                for (int kx = 0; kx < k; kx++) {
-                    int ix = ox * s - pad + kx;
-                    if (ix < 0 || ix >= w)
-                        continue;
-                    const float *xi = x + ((size_t)iy * w + ix) * c;
-                    const float *wk = wt + (size_t)ky * k + kx;
-                    for (int ci = 0; ci < c; ci++)
-                        o[ci] += xi[ci] * wk[(size_t)ci * k * k];
-                }
-            }
-        }
-}

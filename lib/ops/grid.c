@@ -114,12 +114,6 @@ void vt_groupnorm1_tokens_mt(vt_pool *p, float *x, int n, int c, const float *w,
     gn_pass(p, &j, 2, (gelu ? 30 : 4) * total);
 }
 
-void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
-                          const float *b, float eps, int gelu)
-{
-    vt_groupnorm1_tokens_mt(NULL, x, n, c, w, b, eps, gelu);
-}
-
 void vt_dw3_weights(float *wt9, const float *wt, int c)
 {
     vt_dwk_weights(wt9, wt, c, 3);

@@ -11,12 +11,10 @@
 #include "ops.h"
 
 /* nn.GroupNorm(1, c) on one image held as tokens x[n, c], in place: mean
- * and biased variance over all n*c values (accumulated in double), then
+ * and biased variance over all n*c values (accumulated in double, in fixed
+ * chunks of rows, so any pool, or none, gives the same bits), then
  * (v - mean) / sqrt(var + eps) * w[ch] + b[ch]. gelu != 0 applies the exact
  * GELU afterwards. */
-void vt_groupnorm1_tokens(float *x, int n, int c, const float *w,
-                          const float *b, float eps, int gelu);
-/* The same split over chunks of rows on the pool (the same result). */
 void vt_groupnorm1_tokens_mt(vt_pool *p, float *x, int n, int c, const float *w,
                              const float *b, float eps, int gelu);
 

@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "ops/grid.h"
 #include "ops/attend.h"
+#include "ops/sepconv.h"
 #include "ops/deform.h"
 #include "ops/cpu.h"
 #include "ops/gemm.h"
@@ -832,9 +833,11 @@ static void test_conv(void)
                     }
                 want[(y * wo + xx) * C + ch] = acc;
             }
-    vt_dwconv2d_tokens(out, x, h, w, C, wt, b, k, s, pad);
-    ok(maxdiff(out, want, (size_t)ho * wo * C) < 1e-5, "depthwise conv2d on tokens");
-    free(x); free(wt); free(b); free(out); free(want);
+    float *wtk = malloc(sizeof(float) * C * k * k);
+    vt_dwk_weights(wtk, wt, C, k);
+    vt_dwk_tokens(NULL, out, C, x, C, h, w, C, wtk, b, k, s);
+    ok(maxdiff(out, want, (size_t)ho * wo * C) < 1e-5, "depthwise conv2d on tokens (stride 2)");
+    free(x); free(wt); free(wtk); free(b); free(out); free(want);
 }
 
 /* vt_conv_tokens (bands of output rows on the pool) against a double
@@ -916,7 +919,7 @@ static void test_groupnorm(void)
             }
             memcpy(a, x, sizeof(float) * total);
             memcpy(bb, x, sizeof(float) * total);
-            vt_groupnorm1_tokens(a, n, c, w, b, 1e-5f, gelu);
+            vt_groupnorm1_tokens_mt(NULL, a, n, c, w, b, 1e-5f, gelu);
             vt_groupnorm1_tokens_mt(pool, bb, n, c, w, b, 1e-5f, gelu);
             double err = maxdiff(a, want, total);
             ok(err < 1e-5 && memcmp(a, bb, sizeof(float) * total) == 0,
