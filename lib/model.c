@@ -1,11 +1,13 @@
 /* model.c - the family registry, model configs, weight validation and
  * opening model files. */
 #include "model.h"
+#include "ops.h"
 #include "util.h"
 
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -105,8 +107,9 @@ void vt_store_free(vt_store *s)
     s->n = 0;
 }
 
-const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
-                           const char *name, size_t count)
+/* The checks vt_weight_f32 makes: the tensor, or NULL after vt_seterr. */
+static const vt_tensor *weight_tensor(const vt_frame *w, const char *family,
+                                      const char *name, size_t count)
 {
     const vt_tensor *t = vt_frame_get(w, name);
     if (!t)
@@ -117,6 +120,15 @@ const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
     if ((size_t)vt_tensor_numel(t) != count)
         return vt_seterr("%s: tensor %s has %lld elements, expected %zu", family, name,
                          (long long)vt_tensor_numel(t), count), NULL;
+    return t;
+}
+
+const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
+                           const char *name, size_t count)
+{
+    const vt_tensor *t = weight_tensor(w, family, name, count);
+    if (!t)
+        return NULL;
     if (t->dtype != VT_F32) {
         /* half precision widened once (exact); the family computes in F32 */
         float *wide = vt_store_alloc(s, count);
@@ -138,6 +150,37 @@ const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
     float *copy = vt_store_alloc(s, count);
     memcpy(copy, t->data, count * sizeof(float));
     return copy;
+}
+
+const float *vt_weight_linear(vt_pool *p, const vt_frame *w, const char *family,
+                              const char *name, int nout, int nin)
+{
+    size_t count = (size_t)nout * nin;
+    const vt_tensor *t = weight_tensor(w, family, name, count);
+    if (!t)
+        return NULL;
+    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    if (!p)
+        return vt_seterr("%s: no pool to pack %s on", family, name), NULL;
+    if (vt_pool_wpack_find(p, t->data, nout, nin))
+        return t->data;                 /* bound twice: packed already */
+    vt_wpack pk;
+    int rc;
+    if (t->dtype == VT_BF16 && (uintptr_t)t->data % 2 == 0) {
+        rc = vt_wpack_init_bf16_pool(p, &pk, t->data, nout, nin);
+    } else {
+        float *wide = vt_xmalloc(count * sizeof *wide);
+        for (size_t i = 0; i < count; i++)
+            wide[i] = (float)vt_tensor_get(t, i);
+        rc = vt_wpack_init_take(&pk, wide, nout, nin);
+    }
+    if (rc < 0 || !vt_pool_wpack_put(p, t->data, &pk, count * vt_dtype_size(t->dtype))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", vt_error());
+        return vt_seterr("%s: packing %s: %s", family, name, why), NULL;
+    }
+    return t->data;
 }
 
 /* ---- config access ---- */

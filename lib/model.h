@@ -57,6 +57,19 @@ void vt_store_free(vt_store *s);
 const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
                            const char *name, size_t count);
 
+/* A linear layer's weight `name` [nout, nin] as vt_linear(p, ...) takes
+ * it (p the pool the network multiplies on, already created): F32 that
+ * the file aligns is its data in place, packed on first use (vt_pool_wpack).
+ * Any other (BF16, F16, unaligned F32) is packed now into p's cache, from
+ * the BF16 bits as they are (then multiplied in bf16 or fp16, see vt_wpack)
+ * or through a transient F32 copy, and the pointer returned is a handle
+ * only: vt_linear and vt_pool_wpack may use it, nothing may read it.
+ * No F32 copy of a half-precision file's weight stays in memory. NULL
+ * after vt_seterr("<family>: ...") as vt_weight_f32. */
+struct vt_pool;
+const float *vt_weight_linear(struct vt_pool *p, const vt_frame *w, const char *family,
+                              const char *name, int nout, int nin);
+
 /* Run options shared by every family. */
 typedef struct vt_run_opts {
     int threads;        /* our own worker threads (OpenBLAS runs 1 thread) */

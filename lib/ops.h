@@ -68,6 +68,21 @@ void vt_pool_readonly(vt_pool *p, const void *base, size_t len);
  * now if it is new), else NULL. Caller thread only (not from tasks). */
 struct vt_wpack;
 const struct vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k);
+/* Hand p a pack made by the caller (of a weight from any dtype: BF16 bits,
+ * a widened or reordered copy) under key, the weight's address in its
+ * file: from then on vt_pool_wpack(p, key, n, k), and so vt_linear(p, ...,
+ * key, ...), use it, and p frees it. key then is a handle only, never read
+ * as floats; a pointer into its key_bytes other than key itself aborts
+ * vt_pool_wpack (a slice of a weight packed whole). The cached pack (its
+ * address stable while p lives), or NULL with vt_error() (pk freed). */
+const struct vt_wpack *vt_pool_wpack_put(vt_pool *p, const void *key, struct vt_wpack *pk,
+                                         size_t key_bytes);
+/* The pack cached under key [n,k], or NULL: no packing. */
+const struct vt_wpack *vt_pool_wpack_find(const vt_pool *p, const void *key, int n, int k);
+/* Pack w[n,k] into p's cache now, at load, not on first use: found there,
+ * packed from a read-only range, or else packed and handed over (then w
+ * must outlive p). 0, or -1 with vt_error(); 0 for a NULL pool. */
+int vt_pool_wpack_load(vt_pool *p, const float *w, int n, int k);
 /* A 64-byte aligned buffer of at least bytes that p owns (grown when too
  * small, its contents then lost), for one operation's intermediates that
  * its tasks share; NULL for a NULL pool or out of memory. Caller thread

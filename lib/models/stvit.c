@@ -806,8 +806,6 @@ static void st_destroy(void *net)
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
     for (int i = 0; i < ST_STAGES; i++) {
-        for (int j = 0; n->blk[i] && j < n->c.st[i].depth; j++)
-            vt_swin_block_unpack(&n->blk[i][j]);
         free(n->blk[i]);
     }
     free(n->sem);

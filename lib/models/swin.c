@@ -226,7 +226,6 @@ typedef struct sw_net {
     const float *pew, *peb, *penw, *penb;           /* [C,3,p,p], [C], LN [C] */
     vt_swin_block_w *blk[SW_STAGES];                /* [depth] */
     const float *mrw[SW_STAGES], *mnw[SW_STAGES], *mnb[SW_STAGES];  /* [2C,4C], LN [4C] */
-    vt_wpack mr[SW_STAGES];                         /* mrw packed */
     const float *nw, *nb, *hw, *hb;                 /* LN [C4], head [K,C4], [K] */
     vt_store store;
     /* run state for up to cap images: each stage's tokens of all images
@@ -250,6 +249,13 @@ static float *own(sw_net *n, size_t count)
 static const float *weight(sw_net *n, const vt_frame *w, const char *name, size_t count)
 {
     return vt_weight_f32(&n->store, w, "swin", name, count);
+}
+
+/* A linear weight [nout, nin] for vt_linear (a handle when the file holds
+ * it in half precision: vt_weight_linear). */
+static const float *lweight(sw_net *n, const vt_frame *w, const char *name, int nout, int nin)
+{
+    return vt_weight_linear(n->pool, w, "swin", name, nout, nin);
 }
 
 /* A stored buffer (relative_position_index, attn_mask) must equal ours. */
@@ -295,21 +301,24 @@ static int sw_bind(sw_net *n, const vt_frame *w)
             b->heads = s->heads, b->ws = s->ws, b->hidden = s->hidden, b->shift = block_shift(s, j);
 #define BG(dst, sfx, cnt) do { NAME("layers.%d.blocks.%d.%s", i, j, sfx); \
         if (!((dst) = weight(n, w, name, (cnt)))) { free(idx); return -1; } } while (0)
+#define BL(dst, sfx, no, ni) do { NAME("layers.%d.blocks.%d.%s", i, j, sfx); \
+        if (!((dst) = lweight(n, w, name, (int)(no), (int)(ni)))) { free(idx); return -1; } } while (0)
             BG(b->n1w, "norm1.weight", Ci);
             BG(b->n1b, "norm1.bias", Ci);
             BG(table, "attn.relative_position_bias_table", T * s->heads);
-            BG(b->qkvw, "attn.qkv.weight", 3 * Ci * Ci);
+            BL(b->qkvw, "attn.qkv.weight", 3 * Ci, Ci);
             if (c->qkv_bias)
                 BG(b->qkvb, "attn.qkv.bias", 3 * Ci);
-            BG(b->projw, "attn.proj.weight", Ci * Ci);
+            BL(b->projw, "attn.proj.weight", Ci, Ci);
             BG(b->projb, "attn.proj.bias", Ci);
             BG(b->n2w, "norm2.weight", Ci);
             BG(b->n2b, "norm2.bias", Ci);
-            BG(b->fc1w, "mlp.fc1.weight", F * Ci);
+            BL(b->fc1w, "mlp.fc1.weight", F, Ci);
             BG(b->fc1b, "mlp.fc1.bias", F);
-            BG(b->fc2w, "mlp.fc2.weight", Ci * F);
+            BL(b->fc2w, "mlp.fc2.weight", Ci, F);
             BG(b->fc2b, "mlp.fc2.bias", Ci);
 #undef BG
+#undef BL
             float *bias = own(n, (size_t)s->heads * N * N);
             vt_window_rel_bias(bias, table, s->ws, s->heads);
             b->bias = bias;
@@ -334,7 +343,9 @@ static int sw_bind(sw_net *n, const vt_frame *w)
         free(idx);
         if (i < SW_STAGES - 1) {
             merge_prefix(c, i, pre, sizeof pre);
-            NAME("%sreduction.weight", pre); GET(n->mrw[i], 2 * Ci * 4 * Ci);
+            NAME("%sreduction.weight", pre);
+            if (!(n->mrw[i] = lweight(n, w, name, 2 * Ci, 4 * Ci)))
+                return -1;
             NAME("%snorm.weight", pre); GET(n->mnw[i], 4 * Ci);
             NAME("%snorm.bias", pre); GET(n->mnb[i], 4 * Ci);
         }
@@ -342,14 +353,16 @@ static int sw_bind(sw_net *n, const vt_frame *w)
     size_t Cl = c->st[3].dim, K = c->classes;
     NAME("norm.weight"); GET(n->nw, Cl);
     NAME("norm.bias"); GET(n->nb, Cl);
-    NAME(c->timm_layout ? "head.fc.weight" : "head.weight"); GET(n->hw, K * Cl);
+    NAME(c->timm_layout ? "head.fc.weight" : "head.weight");
+    if (!(n->hw = lweight(n, w, name, K, Cl)))
+        return -1;
     NAME(c->timm_layout ? "head.fc.bias" : "head.bias"); GET(n->hb, K);
 #undef NAME
 #undef GET
     return 0;
 }
 
-/* The matrix products' weights packed once (vt_linear_packed). */
+/* The matrix products' weights packed once, at load (vt_pool_wpack). */
 static int sw_pack(sw_net *n)
 {
     for (int i = 0; i < SW_STAGES; i++) {
@@ -357,8 +370,7 @@ static int sw_pack(sw_net *n)
         for (int j = 0; j < s->depth; j++)
             if (vt_swin_block_pack(n->pool, &n->blk[i][j], s->dim) < 0)
                 return -1;
-        if (i < SW_STAGES - 1 &&
-            vt_wpack_init_pool(n->pool, &n->mr[i], n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
+        if (i < SW_STAGES - 1 && vt_pool_wpack_load(n->pool, n->mrw[i], 2 * s->dim, 4 * s->dim) < 0)
             return -1;
     }
     return 0;
@@ -467,7 +479,8 @@ static void sw_merge(sw_net *n, int i, int batch)
     vt_patch_merge_gather(n->pool, n->g, n->x, batch, H, H, C);
     vt_layernorm_mt(n->pool, n->g, n->g, n->mnw[i - 1], n->mnb[i - 1], batch * L / 4, 4 * C,
                     c->eps);
-    vt_linear_packed(n->pool, n->x, n->g, &n->mr[i - 1], NULL, batch * L / 4, 0, 0);
+    vt_linear(n->pool, n->x, n->g, n->mrw[i - 1], NULL, batch * L / 4, 4 * c->st[i - 1].dim,
+              2 * c->st[i - 1].dim, 0, 0);
     vt_copy(n->pool, n->merged[i - 1], n->x + (batch - 1) * (one / 2), one / 2);
 }
 
@@ -528,9 +541,6 @@ static void sw_destroy(void *net)
     free(n->feat);
     free(n->scratch);
     for (int i = 0; i < SW_STAGES; i++) {
-        for (int j = 0; n->blk[i] && j < n->c.st[i].depth; j++)
-            vt_swin_block_unpack(&n->blk[i][j]);
-        vt_wpack_free(&n->mr[i]);
         free(n->blk[i]);
     }
     n->magic = 0;
@@ -541,7 +551,7 @@ static void *sw_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
 {
     sw_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = SW_MAGIC;
-    if (sw_config_read(cfg, &n->c) < 0 || sw_bind(n, weights) < 0) {
+    if (sw_config_read(cfg, &n->c) < 0) {
         sw_destroy(n);
         return NULL;
     }
@@ -549,7 +559,7 @@ static void *sw_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || sw_pack(n) < 0) {
+    if (!n->pool || sw_bind(n, weights) < 0 || sw_pack(n) < 0) {
         sw_destroy(n);
         return NULL;
     }

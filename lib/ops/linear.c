@@ -58,6 +58,8 @@ void vt_linear(vt_pool *p, float *y, const float *x, const float *w,
         vt_linear_packed(p, y, x, pk, b, m, beta, gelu);
         return;
     }
+    if (pk)
+        w = pk->raw;    /* F32 kept as given (no AVX-512): w may be a handle */
     linear_job j = {y, x, w, b, m, k, n, gelu, vt_pool_size(p), 1, beta};
     int T = j.ntask;
     /* Split the larger side; columns keep each thread on its own slice of

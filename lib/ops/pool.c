@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,7 +105,7 @@ struct vt_pool {
      * weights found in them (vt_pool_wpack); touched by the caller only */
     struct { const char *lo; size_t len; } ro[4];
     int nro;
-    struct wentry { const float *w; int n, k; vt_wpack pack; } *wc;
+    struct wentry { const void *w; int n, k; size_t bytes; vt_wpack pack; } **wc;
     int nwc, capwc;
     void *scratch;              /* vt_pool_scratch */
     size_t scratch_bytes;
@@ -241,8 +242,10 @@ void vt_pool_free(vt_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->done);
-    for (int i = 0; i < p->nwc; i++)
-        vt_wpack_free(&p->wc[i].pack);
+    for (int i = 0; i < p->nwc; i++) {
+        vt_wpack_free(&p->wc[i]->pack);
+        free(p->wc[i]);
+    }
     free(p->wc);
     free(p->scratch);
     free(p->th);
@@ -257,10 +260,45 @@ void vt_pool_readonly(vt_pool *p, const void *base, size_t len)
     }
 }
 
+/* The cached pack of key w[n,k], or NULL. A pointer inside a pack put
+ * under another key (vt_pool_wpack_put: the bytes of a BF16 or F16 weight
+ * in the file) that is not that key is a caller's bug: those bytes are no
+ * F32 weight, and multiplying by them would give wrong numbers quietly. */
+static const vt_wpack *cached(const vt_pool *p, const void *w, int n, int k)
+{
+    const char *c = w;
+    /* a few hundred weights per model, looked up a few hundred times per
+     * forward pass: a linear scan costs microseconds */
+    for (int i = 0; i < p->nwc; i++) {
+        const struct wentry *e = p->wc[i];
+        if (e->w == w && e->n == n && e->k == k)
+            return &e->pack;
+        if (e->bytes && c >= (const char *)e->w && c < (const char *)e->w + e->bytes) {
+            fprintf(stderr, "vtkit: internal error: a %dx%d weight read at byte %td of a "
+                    "%dx%d one packed from another dtype\n", n, k, c - (const char *)e->w,
+                    e->n, e->k);
+            abort();
+        }
+    }
+    return NULL;
+}
+
+static struct wentry *new_entry(vt_pool *p)
+{
+    if (p->nwc == p->capwc) {
+        p->capwc = p->capwc ? 2 * p->capwc : 64;
+        p->wc = vt_xrealloc(p->wc, (size_t)p->capwc * sizeof *p->wc);
+    }
+    return vt_xcalloc(1, sizeof(struct wentry));
+}
+
 const vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k)
 {
     if (!p)
         return NULL;
+    const vt_wpack *hit = cached(p, w, n, k);
+    if (hit)
+        return hit;
     const char *c = (const char *)w;
     size_t bytes = (size_t)n * k * sizeof *w;
     int inside = 0;
@@ -269,21 +307,43 @@ const vt_wpack *vt_pool_wpack(vt_pool *p, const float *w, int n, int k)
                  (size_t)(c - p->ro[i].lo) <= p->ro[i].len - bytes;
     if (!inside)
         return NULL;
-    /* a few hundred weights per model, looked up a few hundred times per
-     * forward pass: a linear scan costs microseconds */
-    for (int i = 0; i < p->nwc; i++)
-        if (p->wc[i].w == w && p->wc[i].n == n && p->wc[i].k == k)
-            return &p->wc[i].pack;
-    if (p->nwc == p->capwc) {
-        p->capwc = p->capwc ? 2 * p->capwc : 64;
-        p->wc = vt_xrealloc(p->wc, (size_t)p->capwc * sizeof *p->wc);
-    }
-    struct wentry *e = &p->wc[p->nwc];
-    if (vt_wpack_init_pool(p, &e->pack, w, n, k) < 0)
+    struct wentry *e = new_entry(p);
+    if (vt_wpack_init_pool(p, &e->pack, w, n, k) < 0) {
+        free(e);
         return NULL;
+    }
     e->w = w, e->n = n, e->k = k;
-    p->nwc++;
+    p->wc[p->nwc++] = e;
     return &e->pack;
+}
+
+const vt_wpack *vt_pool_wpack_put(vt_pool *p, const void *key, vt_wpack *pk, size_t key_bytes)
+{
+    if (!p || cached(p, key, pk->n, pk->k)) {
+        vt_wpack_free(pk);
+        vt_seterr("a weight packed twice");
+        return NULL;
+    }
+    struct wentry *e = new_entry(p);
+    e->w = key, e->n = pk->n, e->k = pk->k, e->bytes = key_bytes;
+    e->pack = *pk;
+    p->wc[p->nwc++] = e;
+    return &e->pack;
+}
+
+const vt_wpack *vt_pool_wpack_find(const vt_pool *p, const void *key, int n, int k)
+{
+    return p ? cached(p, key, n, k) : NULL;
+}
+
+int vt_pool_wpack_load(vt_pool *p, const float *w, int n, int k)
+{
+    if (!p || vt_pool_wpack(p, w, n, k))
+        return 0;
+    vt_wpack own;
+    if (vt_wpack_init_pool(p, &own, w, n, k) < 0)
+        return -1;
+    return vt_pool_wpack_put(p, w, &own, 0) ? 0 : -1;
 }
 
 int vt_pool_size(const vt_pool *p)

@@ -255,52 +255,24 @@ void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
     int F = b->hidden;
     float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
     float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
-    int packed = b->qkv.raw || b->qkv.data;
     wpass_job wj = {x, xw, xn, b->n1w, b->n1b, b->n2w, b->n2b, H, W, C, b->ws, b->shift, nW,
                     0, eps, 0};
     window_pass(p, &wj, batch * nW);       /* xw = partition(roll(LN1(x))) */
-    if (packed)
-        vt_linear_packed(p, qkv, xw, &b->qkv, b->qkvb, L, 0, 0);
-    else
-        vt_linear(p, qkv, xw, b->qkvw, b->qkvb, L, C, 3 * C, 0, 0);
+    vt_linear(p, qkv, xw, b->qkvw, b->qkvb, L, C, 3 * C, 0, 0);
     vt_swin_attn(p, aw, qkv, batch * nW, nW, N, b->heads, d, 1.0f / sqrtf((float)d), b->bias,
                  b->mask, att);
-    if (packed)
-        vt_linear_packed(p, xw, aw, &b->proj, b->projb, L, 0, 0);
-    else
-        vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
+    vt_linear(p, xw, aw, b->projw, b->projb, L, C, C, 0, 0);
     wj.reverse = 1;
     window_pass(p, &wj, batch * nW);       /* x += reverse(xw); xn = LN2(x) */
-    if (packed) {
-        vt_linear_packed(p, hid, xn, &b->fc1, b->fc1b, L, 0, 1);
-        vt_linear_packed(p, x, hid, &b->fc2, b->fc2b, L, 1, 0);
-    } else {
-        vt_linear(p, hid, xn, b->fc1w, b->fc1b, L, C, F, 0, 1);
-        vt_linear(p, x, hid, b->fc2w, b->fc2b, L, F, C, 1, 0);
-    }
+    vt_linear(p, hid, xn, b->fc1w, b->fc1b, L, C, F, 0, 1);
+    vt_linear(p, x, hid, b->fc2w, b->fc2b, L, F, C, 1, 0);
 }
 
-int vt_swin_block_pack(vt_pool *p, vt_swin_block_w *b, int C)
+int vt_swin_block_pack(vt_pool *p, const vt_swin_block_w *b, int C)
 {
     int F = b->hidden;
-    if (vt_wpack_init_pool(p, &b->qkv, b->qkvw, 3 * C, C) < 0 ||
-        vt_wpack_init_pool(p, &b->proj, b->projw, C, C) < 0 ||
-        vt_wpack_init_pool(p, &b->fc1, b->fc1w, F, C) < 0 ||
-        vt_wpack_init_pool(p, &b->fc2, b->fc2w, C, F) < 0) {
-        vt_swin_block_unpack(b);
+    if (vt_pool_wpack_load(p, b->qkvw, 3 * C, C) < 0 || vt_pool_wpack_load(p, b->projw, C, C) < 0 ||
+        vt_pool_wpack_load(p, b->fc1w, F, C) < 0 || vt_pool_wpack_load(p, b->fc2w, C, F) < 0)
         return -1;
-    }
     return 0;
-}
-
-void vt_swin_block_unpack(vt_swin_block_w *b)
-{
-    vt_wpack_free(&b->qkv);
-    vt_wpack_free(&b->proj);
-    vt_wpack_free(&b->fc1);
-    vt_wpack_free(&b->fc2);
-    memset(&b->qkv, 0, sizeof b->qkv);
-    memset(&b->proj, 0, sizeof b->proj);
-    memset(&b->fc1, 0, sizeof b->fc1);
-    memset(&b->fc2, 0, sizeof b->fc2);
 }

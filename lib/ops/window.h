@@ -89,16 +89,13 @@ typedef struct vt_swin_block_w {
     const float *fc1w, *fc1b;   /* mlp.fc1 [F, C], [F] */
     const float *fc2w, *fc2b;   /* mlp.fc2 [C, F], [C] */
     int heads, ws, shift, hidden;
-    /* the four weights packed (vt_swin_block_pack), else zeros */
-    vt_wpack qkv, proj, fc1, fc2;
 } vt_swin_block_w;
 
-/* Pack the block's four linear weights (C channels) for vt_linear_packed,
- * once after binding, in parallel on p; vt_swin_block uses them from then
- * on. 0 or -1.
- * vt_swin_block_unpack frees them. */
-int vt_swin_block_pack(vt_pool *p, vt_swin_block_w *b, int C);
-void vt_swin_block_unpack(vt_swin_block_w *b);
+/* Pack the block's four linear weights (C channels) into p's weight cache
+ * (vt_pool_wpack) now, in parallel on p, unless they are there already
+ * (vt_weight_linear packs a half-precision file's): vt_swin_block
+ * multiplies by them through vt_linear. 0 or -1. */
+int vt_swin_block_pack(vt_pool *p, const vt_swin_block_w *b, int C);
 
 /* Floats of scratch vt_swin_block needs for batch H x W maps of C
  * channels. */
