@@ -183,6 +183,15 @@ const float *vt_weight_linear(vt_pool *p, const vt_frame *w, const char *family,
     return t->data;
 }
 
+const vt_wpack *vt_weight_packed(vt_pool *p, const vt_frame *w, const char *family,
+                                 const char *name, int nout, int nin)
+{
+    const float *key = vt_weight_linear(p, w, family, name, nout, nin);
+    if (!key || vt_pool_wpack_load(p, key, nout, nin) < 0)
+        return NULL;
+    return vt_pool_wpack_find(p, key, nout, nin);
+}
+
 /* ---- config access ---- */
 
 int vt_cfg_int(const cJSON *cfg, const char *key, int def)

@@ -69,6 +69,13 @@ const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
 struct vt_pool;
 const float *vt_weight_linear(struct vt_pool *p, const vt_frame *w, const char *family,
                               const char *name, int nout, int nin);
+/* vt_weight_linear packed now, for a family that multiplies inside its own
+ * pool tasks with vt_linear_packed (where the pool's cache may not be
+ * searched): the pack, which p owns (its address stable while p lives). */
+struct vt_wpack;
+const struct vt_wpack *vt_weight_packed(struct vt_pool *p, const vt_frame *w,
+                                        const char *family, const char *name, int nout,
+                                        int nin);
 
 /* Run options shared by every family. */
 typedef struct vt_run_opts {
