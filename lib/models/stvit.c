@@ -289,6 +289,14 @@ static const float *weight(st_net *n, const vt_frame *w, const char *name, size_
     return vt_weight_f32(&n->store, w, "stvit", name, count);
 }
 
+/* A linear weight [nout, nin] for vt_linear (a handle when the file holds
+ * it in half precision: vt_weight_linear). */
+static const float *lweight(st_net *n, const vt_frame *w, const char *name, size_t nout,
+                            size_t nin)
+{
+    return vt_weight_linear(n->pool, w, "stvit", name, (int)nout, (int)nin);
+}
+
 static int check_buffer(const vt_frame *w, const char *name, const float *f, const int *iv,
                         size_t count)
 {
@@ -310,11 +318,17 @@ static int st_bind(st_net *n, const vt_frame *w)
     char name[160];
     size_t C = c->st[0].dim;
 #define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define LGET(dst, no, ni) do { if (!((dst) = lweight(n, w, name, (no), (ni)))) return -1; } while (0)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
     for (int k = 0; k < 2; k++) {
         size_t o = k ? C : C / 2, in = k ? C / 2 : 3;
         const float *bw, *bb, *rm, *rv;
-        NAME("patch_embed.proj.%d.c.weight", 2 * k); GET(n->cw[k], o * in * 9);
+        /* the second conv runs as a product over im2col columns */
+        NAME("patch_embed.proj.%d.c.weight", 2 * k);
+        if (k)
+            LGET(n->cw[k], o, in * 9);
+        else
+            GET(n->cw[k], o * in * 9);
         NAME("patch_embed.proj.%d.bn.weight", 2 * k); GET(bw, o);
         NAME("patch_embed.proj.%d.bn.bias", 2 * k); GET(bb, o);
         NAME("patch_embed.proj.%d.bn.running_mean", 2 * k); GET(rm, o);
@@ -336,6 +350,7 @@ static int st_bind(st_net *n, const vt_frame *w)
         const float *mask = NULL;
         for (int j = 0; j < s->depth; j++) {
 #define BG(dst, sfx, cnt) do { NAME("layers.%d.blocks.%d.%s", i, j, sfx); GET(dst, cnt); } while (0)
+#define BL(dst, sfx, no, ni) do { NAME("layers.%d.blocks.%d.%s", i, j, sfx); LGET(dst, no, ni); } while (0)
             if (!is_swin(i, j)) {
                 st_sem_w *b = &n->sem[j];
                 BG(b->ls1, "layer_scale_1", Ci);
@@ -344,17 +359,17 @@ static int st_bind(st_net *n, const vt_frame *w)
                 BG(b->n1b, "norm1.bias", Ci);
                 BG(b->n2w, "norm2.weight", Ci);
                 BG(b->n2b, "norm2.bias", Ci);
-                BG(b->qw, "attn.q.weight", Ci * Ci);
-                BG(b->kvw, "attn.kv.weight", 2 * Ci * Ci);
+                BL(b->qw, "attn.q.weight", Ci, Ci);
+                BL(b->kvw, "attn.kv.weight", 2 * Ci, Ci);
                 if (c->qkv_bias) {
                     BG(b->qb, "attn.q.bias", Ci);
                     BG(b->kvb, "attn.kv.bias", 2 * Ci);
                 }
-                BG(b->projw, "attn.proj.weight", Ci * Ci);
+                BL(b->projw, "attn.proj.weight", Ci, Ci);
                 BG(b->projb, "attn.proj.bias", Ci);
-                BG(b->fc1w, "mlp.fc1.weight", F * Ci);
+                BL(b->fc1w, "mlp.fc1.weight", F, Ci);
                 BG(b->fc1b, "mlp.fc1.bias", F);
-                BG(b->fc2w, "mlp.fc2.weight", Ci * F);
+                BL(b->fc2w, "mlp.fc2.weight", Ci, F);
                 BG(b->fc2b, "mlp.fc2.bias", Ci);
                 continue;
             }
@@ -364,18 +379,19 @@ static int st_bind(st_net *n, const vt_frame *w)
             BG(b->n1w, "norm1.weight", Ci);
             BG(b->n1b, "norm1.bias", Ci);
             BG(table, "attn.relative_position_bias_table", T * s->heads);
-            BG(b->qkvw, "attn.qkv.weight", 3 * Ci * Ci);
+            BL(b->qkvw, "attn.qkv.weight", 3 * Ci, Ci);
             if (c->qkv_bias)
                 BG(b->qkvb, "attn.qkv.bias", 3 * Ci);
-            BG(b->projw, "attn.proj.weight", Ci * Ci);
+            BL(b->projw, "attn.proj.weight", Ci, Ci);
             BG(b->projb, "attn.proj.bias", Ci);
             BG(b->n2w, "norm2.weight", Ci);
             BG(b->n2b, "norm2.bias", Ci);
-            BG(b->fc1w, "mlp.fc1.weight", F * Ci);
+            BL(b->fc1w, "mlp.fc1.weight", F, Ci);
             BG(b->fc1b, "mlp.fc1.bias", F);
-            BG(b->fc2w, "mlp.fc2.weight", Ci * F);
+            BL(b->fc2w, "mlp.fc2.weight", Ci, F);
             BG(b->fc2b, "mlp.fc2.bias", Ci);
 #undef BG
+#undef BL
             float *bias = own(n, (size_t)s->heads * N * N);
             vt_window_rel_bias(bias, table, s->ws, s->heads);
             b->bias = bias;
@@ -395,7 +411,7 @@ static int st_bind(st_net *n, const vt_frame *w)
             }
         }
         if (i < ST_STAGES - 1) {
-            NAME("layers.%d.downsample.reduction.weight", i); GET(n->mrw[i], 2 * Ci * 4 * Ci);
+            NAME("layers.%d.downsample.reduction.weight", i); LGET(n->mrw[i], 2 * Ci, 4 * Ci);
             NAME("layers.%d.downsample.norm.weight", i); GET(n->mnw[i], 4 * Ci);
             NAME("layers.%d.downsample.norm.bias", i); GET(n->mnb[i], 4 * Ci);
         }
@@ -403,10 +419,11 @@ static int st_bind(st_net *n, const vt_frame *w)
     size_t Cl = c->st[3].dim, K = c->classes;
     NAME("norm.weight"); GET(n->nw, Cl);
     NAME("norm.bias"); GET(n->nb, Cl);
-    NAME("head.weight"); GET(n->hw, K * Cl);
+    NAME("head.weight"); LGET(n->hw, K, Cl);
     NAME("head.bias"); GET(n->hb, K);
 #undef NAME
 #undef GET
+#undef LGET
     return 0;
 }
 
@@ -818,7 +835,7 @@ static void *st_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
 {
     st_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = ST_MAGIC;
-    if (st_config_read(cfg, &n->c) < 0 || st_bind(n, weights) < 0) {
+    if (st_config_read(cfg, &n->c) < 0) {
         st_destroy(n);
         return NULL;
     }
@@ -826,7 +843,7 @@ static void *st_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
     /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool) {
+    if (!n->pool || st_bind(n, weights) < 0) {
         st_destroy(n);
         return NULL;
     }
