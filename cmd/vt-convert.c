@@ -313,6 +313,7 @@ int main(int argc, char **argv)
     long seed = 0, lv;
     double dv;
     vt_dtype dtype = VT_F32;
+    int set_dtype = 0;
     vt_preproc cli = in.pre;
     int set_crop = 0, set_interp = 0, set_mean = 0, set_std = 0;
     int opt;
@@ -365,6 +366,7 @@ int main(int argc, char **argv)
         case O_CONFIG: config = optarg; break;
         case O_DTYPE:
             if (parse_dtype(optarg, &dtype) < 0) return usage_error(vt_error());
+            set_dtype = 1;
             break;
         case O_EMA: ema = 1; break;
         case O_NOEMA: ema = -1; break;
@@ -404,8 +406,9 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    if (random || config || (ema && c.mode != OUT_INFO))
-        return usage_error("--random, --config and --ema go with --arch (--ema also with --info)");
+    if (random || config || set_dtype || (ema && c.mode != OUT_INFO))
+        return usage_error("--random, --config, --dtype and --ema go with --arch "
+                           "(--ema also with --info)");
 
     if (model && model_preproc(model, &in.pre) < 0) {
         fprintf(stderr, "vt-convert: %s: %s\n", model, vt_error());

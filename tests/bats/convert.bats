@@ -49,6 +49,13 @@ bats_require_minimum_version 1.5.0
   [ "$status" -eq 2 ]
 }
 
+@test "--dtype without --arch is a usage error, not a silent copy" {
+  run "$BIN/vt-convert" --dtype bf16 -o "$T/out" "$FIX/cli/batch.npy"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"--dtype"*"go with --arch"* ]]
+  [ ! -e "$T/out" ]
+}
+
 @test "a [B,3,H,W] npy becomes B frames named NAME#i, and stacks back bit for bit" {
   run "$BIN/vt-convert" --info "$FIX/cli/batch.npy"
   [ "$status" -eq 0 ]
