@@ -78,6 +78,10 @@ typedef struct vit_run {
     int batch;
     float *x;           /* [B*t, D] residual stream */
     float *xn;          /* [B*t, D] normed */
+    /* qkv, h and cols share one area (work), att follows qkv's part: h is
+     * written after qkv and att are read for the last time, cols are read
+     * before the first qkv. A DeiT-B at batch 8 keeps 24 MB less. */
+    float *work;
     float *qkv;         /* [B*t, 3D] */
     float *att;         /* [B*t, D] attention output (also patch tokens) */
     float *h;           /* [B*t, hidden] */
@@ -350,8 +354,7 @@ static int vit_bind(vit_net *n, const vt_frame *w)
 
 static void run_free(vit_run *r)
 {
-    free(r->x); free(r->xn); free(r->qkv); free(r->att); free(r->h);
-    free(r->cols); free(r->scratch); free(r->cls_heads); free(r->cls_attn);
+    free(r->x); free(r->xn); free(r->work); free(r->scratch); free(r->cls_heads); free(r->cls_attn);
     free(r->pre); free(r->tmp); free(r->heads_map); free(r->kept);
     memset(r, 0, sizeof *r);
 }
@@ -368,10 +371,13 @@ static int run_alloc(vit_net *n, int batch)
     r->batch = batch;
     r->x = vt_xmalloc(bt * c->dim * sizeof(float));
     r->xn = vt_xmalloc(bt * c->dim * sizeof(float));
-    r->qkv = vt_xmalloc(bt * 3 * c->dim * sizeof(float));
-    r->att = vt_xmalloc(bt * c->dim * sizeof(float));
-    r->h = vt_xmalloc(bt * c->hidden * sizeof(float));
-    r->cols = vt_xmalloc((size_t)batch * np * 3 * c->patch * c->patch * sizeof(float));
+    size_t qkv = bt * 3 * c->dim, cols = (size_t)batch * np * 3 * c->patch * c->patch;
+    size_t lead = qkv > cols ? qkv : cols, work = lead + bt * c->dim;
+    if (work < bt * c->hidden)
+        work = bt * c->hidden;
+    r->work = vt_xmalloc(work * sizeof(float));
+    r->qkv = r->h = r->cols = r->work;
+    r->att = r->work + lead;
     r->scratch = vt_xmalloc(vt_attention_scratch(n->pool, c->t, c->dim / c->heads) * sizeof(float));
     r->cls_heads = vt_xmalloc(bt * c->heads * sizeof(float));
     r->cls_attn = vt_xmalloc((size_t)batch * (c->t - 1) * sizeof(float));

@@ -241,9 +241,10 @@ size_t vt_swin_block_scratch(const vt_pool *p, const vt_swin_block_w *b, int bat
                              int W, int C)
 {
     size_t L = (size_t)batch * H * W;
-    /* xn [L,C], xw [L,C], qkv [L,3C], aw [L,C], hidden [L,F], attention */
-    return L * C * 6 + L * b->hidden + vt_swin_attn_scratch(p, b->heads, b->ws * b->ws,
-                                                            C / b->heads);
+    /* xn [L,C], then xw [L,C], qkv [L,3C], aw [L,C] or, once they are read
+     * for the last time, hidden [L,F]; then the attention's own */
+    size_t mid = L * C * 5 > L * b->hidden ? L * C * 5 : L * b->hidden;
+    return L * C + mid + vt_swin_attn_scratch(p, b->heads, b->ws * b->ws, C / b->heads);
 }
 
 void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
@@ -253,8 +254,10 @@ void vt_swin_block(vt_pool *p, float *x, int batch, int H, int W, int C,
      * rows of all images, batch * nW windows */
     int hw = H * W, L = batch * hw, N = b->ws * b->ws, nW = hw / N, d = C / b->heads;
     int F = b->hidden;
-    float *xn = scratch, *xw = xn + (size_t)L * C, *qkv = xw + (size_t)L * C;
-    float *aw = qkv + (size_t)L * 3 * C, *hid = aw + (size_t)L * C, *att = hid + (size_t)L * F;
+    /* laid out as vt_swin_block_scratch says: hid over xw, qkv and aw */
+    size_t LC = (size_t)L * C, mid = LC * 5 > (size_t)L * F ? LC * 5 : (size_t)L * F;
+    float *xn = scratch, *xw = xn + LC, *qkv = xw + LC, *aw = qkv + 3 * LC, *hid = xw;
+    float *att = xw + mid;
     wpass_job wj = {x, xw, xn, b->n1w, b->n1b, b->n2w, b->n2b, H, W, C, b->ws, b->shift, nW,
                     0, eps, 0};
     window_pass(p, &wj, batch * nW);       /* xw = partition(roll(LN1(x))) */
