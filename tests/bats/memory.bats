@@ -96,3 +96,34 @@ need_linux_rss() {
   within_bound "$T/pvt.safetensors" \
     "$BIN/vt-bench" -m "$T/pvt.safetensors" -t 2 -b 8 --runs 1 --warmup 0
 }
+
+# The MLP's hidden rows take the place of qkv and the attention output once
+# those are read (ViT, Swin blocks): a BF16 DeiT-B at batch 8 peaked at
+# ~242 MiB (bound ~238), now ~219; an F32 swin_tiny ~171 (bound ~171), now
+# ~162.
+@test "memory: a BF16 DeiT-B at batch 8 stays within the bound" {
+  need_linux_rss
+  "$BIN/vt-convert" --arch deit_base_patch16_224 --random --dtype bf16 -o "$T/b.safetensors"
+  within_bound "$T/b.safetensors" \
+    "$BIN/vt-bench" -m "$T/b.safetensors" -t 2 -b 8 --runs 1 --warmup 0
+}
+
+@test "memory: Swin-T at batch 8 stays within the bound" {
+  need_linux_rss
+  "$BIN/vt-convert" --arch swin_tiny_patch4_window7_224 --random -o "$T/sw.safetensors"
+  within_bound "$T/sw.safetensors" \
+    "$BIN/vt-bench" -m "$T/sw.safetensors" -t 2 -b 8 --runs 1 --warmup 0
+}
+
+# A half-precision file of any family keeps its linear weights as they are
+# (packed from the file's BF16 bits): no F32 copy stays resident, so it
+# peaks lower than its F32 file. swin_tiny's BF16 file peaked at ~295 MiB
+# when every family widened its weights at load (F32 file ~139), now ~86.
+@test "memory: BF16 files of the windowed families stay within the bound" {
+  need_linux_rss
+  for a in swin_tiny_patch4_window7_224 stvit_r_swin_t; do
+    "$BIN/vt-convert" --arch "$a" --random --dtype bf16 -o "$T/$a.safetensors"
+    within_bound "$T/$a.safetensors" \
+      "$BIN/vt-bench" -m "$T/$a.safetensors" -t 2 --runs 1 --warmup 0
+  done
+}
