@@ -528,3 +528,47 @@ int vt_model_random(const vt_model *m)
     const char *rnd = vt_frame_meta(&m->weights, "random");
     return rnd && strcmp(rnd, "1") == 0;
 }
+
+/* ---- weights a family reorders or folds before packing ---- */
+
+const float *vt_weight_read(const vt_frame *w, const char *family, const char *name,
+                            size_t count, float **tmp, int *bf16)
+{
+    *tmp = NULL;
+    const vt_tensor *t = weight_tensor(w, family, name, count);
+    if (!t)
+        return NULL;
+    if (bf16)
+        *bf16 = t->dtype == VT_BF16;
+    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    float *wide = vt_xmalloc((count ? count : 1) * sizeof *wide);
+    if (t->dtype == VT_F32) {
+        memcpy(wide, t->data, count * sizeof *wide);
+    } else {
+        for (size_t i = 0; i < count; i++)
+            wide[i] = (float)vt_tensor_get(t, i);    /* exact */
+    }
+    /* the copy is what the family reads from now on */
+    vt_map_release(t->data, count * vt_dtype_size(t->dtype));
+    return *tmp = wide;
+}
+
+int vt_wpack_take_as(vt_pool *p, vt_wpack *pk, float *raw, int n, int k, int bf16)
+{
+    if (!bf16)
+        return vt_wpack_init_take(pk, raw, n, k);
+    size_t count = (size_t)n * k;
+    uint16_t *h = vt_xmalloc((count ? count : 1) * sizeof *h);
+    for (size_t i = 0; i < count; i++) {
+        uint32_t u;
+        memcpy(&u, &raw[i], sizeof u);
+        /* round to nearest even; a BF16 value (what a reordering holds)
+         * comes back exactly */
+        h[i] = (uint16_t)((u + 0x7fffu + (u >> 16 & 1)) >> 16);
+    }
+    free(raw);
+    int rc = vt_wpack_init_bf16_pool(p, pk, h, n, k);
+    free(h);
+    return rc;
+}

@@ -185,4 +185,22 @@ int vt_model_random(const vt_model *m);
 /* Labels shipped in share/ (imagenet1k); NULL-terminated, or NULL. */
 char **vt_labels_load(const char *set, int *n);
 
+/* A weight `name` of count elements read once at load as F32, for a
+ * family that reorders or folds it into a pack of its own: the data in
+ * place when the file holds it as aligned F32 (*tmp = NULL), else a
+ * widened copy (exact) in *tmp, which the caller frees when done, and the
+ * tensor's pages in the file given back. *bf16 (may be NULL) tells
+ * whether the file holds it in BF16 (for vt_wpack_take_as). NULL after
+ * vt_seterr as vt_weight_f32. No copy stays in memory: unlike
+ * vt_weight_f32, which keeps widened copies for the net's lifetime. */
+const float *vt_weight_read(const vt_frame *w, const char *family, const char *name,
+                            size_t count, float **tmp, int *bf16);
+/* Pack raw[n, k] (from vt_xmalloc, freed here) into pk: with bf16 set
+ * (a reordering of a BF16 weight: its values are BF16 already) rounded to
+ * BF16 and packed as a BF16 weight on p (may be NULL), as the file's
+ * other linears are; else vt_wpack_init_take. 0, or -1 with vt_error(). */
+struct vt_wpack;
+int vt_wpack_take_as(struct vt_pool *p, struct vt_wpack *pk, float *raw, int n, int k,
+                     int bf16);
+
 #endif

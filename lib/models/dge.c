@@ -523,32 +523,37 @@ static int dge_cost(const cJSON *cfg, vt_cost *out)
 
 typedef struct dge_block {
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
-    const float *qw, *qb;                   /* [C, C], [C] (plain DeiT: qkv rows 0..C-1) */
-    const float *kvw, *kvb;                 /* [2C, C], [2C]: k rows, then v rows */
-    const float *srw, *srb;                 /* sr conv [C, C, sr, sr], [C] */
     const float *srnw, *srnb;               /* attn.norm [C] */
-    const float *vw, *vb;                   /* dpvt attn.v [C, C], [C] */
-    const float *offw, *offb;               /* dpvt attn.offsets [2hP, C], [2hP] */
-    const float *aww, *awb;                 /* dpvt attn.attn_weight [hP, C], [hP] */
-    const float *projw, *projb;             /* [C, C], [C] */
-    const float *fc1w, *fc1b;               /* [F, C], [F] */
-    const float *fc2w, *fc2b;               /* [C, F], [C] */
     const float *gatew, *gateb;             /* router [S, C], [S] */
-    /* the linear weights packed once for vt_linear_packed (ops.h); q is
-     * the fused [3C, C] qkv of plain DeiT */
-    vt_wpack q, kv, sr, v, off, aw, proj, fc1, fc2;
+    /* the linear weights packed once at load for vt_linear_packed (ops.h),
+     * by the pool (vt_weight_packed: from a BF16 file's bits), and their
+     * biases (NULL without qkv_bias) */
+    const vt_wpack *q;      /* attn.q [C, C]; plain DeiT: the fused qkv [3C, C] */
+    const vt_wpack *kv;     /* attn.kv [2C, C]: k rows, then v rows */
+    const vt_wpack *v;      /* dpvt attn.v [C, C] */
+    const vt_wpack *off;    /* dpvt attn.offsets [2hP, C] */
+    const vt_wpack *aw;     /* dpvt attn.attn_weight [hP, C] */
+    const vt_wpack *proj;   /* [C, C] */
+    const vt_wpack *fc1;    /* [F, C] */
+    const vt_wpack *fc2;    /* [C, F] */
+    const float *qb, *kvb, *vb, *offb, *awb, *projb, *fc1b, *fc2b;
+    vt_wpack sr;            /* sr conv [C, C, sr, sr] reordered (pack_patch_conv): ours */
+    const float *srb;       /* [C] */
 } dge_block;
 
 typedef struct dge_weights {
-    const float *pew[DGE_STAGES], *peb[DGE_STAGES];     /* [C, Cin, p, p], [C] */
+    const float *peb[DGE_STAGES];                       /* [C] */
     const float *penw[DGE_STAGES], *penb[DGE_STAGES];   /* PVT embedding norm [C] */
     const float *pos[DGE_STAGES];   /* [n, C] at the run grid (CLS row first) */
     const float *cls;               /* [C_last] or NULL (dpvt) */
     dge_block *blocks;              /* [layers] */
     const float *normw, *normb;     /* [C_last] */
-    const float *headw, *headb;     /* [classes, C_last], [classes] */
-    vt_wpack pe[DGE_STAGES];        /* patch embeddings as [C, Cin*p*p] */
-    vt_wpack head;
+    const float *headb;             /* [classes] */
+    /* patch embeddings [C, Cin, p, p] as [C, Cin*p*p]: stage 1 the pool's,
+     * the others reordered into pe_own (pack_patch_conv) */
+    const vt_wpack *pe[DGE_STAGES];
+    vt_wpack pe_own[DGE_STAGES];
+    const vt_wpack *head;           /* [classes, C_last], the pool's */
 } dge_weights;
 
 /* ---- run state ------------------------------------------------------- */
@@ -638,6 +643,34 @@ static const float *resample_pos(dge_net *n, const dge_stage_cfg *s, const float
     return out;
 }
 
+/* A linear weight [nout, nin] packed by the pool (vt_weight_packed). */
+static const vt_wpack *packed(dge_net *n, const vt_frame *w, const char *name, int nout,
+                              int nin)
+{
+    return vt_weight_packed(n->pool, w, "dge", name, nout, nin);
+}
+
+/* A stride-r convolution's weight `name` [o, c, r, r] over token patches,
+ * packed in the (ky, kx, c) order of vt_im2col_tokens's rows (copies of
+ * runs of tokens instead of a transpose per patch), in the file's
+ * precision (a reordering of BF16 values is packed as BF16). The
+ * reordered copy is the one kept; the weight's pages in the file go back. */
+static int pack_patch_conv(dge_net *n, const vt_frame *w, vt_wpack *out, const char *name,
+                           int o, int c, int r)
+{
+    size_t count = (size_t)o * c * r * r;
+    float *tmp;
+    int bf16;
+    const float *wt = vt_weight_read(w, "dge", name, count, &tmp, &bf16);
+    if (!wt)
+        return -1;
+    float *hwc = vt_xmalloc(count * sizeof *hwc);
+    vt_conv_weight_hwc(hwc, wt, o, c, r);
+    vt_map_release(wt, count * sizeof *wt);
+    free(tmp);
+    return vt_wpack_take_as(n->pool, out, hwc, o, c * r * r, bf16);
+}
+
 static int dge_bind(dge_net *n, const vt_frame *w)
 {
     const dge_config *c = &n->c;
@@ -645,6 +678,7 @@ static int dge_bind(dge_net *n, const vt_frame *w)
     char name[160], pre[64];
     int deit = is_deit(c->kind), l = 0;
 #define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define PK(dst, no, ni) do { if (!((dst) = packed(n, w, name, (no), (ni)))) return -1; } while (0)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
     W->blocks = vt_xcalloc((size_t)c->layers, sizeof *W->blocks);
     for (int i = 0; i < c->nstages; i++) {
@@ -654,7 +688,16 @@ static int dge_bind(dge_net *n, const vt_frame *w)
         const float *pos;
         NAME("pos_embed%s", sfx); GET(pos, (size_t)s->pos_rows * C);
         W->pos[i] = s->resample ? resample_pos(n, s, pos) : pos;
-        NAME("patch_embed%s.proj.weight", sfx); GET(W->pew[i], C * s->cin * p * p);
+        /* stage 1 reads the image (im2col, the weight's order), the others
+         * tokens */
+        NAME("patch_embed%s.proj.weight", sfx);
+        if (i == 0) {
+            PK(W->pe[i], (int)C, (int)(s->cin * p * p));
+        } else {
+            if (pack_patch_conv(n, w, &W->pe_own[i], name, (int)C, s->cin, (int)p) < 0)
+                return -1;
+            W->pe[i] = &W->pe_own[i];
+        }
         NAME("patch_embed%s.proj.bias", sfx); GET(W->peb[i], C);
         if (!deit) {
             NAME("patch_embed%s.norm.weight", sfx); GET(W->penw[i], C);
@@ -664,46 +707,46 @@ static int dge_bind(dge_net *n, const vt_frame *w)
             dge_block *B = &W->blocks[l];
             block_prefix(c, i, b, pre, sizeof pre);
 #define BG(dst, suffix, cnt) do { NAME("%s%s", pre, suffix); GET(dst, cnt); } while (0)
+#define BP(dst, suffix, no, ni) do { NAME("%s%s", pre, suffix); PK(dst, (int)(no), (int)(ni)); } while (0)
             BG(B->n1w, "norm1.weight", C);
             BG(B->n1b, "norm1.bias", C);
             if (c->kind == K_DPVT) {
                 size_t hp = (size_t)s->heads * s->points;
-                BG(B->vw, "attn.v.weight", C * C);
+                BP(B->v, "attn.v.weight", C, C);
                 if (c->qkv_bias)
                     BG(B->vb, "attn.v.bias", C);
-                BG(B->aww, "attn.attn_weight.weight", hp * C);
+                BP(B->aw, "attn.attn_weight.weight", hp, C);
                 BG(B->awb, "attn.attn_weight.bias", hp);
-                BG(B->offw, "attn.offsets.weight", 2 * hp * C);
+                BP(B->off, "attn.offsets.weight", 2 * hp, C);
                 BG(B->offb, "attn.offsets.bias", 2 * hp);
             } else if (c->fused_qkv) {
-                /* rows [q | k | v]: q and kv are views of the fused matrix */
-                BG(B->qw, "attn.qkv.weight", 3 * C * C);
-                B->kvw = B->qw + C * C;
-                if (c->qkv_bias) {
+                /* rows [q | k | v], multiplied whole into q | k | v */
+                BP(B->q, "attn.qkv.weight", 3 * C, C);
+                if (c->qkv_bias)
                     BG(B->qb, "attn.qkv.bias", 3 * C);
-                    B->kvb = B->qb + C;
-                }
             } else {
-                BG(B->qw, "attn.q.weight", C * C);
-                BG(B->kvw, "attn.kv.weight", 2 * C * C);
+                BP(B->q, "attn.q.weight", C, C);
+                BP(B->kv, "attn.kv.weight", 2 * C, C);
                 if (c->qkv_bias) {
                     BG(B->qb, "attn.q.bias", C);
                     BG(B->kvb, "attn.kv.bias", 2 * C);
                 }
                 if (s->sr > 1) {
-                    BG(B->srw, "attn.sr.weight", C * C * s->sr * s->sr);
+                    NAME("%sattn.sr.weight", pre);
+                    if (pack_patch_conv(n, w, &B->sr, name, (int)C, (int)C, s->sr) < 0)
+                        return -1;
                     BG(B->srb, "attn.sr.bias", C);
                     BG(B->srnw, "attn.norm.weight", C);
                     BG(B->srnb, "attn.norm.bias", C);
                 }
             }
-            BG(B->projw, "attn.proj.weight", C * C);
+            BP(B->proj, "attn.proj.weight", C, C);
             BG(B->projb, "attn.proj.bias", C);
             BG(B->n2w, "norm2.weight", C);
             BG(B->n2b, "norm2.bias", C);
-            BG(B->fc1w, "mlp.fc1.weight", F * C);
+            BP(B->fc1, "mlp.fc1.weight", F, C);
             BG(B->fc1b, "mlp.fc1.bias", F);
-            BG(B->fc2w, "mlp.fc2.weight", C * F);
+            BP(B->fc2, "mlp.fc2.weight", C, F);
             BG(B->fc2b, "mlp.fc2.bias", C);
             if (c->gated) {
                 size_t S = c->nsplits;
@@ -716,6 +759,7 @@ static int dge_bind(dge_net *n, const vt_frame *w)
                         return vt_seterr("dge: %s does not hold the config's split_sizes", name);
             }
 #undef BG
+#undef BP
         }
     }
     size_t CL = c->st[c->nstages - 1].dim;
@@ -725,77 +769,21 @@ static int dge_bind(dge_net *n, const vt_frame *w)
     }
     NAME("norm.weight"); GET(W->normw, CL);
     NAME("norm.bias"); GET(W->normb, CL);
-    NAME("head.weight"); GET(W->headw, (size_t)c->classes * CL);
+    NAME("head.weight"); PK(W->head, c->classes, (int)CL);
     NAME("head.bias"); GET(W->headb, (size_t)c->classes);
 #undef NAME
 #undef GET
+#undef PK
     return 0;
 }
 
-/* A stride-r convolution's weight [o, c, r, r] over token patches, packed
- * in the (ky, kx, c) order of vt_im2col_tokens's rows (copies of runs of
- * tokens instead of a transpose per patch). The reordered copy is the one
- * kept; wt's pages in the file go back. */
-static int pack_patch_conv(vt_wpack *out, const float *wt, int o, int c, int r)
-{
-    size_t count = (size_t)o * c * r * r;
-    float *hwc = vt_xmalloc(count * sizeof *hwc);
-    vt_conv_weight_hwc(hwc, wt, o, c, r);
-    vt_map_release(wt, count * sizeof *wt);
-    return vt_wpack_init_take(out, hwc, o, c * r * r);
-}
-
-/* Every linear weight (and the convolutions read as linears over their
- * patches) packed once for vt_linear_packed. */
-static int dge_pack(dge_net *n)
-{
-    const dge_config *c = &n->c;
-    dge_weights *W = &n->w;
-    int l = 0;
-    for (int i = 0; i < c->nstages; i++) {
-        const dge_stage_cfg *s = &c->st[i];
-        int C = s->dim, F = s->hidden, hp = s->heads * s->points, p = s->patch;
-        /* stage 1 reads the image (im2col, the weight's order), the others
-         * tokens */
-        if ((i == 0 ? vt_wpack_init(&W->pe[i], W->pew[i], C, s->cin * p * p)
-                    : pack_patch_conv(&W->pe[i], W->pew[i], C, s->cin, p)) < 0)
-            return -1;
-        for (int b = 0; b < s->depth; b++, l++) {
-            dge_block *B = &W->blocks[l];
-            int rc = 0;
-            if (c->kind == K_DPVT) {
-                rc |= vt_wpack_init(&B->v, B->vw, C, C);
-                rc |= vt_wpack_init(&B->off, B->offw, 2 * hp, C);
-                rc |= vt_wpack_init(&B->aw, B->aww, hp, C);
-            } else {
-                rc |= vt_wpack_init(&B->q, B->qw, c->fused_qkv ? 3 * C : C, C);
-                if (!c->fused_qkv)
-                    rc |= vt_wpack_init(&B->kv, B->kvw, 2 * C, C);
-                if (s->sr > 1)
-                    rc |= pack_patch_conv(&B->sr, B->srw, C, C, s->sr);
-            }
-            rc |= vt_wpack_init(&B->proj, B->projw, C, C);
-            rc |= vt_wpack_init(&B->fc1, B->fc1w, F, C);
-            rc |= vt_wpack_init(&B->fc2, B->fc2w, C, F);
-            if (rc)
-                return -1;
-        }
-    }
-    return vt_wpack_init(&W->head, W->headw, c->classes, c->st[c->nstages - 1].dim);
-}
-
+/* The packs that are ours (the pool frees its own). */
 static void dge_unpack(dge_weights *W, int layers)
 {
     for (int i = 0; i < DGE_STAGES; i++)
-        vt_wpack_free(&W->pe[i]);
-    vt_wpack_free(&W->head);
-    for (int l = 0; W->blocks && l < layers; l++) {
-        vt_wpack *pk[] = {&W->blocks[l].q, &W->blocks[l].kv, &W->blocks[l].sr,
-                          &W->blocks[l].v, &W->blocks[l].off, &W->blocks[l].aw,
-                          &W->blocks[l].proj, &W->blocks[l].fc1, &W->blocks[l].fc2};
-        for (size_t j = 0; j < sizeof pk / sizeof *pk; j++)
-            vt_wpack_free(pk[j]);
-    }
+        vt_wpack_free(&W->pe_own[i]);
+    for (int l = 0; W->blocks && l < layers; l++)
+        vt_wpack_free(&W->blocks[l].sr);
 }
 
 /* Per-layer bookkeeping: which stage/block, where its records live. */
@@ -1186,8 +1174,8 @@ static void mlp(dge_net *n, const dge_stage_cfg *s, const dge_block *B, float *q
     vt_layernorm_mt(n->pool, r->qn, q, B->n2w, B->n2b, rows, (int)C, n->c.ln_eps);
     for (int r0 = 0; r0 < rows; r0 += DGE_MLP_ROWS) {
         int m = rows - r0 < DGE_MLP_ROWS ? rows - r0 : DGE_MLP_ROWS;
-        vt_linear_packed(n->pool, r->h, r->qn + r0 * C, &B->fc1, B->fc1b, m, 0, 1);
-        vt_linear_packed(n->pool, q + r0 * C, r->h, &B->fc2, B->fc2b, m, 1, 0);
+        vt_linear_packed(n->pool, r->h, r->qn + r0 * C, B->fc1, B->fc1b, m, 0, 1);
+        vt_linear_packed(n->pool, q + r0 * C, r->h, B->fc2, B->fc2b, m, 1, 0);
     }
 }
 
@@ -1247,16 +1235,16 @@ static void rows_task(void *ctx, int task, int thread)
         vt_layernorm(qn, q, B->n1w, B->n1b, m, C, n->c.ln_eps);
         in = qn;
     }
-    vt_linear_packed(NULL, qp, in, &B->q, B->qb, m, 0, 0);
+    vt_linear_packed(NULL, qp, in, B->q, B->qb, m, 0, 0);
     for (int hd = 0; hd < s->heads; hd++)
         for (int a = 0; a < m; a += VT_ATTEND_ROWS)
             vt_attn_head(att + (size_t)a * C + hd * d, C, qp + (size_t)a * C + hd * d, C,
                          kv + hd * d, 2 * C, kv + C + hd * d, 2 * C,
                          m - a < VT_ATTEND_ROWS ? m - a : VT_ATTEND_ROWS, nkv, d, scale, scr);
-    vt_linear_packed(NULL, q, att, &B->proj, B->projb, m, 1, 0);
+    vt_linear_packed(NULL, q, att, B->proj, B->projb, m, 1, 0);
     vt_layernorm(qn, q, B->n2w, B->n2b, m, C, n->c.ln_eps);
-    vt_linear_packed(NULL, h, qn, &B->fc1, B->fc1b, m, 0, 1);
-    vt_linear_packed(NULL, q, h, &B->fc2, B->fc2b, m, 1, 0);
+    vt_linear_packed(NULL, h, qn, B->fc1, B->fc1b, m, 0, 1);
+    vt_linear_packed(NULL, q, h, B->fc2, B->fc2b, m, 1, 0);
 }
 
 /* Layer l on the streams x[batch, n, C] of images b0 .. b0+batch-1; a
@@ -1278,12 +1266,12 @@ static void block(dge_net *n, int i, int l, int b0, int batch, float *x)
     if (c->fused_qkv) {
         /* plain DeiT: one product gives q | k | v, then timm-layout attention */
         int d = C / s->heads;
-        vt_linear_packed(n->pool, r->kv, r->xn, &B->q, B->qb, batch * N, 0, 0);
+        vt_linear_packed(n->pool, r->kv, r->xn, B->q, B->qb, batch * N, 0, 0);
         vt_attention(n->pool, r->att, r->kv, batch, N, s->heads, d,
                      (float)pow((double)d, -0.5), r->scratch, NULL, NULL);
     } else {
         const float *kvin = kv_input(n, s, B, batch);
-        vt_linear_packed(n->pool, r->kv, kvin, &B->kv, B->kvb, batch * s->nkv, 0, 0);
+        vt_linear_packed(n->pool, r->kv, kvin, B->kv, B->kvb, batch * s->nkv, 0, 0);
         int ch = chunk_rows(s);
         chunked = Q >= 2 * vt_pool_size(n->pool) * ch;
         if (chunked) {
@@ -1306,13 +1294,13 @@ static void block(dge_net *n, int i, int l, int b0, int batch, float *x)
                 vt_layernorm_mt(n->pool, r->qn, q, B->n1w, B->n1b, Q, C, eps);
                 qn = r->qn;
             }
-            vt_linear_packed(n->pool, r->qp, qn, &B->q, B->qb, Q, 0, 0);
+            vt_linear_packed(n->pool, r->qp, qn, B->q, B->qb, Q, 0, 0);
             attend_images(n, s, r->qp, r->kv, r->kv + C, 2 * C, batch);
         }
     }
     if (!chunked) {
         /* q += proj(att); q += fc2(GELU(fc1(LN2(q)))) */
-        vt_linear_packed(n->pool, q, r->att, &B->proj, B->projb, Q, 1, 0);
+        vt_linear_packed(n->pool, q, r->att, B->proj, B->projb, Q, 1, 0);
         mlp(n, s, B, q, Q);
     }
     for (int b = 0; b < batch; b++) {
@@ -1338,9 +1326,9 @@ static void dpvt_block(dge_net *n, int i, int l, int b0, int batch, float *x)
     int C = s->dim, N = s->n, M = batch * N, hp = s->heads * s->points, g = s->grid;
     float *off = r->aux, *wts = r->aux + (size_t)M * 2 * hp;
     vt_layernorm_mt(n->pool, r->xn, x, B->n1w, B->n1b, M, C, c->ln_eps);
-    vt_linear_packed(n->pool, r->kv, r->xn, &B->v, B->vb, M, 0, 0);
-    vt_linear_packed(n->pool, off, r->xn, &B->off, B->offb, M, 0, 0);
-    vt_linear_packed(n->pool, wts, r->xn, &B->aw, B->awb, M, 0, 0);
+    vt_linear_packed(n->pool, r->kv, r->xn, B->v, B->vb, M, 0, 0);
+    vt_linear_packed(n->pool, off, r->xn, B->off, B->offb, M, 0, 0);
+    vt_linear_packed(n->pool, wts, r->xn, B->aw, B->awb, M, 0, 0);
     vt_softmax(wts, M * s->heads, s->points);
     for (int b = 0; b < batch; b++) {
         size_t o = (size_t)b * N;
@@ -1348,7 +1336,7 @@ static void dpvt_block(dge_net *n, int i, int l, int b0, int batch, float *x)
                          wts + o * hp, g, g, s->heads, s->points, C / s->heads);
         r->nq[(size_t)(b0 + b) * c->layers + l] = N;
     }
-    vt_linear_packed(n->pool, x, r->att, &B->proj, B->projb, M, 1, 0);
+    vt_linear_packed(n->pool, x, r->att, B->proj, B->projb, M, 1, 0);
     mlp(n, s, B, x, M);
 }
 
@@ -1373,7 +1361,7 @@ static void embed(dge_net *n, int i, const float *img, int b0, int batch)
                                   side, side, s->cin, p, 1);
     }
     /* tokens [batch*m, C] into xn, then into each image's grid rows of x */
-    vt_linear_packed(n->pool, r->xn, r->cols, &W->pe[i], W->peb[i], batch * (int)m, 0, 0);
+    vt_linear_packed(n->pool, r->xn, r->cols, W->pe[i], W->peb[i], batch * (int)m, 0, 0);
     if (W->penw[i])
         vt_layernorm_mt(n->pool, r->xn, r->xn, W->penw[i], W->penb[i], batch * (int)m, C,
                         c->pe_eps);
@@ -1441,7 +1429,7 @@ static int dge_forward(void *net, const float *x, int batch, float *logits)
         return -1;
     n->last_batch = 0;
     forward_batch(n, x, batch);
-    vt_linear_packed(n->pool, logits, n->r.feat, &n->w.head, n->w.headb, batch, 0, 0);
+    vt_linear_packed(n->pool, logits, n->r.feat, n->w.head, n->w.headb, batch, 0, 0);
     n->last_batch = batch;
     return 0;
 }
@@ -1470,16 +1458,18 @@ static void *dge_create(const cJSON *cfg, const vt_frame *weights, const vt_run_
 {
     dge_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = DGE_MAGIC;
-    if (dge_config_read(cfg, &n->c) < 0 || dge_bind(n, weights) < 0 || dge_pack(n) < 0) {
+    if (dge_config_read(cfg, &n->c) < 0) {
         dge_destroy(n);
         return NULL;
     }
     dge_layout(n);
+    /* the pool first: it packs the linear weights and keeps the packs */
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
     /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (!n->pool || dge_bind(n, weights) < 0 ||
+        run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         dge_destroy(n);
         return NULL;
     }

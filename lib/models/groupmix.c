@@ -333,22 +333,22 @@ typedef struct gm_conv {
 typedef struct gm_block {
     const float *cpe_w, *cpe_b;             /* [9, C] tap-major, [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
-    const float *qkvw;                      /* [3C, C] as the file has it */
     const float *qkvb;                      /* [3C] segment-major (see qkv_src) or NULL */
-    const float *projw, *projb;             /* [C, C], [C] */
+    const float *projb;                     /* [C] */
     const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
     const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, Q K V alike */
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
     const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
-    const float *loc_pw;                    /* [s, 3s] */
     const float *loc_nw, *loc_nb;           /* [s] */
     const float *crpe_w[3], *crpe_b[3];     /* [k*k, hd] tap-major, [hd]: hd = 2d, 3d, 3d */
-    const float *fc1w, *fc1b;               /* [F, C], [F] */
-    const float *fc2w, *fc2b;               /* [C, F], [C] */
+    const float *fc1b, *fc2b;               /* [F], [C] */
     /* the linear layers packed once at load: every image, on any thread,
-     * runs the same kernel on them (vt_pool_wpack is for the caller thread);
-     * qkv with its output features segment-major (qkv_src) */
-    vt_wpack qkv, proj, fc1, fc2, loc;
+     * runs the same kernel on them (vt_pool_wpack is for the caller thread).
+     * The pool owns proj [C, C], fc1 [F, C], fc2 [C, F] and loc [s, 3s]
+     * (packed from a BF16 file's bits, vt_weight_packed); qkv is ours,
+     * its output features segment-major (qkv_src) */
+    const vt_wpack *proj, *fc1, *fc2, *loc;
+    vt_wpack qkv;
 } gm_block;
 
 typedef struct gm_weights {
@@ -358,8 +358,8 @@ typedef struct gm_weights {
     gm_conv pe_pw[GM_STAGES];               /* [C, Cin] + BN, [C] */
     gm_block *blocks[GM_STAGES];            /* [depth] */
     const float *n4_g, *n4_b;               /* norm4 as x * g + b, [C4] */
-    const float *headw, *headb;             /* [classes, C4], [classes] */
-    vt_wpack head;
+    const float *headb;                     /* [classes] */
+    const vt_wpack *head;                   /* [classes, C4], the pool's */
 } gm_weights;
 
 /* ---- run state ------------------------------------------------------- */
@@ -435,14 +435,30 @@ static const float *weight(gm_net *n, const vt_frame *w, const char *name, size_
     return vt_weight_f32(&n->store, w, "groupmix", name, count);
 }
 
+/* A weight read once to make something of it: F32 in place or a
+ * transient widened copy in *tmp (vt_weight_read), which the caller frees. */
+static const float *read_once(const vt_frame *w, const char *name, size_t count, float **tmp,
+                              int *bf16)
+{
+    return vt_weight_read(w, "groupmix", name, count, tmp, bf16);
+}
+
+/* A linear weight [nout, nin] packed by the pool (vt_weight_packed). */
+static const vt_wpack *packed(gm_net *n, const vt_frame *w, const char *name, int nout, int nin)
+{
+    return vt_weight_packed(n->pool, w, "groupmix", name, nout, nin);
+}
+
 /* depthwise [c, 1, k, k] -> owned tap-major [k*k, c] */
 static const float *dw_weight(gm_net *n, const vt_frame *w, const char *name, int c, int k)
 {
-    const float *src = weight(n, w, name, (size_t)c * k * k);
+    float *tmp;
+    const float *src = read_once(w, name, (size_t)c * k * k, &tmp, NULL);
     if (!src)
         return NULL;
     float *dst = own(n, (size_t)c * k * k);
     vt_dwk_weights(dst, src, c, k);
+    free(tmp);
     return dst;
 }
 
@@ -451,18 +467,23 @@ static float *bn_affine(gm_net *n, const vt_frame *w, const char *prefix, int c)
 {
     char name[200];
     const float *t[4];
+    float *tmp[4] = {NULL, NULL, NULL, NULL};
     static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
+    float *gb = NULL;
     for (int k = 0; k < 4; k++) {
         snprintf(name, sizeof name, "%s.%s", prefix, sfx[k]);
-        if (!(t[k] = weight(n, w, name, (size_t)c)))
-            return NULL;
+        if (!(t[k] = read_once(w, name, (size_t)c, &tmp[k], NULL)))
+            goto out;
     }
-    float *gb = own(n, 2 * (size_t)c);
+    gb = own(n, 2 * (size_t)c);
     for (int i = 0; i < c; i++) {
         double g = t[0][i] / sqrt((double)t[3][i] + n->c.bn_eps);
         gb[i] = (float)g;
         gb[c + i] = (float)(t[1][i] - t[2][i] * g);
     }
+out:
+    for (int k = 0; k < 4; k++)
+        free(tmp[k]);
     return gb;
 }
 
@@ -472,11 +493,16 @@ static float *bn_affine(gm_net *n, const vt_frame *w, const char *prefix, int c)
 static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
                 const char *bname, const char *bn, int o, size_t per, int k)
 {
-    const float *wt = weight(n, w, wname, (size_t)o * per);
     const float *b = bname ? weight(n, w, bname, (size_t)o) : NULL;
     const float *gb = bn_affine(n, w, bn, o);
-    if (!wt || (bname && !b) || !gb)
+    float *tmp;
+    const float *wt = read_once(w, wname, (size_t)o * per, &tmp, NULL);
+    if (!wt || (bname && !b) || !gb) {
+        free(tmp);
         return -1;
+    }
+    /* packed in F32 whatever the file's dtype: the scaled weight is no
+     * BF16 value, and these convolutions are a small part of the work */
     float *fw = vt_xmalloc((size_t)o * per * sizeof *fw), *fb = own(n, (size_t)o);
     for (int i = 0; i < o; i++) {
         for (size_t j = 0; j < per; j++)
@@ -484,6 +510,7 @@ static int fold(gm_net *n, const vt_frame *w, gm_conv *out, const char *wname,
         fb[i] = (b ? b[i] : 0.0f) * gb[i] + gb[o + i];
     }
     vt_map_release(wt, (size_t)o * per * sizeof *wt);
+    free(tmp);
     if (k > 0) {
         float *t = vt_xmalloc((size_t)o * per * sizeof *t);
         vt_conv_weight_hwc(t, fw, o, (int)(per / ((size_t)k * k)), k);
@@ -504,23 +531,31 @@ static int qkv_src(int f, int C, int S)
     return m * C + g * S + c;
 }
 
-/* B->qkv packed from the official weight wt [3C, C] with its rows (and
- * the bias) in segment-major order; wt's pages in the file are given back
- * (the reordered copy is what the products read). */
-static int qkv_pack(gm_net *n, gm_block *B, const float *wt, const float *bias, int C, int S)
+/* B->qkv packed from the official weight `name` [3C, C] with its rows
+ * (and the bias) in segment-major order, in the file's precision (rows
+ * of a BF16 weight are packed as BF16); its pages in the file are given
+ * back (the reordered copy is what the products read). */
+static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
+                    const float *bias, int C, int S)
 {
     size_t row = (size_t)C;
+    float *tmp;
+    int bf16;
+    const float *wt = read_once(w, name, (size_t)3 * C * row, &tmp, &bf16);
+    if (!wt)
+        return -1;
     float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
     for (int f = 0; f < 3 * C; f++)
         memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
     vt_map_release(wt, (size_t)3 * C * row * sizeof *wt);
+    free(tmp);
     if (bias) {
         float *b = own(n, (size_t)3 * C);
         for (int f = 0; f < 3 * C; f++)
             b[f] = bias[qkv_src(f, C, S)];
         B->qkvb = b;
     }
-    return vt_wpack_init_take(&B->qkv, t, 3 * C, C);
+    return vt_wpack_take_as(n->pool, &B->qkv, t, 3 * C, C, bf16);
 }
 
 /* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
@@ -567,6 +602,8 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             snprintf(pre, sizeof pre, "groupmixformer_backbone.%d.gma_stage.%d.", i, j);
 #define G(dst, suffix, cnt) do { NAME("%s%s", pre, suffix); \
                                  if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define PK(dst, suffix, no, ni) do { NAME("%s%s", pre, suffix); \
+                                     if (!((dst) = packed(n, w, name, (no), (ni)))) return -1; } while (0)
 #define DW(dst, suffix, ch, k) do { NAME("%s%s", pre, suffix); \
                                     if (!((dst) = dw_weight(n, w, name, (ch), (k)))) return -1; } while (0)
             DW(B->cpe_w, "cpe.proj.weight", C, 3);
@@ -574,12 +611,12 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             G(B->n1w, "norm1.weight", C);
             G(B->n1b, "norm1.bias", C);
             const float *qkvb = NULL;
-            G(B->qkvw, "att.qkv.weight", (size_t)3 * C * C);
             if (c->qkv_bias)
                 G(qkvb, "att.qkv.bias", (size_t)3 * C);
-            if (qkv_pack(n, B, B->qkvw, qkvb, C, S) < 0)
+            NAME("%satt.qkv.weight", pre);
+            if (qkv_pack(n, w, B, name, qkvb, C, S) < 0)
                 return -1;
-            G(B->projw, "att.proj.weight", (size_t)C * C);
+            PK(B->proj, "att.proj.weight", C, C);
             G(B->projb, "att.proj.bias", C);
             BN("%satt.aggregator.norm0", pre);
             float *gb = bn_affine(n, w, bn, S);
@@ -598,7 +635,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
                     return -1;
             }
             DW(B->loc_dw, "att.aggregator.agg0.conv.conv1.weight", 3 * S, 3);
-            G(B->loc_pw, "att.aggregator.agg0.conv.pointwise_conv.weight", (size_t)3 * S * S);
+            PK(B->loc, "att.aggregator.agg0.conv.pointwise_conv.weight", S, 3 * S);
             G(B->loc_nw, "att.aggregator.agg0.norm.weight", S);
             G(B->loc_nb, "att.aggregator.agg0.norm.bias", S);
             for (int g = 0; g < 3; g++) {
@@ -611,15 +648,11 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             }
             G(B->n2w, "norm2.weight", C);
             G(B->n2b, "norm2.bias", C);
-            G(B->fc1w, "mlp.fc1.weight", (size_t)F * C);
+            PK(B->fc1, "mlp.fc1.weight", F, C);
             G(B->fc1b, "mlp.fc1.bias", F);
-            G(B->fc2w, "mlp.fc2.weight", (size_t)C * F);
+            PK(B->fc2, "mlp.fc2.weight", C, F);
             G(B->fc2b, "mlp.fc2.bias", C);
-            if (vt_wpack_init(&B->proj, B->projw, C, C) < 0 ||
-                vt_wpack_init(&B->fc1, B->fc1w, F, C) < 0 ||
-                vt_wpack_init(&B->fc2, B->fc2w, C, F) < 0 ||
-                vt_wpack_init(&B->loc, B->loc_pw, S, 3 * S) < 0)
-                return -1;
+#undef PK
 #undef DW
 #undef G
         }
@@ -629,9 +662,8 @@ static int gm_bind(gm_net *n, const vt_frame *w)
     if (!gb)
         return -1;
     W->n4_g = gb, W->n4_b = gb + C4;
-    if (!(W->headw = weight(n, w, "head.weight", (size_t)c->classes * C4)) ||
-        !(W->headb = weight(n, w, "head.bias", (size_t)c->classes)) ||
-        vt_wpack_init(&W->head, W->headw, c->classes, C4) < 0)
+    if (!(W->head = packed(n, w, "head.weight", c->classes, C4)) ||
+        !(W->headb = weight(n, w, "head.bias", (size_t)c->classes)))
         return -1;
 #undef BN
 #undef NAME
@@ -791,7 +823,7 @@ static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
     vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)4 * 3 * S, 3 * C, s->h, s->w, 3 * S,
                   B->loc_dw, NULL, 3, 1);
-    vt_linear_packed(P->pool, r->pwt, r->dwt, &B->loc, NULL, N, 0, 0);
+    vt_linear_packed(P->pool, r->pwt, r->dwt, B->loc, NULL, N, 0, 0);
     vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
     vt_hswish_rows(P->pool, r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
 }
@@ -931,14 +963,14 @@ static void block(const gm_pass *P, int si, int bj)
         for (int t = 0; t < N; t++)
             memcpy(r->rec_local + (size_t)t * s->seg, r->o + (size_t)t * C + s->ca,
                    (size_t)s->seg * sizeof(float));
-        vt_linear_packed(P->pool, r->rec_out, r->o, &B->proj, B->projb, N, 0, 0);
+        vt_linear_packed(P->pool, r->rec_out, r->o, B->proj, B->projb, N, 0, 0);
         vt_add(r->x, r->rec_out, (size_t)N * C);
     } else {
-        vt_linear_packed(P->pool, r->x, r->o, &B->proj, B->projb, N, 1, 0);
+        vt_linear_packed(P->pool, r->x, r->o, B->proj, B->projb, N, 1, 0);
     }
     vt_layernorm_mt(P->pool, r->xn, r->x, B->n2w, B->n2b, N, C, n->c.ln_eps);
-    vt_linear_packed(P->pool, r->hid, r->xn, &B->fc1, B->fc1b, N, 0, 1);
-    vt_linear_packed(P->pool, r->x, r->hid, &B->fc2, B->fc2b, N, 1, 0);
+    vt_linear_packed(P->pool, r->hid, r->xn, B->fc1, B->fc1b, N, 0, 1);
+    vt_linear_packed(P->pool, r->x, r->hid, B->fc2, B->fc2b, N, 1, 0);
 }
 
 static void forward_image(const gm_pass *P, const float *img, float *logits)
@@ -961,7 +993,7 @@ static void forward_image(const gm_pass *P, const float *img, float *logits)
     vt_mean_rows(r->pooled, r->x, s4->n, s4->dim);
     for (int ch = 0; ch < s4->dim; ch++)
         r->pooled[ch] = r->pooled[ch] * n->w.n4_g[ch] + n->w.n4_b[ch];
-    vt_linear_packed(P->pool, logits, r->pooled, &n->w.head, n->w.headb, 1, 0, 0);
+    vt_linear_packed(P->pool, logits, r->pooled, n->w.head, n->w.headb, 1, 0, 0);
 }
 
 typedef struct image_job {
@@ -1025,16 +1057,11 @@ static void gm_destroy(void *net)
     gm_weights *W = &n->w;
     vt_wpack_free(&W->stem1.pk);
     vt_wpack_free(&W->stem2.pk);
-    vt_wpack_free(&W->head);
     for (int i = 0; i < GM_STAGES; i++) {
         vt_wpack_free(&W->pe_pw[i].pk);
         for (int j = 0; W->blocks[i] && j < n->c.st[i].depth; j++) {
             gm_block *B = &W->blocks[i][j];
             vt_wpack_free(&B->qkv);
-            vt_wpack_free(&B->proj);
-            vt_wpack_free(&B->fc1);
-            vt_wpack_free(&B->fc2);
-            vt_wpack_free(&B->loc);
             for (int k = 1; k < 4; k++)
                 vt_wpack_free(&B->agg_pw[k].pk);
         }
@@ -1048,7 +1075,7 @@ static void *gm_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
 {
     gm_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = GM_MAGIC;
-    if (gm_config_read(cfg, &n->c) < 0 || gm_bind(n, weights) < 0) {
+    if (gm_config_read(cfg, &n->c) < 0) {
         gm_destroy(n);
         return NULL;
     }
@@ -1058,8 +1085,10 @@ static void *gm_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
             gm_destroy(n);
             return NULL;
         }
+    /* the pool first: it packs the linear weights and keeps the packs */
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
-    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (!n->pool || gm_bind(n, weights) < 0 ||
+        run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         gm_destroy(n);
         return NULL;
     }

@@ -1,8 +1,10 @@
 /* test_model.c - binding weights: in place, copied when misaligned,
  * widened from F16/BF16, and refused with the family's name when missing,
- * of another dtype or mis-sized; config arrays of the wrong length refused
+ * of another dtype or mis-sized; read once through a transient copy and
+ * packed again in BF16 after a reordering; config arrays of the wrong length refused
  * without writing past a buffer. */
 #include "model.h"
+#include "ops.h"
 #include "util.h"
 #include "tap.h"
 
@@ -45,6 +47,35 @@ static void test_stage_lists(void)
     }
 }
 
+/* vt_weight_read: in place, a transient copy (misaligned, widened) or
+ * refused; vt_wpack_take_as: a reordered BF16 weight packed as BF16. */
+static void test_read_once(vt_frame *f)
+{
+    float *tmp = (float *)1;
+    int bf16 = -1;
+    const float *a = vt_weight_read(f, "fam", "a", 6, &tmp, &bf16);
+    ok(a && tmp == NULL && bf16 == 0 && a[5] == 6, "read once: aligned F32 in place");
+    const float *m = vt_weight_read(f, "fam", "m", 6, &tmp, &bf16);
+    ok(m && m == tmp && bf16 == 0 && m[0] == 1 && m[5] == 6, "read once: misaligned F32 copied");
+    free(tmp);
+    ok(!vt_weight_read(f, "fam", "x", 6, &tmp, NULL) && tmp == NULL &&
+       strcmp(vt_error(), "fam: missing tensor x") == 0, "read once: missing: %s", vt_error());
+    const float *w = vt_weight_read(f, "fam", "w", 6, &tmp, &bf16);
+    ok(w && w == tmp && bf16 == 1 && w[0] == 0.5f && w[1] == -1.25f && w[5] == 1,
+       "read once: BF16 widened into a copy to free");
+    /* rows swapped, packed as BF16 again: y = x W'^T exactly */
+    float *sw = vt_xmalloc(6 * sizeof *sw), x[3] = {1, 2, 3}, y[2] = {0, 0};
+    memcpy(sw, w + 3, 3 * sizeof *sw);
+    memcpy(sw + 3, w, 3 * sizeof *sw);
+    free(tmp);
+    vt_wpack pk;
+    ok(vt_wpack_take_as(NULL, &pk, sw, 2, 3, 1) == 0 && pk.bf16 && !pk.raw,
+       "a reordered BF16 weight is packed as BF16");
+    vt_linear_packed(NULL, y, x, &pk, NULL, 1, 0, 0);
+    ok(y[0] == 4.5f && y[1] == 4.0f, "its product: %g %g", y[0], y[1]);
+    vt_wpack_free(&pk);
+}
+
 int main(void)
 {
     test_cfg_ints();
@@ -62,6 +93,9 @@ int main(void)
     memcpy(vt_frame_add(&f, "h", VT_F16, 1, shape)->data, (uint16_t[6]){0x3e00, 0xc000}, 12);
     memcpy(vt_frame_add(&f, "bh", VT_BF16, 1, shape)->data, (uint16_t[6]){0x3fc0, 0xc000}, 12);
     vt_frame_add(&f, "i", VT_I32, 1, shape);
+    /* 0.5 -1.25 2 / 3 -0.75 1 in BF16 */
+    memcpy(vt_frame_add(&f, "w", VT_BF16, 1, shape)->data,
+           (uint16_t[6]){0x3f00, 0xbfa0, 0x4000, 0x4040, 0xbf40, 0x3f80}, 12);
     vt_store s = {0};
 
     const float *a = vt_weight_f32(&s, &f, "fam", "a", 6);
@@ -82,6 +116,7 @@ int main(void)
     ok(z[0] == 0 && z[3] == 0 && s.n == 4, "store buffers are zeroed");
     vt_store_free(&s);
     ok(s.n == 0 && s.buf == NULL, "store freed");
+    test_read_once(&f);
     vt_frame_free(&f);
     return tap_done();
 }
