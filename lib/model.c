@@ -528,3 +528,21 @@ int vt_model_random(const vt_model *m)
     const char *rnd = vt_frame_meta(&m->weights, "random");
     return rnd && strcmp(rnd, "1") == 0;
 }
+
+const float *vt_weight_f32_transient(const vt_frame *w, const char *family, const char *name,
+                                     size_t count, float **to_free)
+{
+    *to_free = NULL;
+    const vt_tensor *t = weight_tensor(w, family, name, count);
+    if (!t)
+        return NULL;
+    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0)
+        return t->data;
+    float *copy = vt_xmalloc((count ? count : 1) * sizeof *copy);
+    if (t->dtype == VT_F32)
+        memcpy(copy, t->data, count * sizeof *copy);    /* unaligned in the file */
+    else
+        for (size_t i = 0; i < count; i++)
+            copy[i] = (float)vt_tensor_get(t, i);       /* exact for F16 and BF16 */
+    return *to_free = copy;
+}

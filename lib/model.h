@@ -76,6 +76,15 @@ struct vt_wpack;
 const struct vt_wpack *vt_weight_packed(struct vt_pool *p, const vt_frame *w,
                                         const char *family, const char *name, int nout,
                                         int nin);
+/* The tensor `name` of count elements as F32 for a family that reorders or
+ * folds it into something of its own (a conv weight in another column
+ * order, a folded BatchNorm): the mapped data when it is F32 and aligned
+ * (*to_free = NULL), else a copy widened from F16/BF16 (or aligned) that
+ * the caller frees with free(*to_free) once it has made what it keeps, so
+ * no F32 copy of a half-precision file's weight stays in memory. NULL
+ * after vt_seterr as vt_weight_f32. */
+const float *vt_weight_f32_transient(const vt_frame *w, const char *family, const char *name,
+                                     size_t count, float **to_free);
 
 /* Run options shared by every family. */
 typedef struct vt_run_opts {
