@@ -6,6 +6,7 @@
 #include "util.h"
 #include "tap.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void test_cfg_ints(void)
@@ -45,6 +46,25 @@ static void test_stage_lists(void)
     }
 }
 
+/* vt_weight_f32_transient: in place when it can be, else a copy to free */
+static void test_weight_f32_transient(const vt_frame *f, const float *aligned)
+{
+    float *tmp = (float *)1;
+    const float *a = vt_weight_f32_transient(f, "fam", "a", 6, &tmp);
+    ok(a == aligned && !tmp, "transient: an aligned F32 tensor in place, nothing to free");
+    const float *m = vt_weight_f32_transient(f, "fam", "m", 6, &tmp);
+    ok(m && m == tmp && memcmp(m, aligned, 6 * sizeof *m) == 0, "transient: a misaligned one copied");
+    free(tmp);
+    const float *h = vt_weight_f32_transient(f, "fam", "h", 6, &tmp);
+    ok(h && h == tmp && h[0] == 1.5f && h[1] == -2.0f && h[5] == 0, "transient: F16 widened");
+    free(tmp);
+    const float *b = vt_weight_f32_transient(f, "fam", "bh", 6, &tmp);
+    ok(b && b == tmp && b[0] == 1.5f && b[1] == -2.0f && b[5] == 0, "transient: BF16 widened");
+    free(tmp);
+    ok(!vt_weight_f32_transient(f, "fam", "i", 6, &tmp) && !tmp &&
+       strstr(vt_error(), "fam: tensor i is I32"), "transient: not a float: %s", vt_error());
+}
+
 int main(void)
 {
     test_cfg_ints();
@@ -82,6 +102,7 @@ int main(void)
     ok(z[0] == 0 && z[3] == 0 && s.n == 4, "store buffers are zeroed");
     vt_store_free(&s);
     ok(s.n == 0 && s.buf == NULL, "store freed");
+    test_weight_f32_transient(&f, aligned);
     vt_frame_free(&f);
     return tap_done();
 }
