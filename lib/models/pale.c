@@ -295,6 +295,9 @@ static int pl_cost(const cJSON *cfg, vt_cost *out)
 
 /* ---- weights --------------------------------------------------------- */
 
+/* The weights vt_linear multiplies by (proj_q/k/v, proj, fc, the merge
+ * convs, head) are vt_weight_linear's: in a half-precision file handles
+ * of packs, never read as floats. */
 typedef struct pl_block {
     const float *cpe9, *cpeb;               /* [9, C] tap-major (owned), [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */

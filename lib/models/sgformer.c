@@ -380,6 +380,9 @@ static int sg_params(const cJSON *cfg, vt_params *ps)
 
 /* ---- weights --------------------------------------------------------- */
 
+/* The weights vt_linear multiplies by (q, kv, proj, fc, the 1x1 and sr
+ * convs, head) are vt_weight_linear's: in a half-precision file handles
+ * of packs, never read as floats. */
 typedef struct sg_block {
     int kind;
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
