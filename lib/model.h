@@ -76,7 +76,6 @@ struct vt_wpack;
 const struct vt_wpack *vt_weight_packed(struct vt_pool *p, const vt_frame *w,
                                         const char *family, const char *name, int nout,
                                         int nin);
-
 /* Run options shared by every family. */
 typedef struct vt_run_opts {
     int threads;        /* our own worker threads (OpenBLAS runs 1 thread) */

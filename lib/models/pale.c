@@ -295,6 +295,9 @@ static int pl_cost(const cJSON *cfg, vt_cost *out)
 
 /* ---- weights --------------------------------------------------------- */
 
+/* The weights vt_linear multiplies by (proj_q/k/v, proj, fc, the merge
+ * convs, head) are vt_weight_linear's: in a half-precision file handles
+ * of packs, never read as floats. */
 typedef struct pl_block {
     const float *cpe9, *cpeb;               /* [9, C] tap-major (owned), [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
@@ -354,6 +357,22 @@ static const float *weight(pl_net *n, const vt_frame *w, const char *name, size_
     return vt_weight_f32(&n->store, w, "pale", name, count);
 }
 
+/* A linear weight [nout, nin] for vt_linear (a handle when the file holds
+ * it in half precision: vt_weight_linear). The merge convs are linears
+ * over im2col columns in the weight's own (c, ky, kx) order. */
+static const float *lweight(pl_net *n, const vt_frame *w, const char *name, size_t nout,
+                            size_t nin)
+{
+    return vt_weight_linear(n->pool, w, "pale", name, (int)nout, (int)nin);
+}
+
+/* A small tensor (count floats) for the caller to reorder or fold: see
+ * vt_weight_read; *tmp to be freed after. */
+static const float *transient(const vt_frame *w, const char *name, size_t count, float **tmp)
+{
+    return vt_weight_read(w, "pale", name, count, tmp, NULL);
+}
+
 /* Depthwise conv (no bias) + eval BatchNorm folded into one depthwise
  * conv with bias: w' = w g / sqrt(var + eps), b' = beta - mean g / sqrt(var + eps). */
 static int fold_dw_bn(pl_net *n, const vt_frame *w, const char *prefix, size_t C,
@@ -363,13 +382,16 @@ static int fold_dw_bn(pl_net *n, const vt_frame *w, const char *prefix, size_t C
     const float *cw, *g, *beta, *mean, *var;
 #define GETP(dst, suffix, cnt) do { snprintf(name, sizeof name, "%s%s", prefix, suffix); \
         if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
-    GETP(cw, "conv.weight", C * 9);
     GETP(g, "bn.weight", C);
     GETP(beta, "bn.bias", C);
     GETP(mean, "bn.running_mean", C);
     GETP(var, "bn.running_var", C);
 #undef GETP
-    float *raw = own(n, C * 9), *w9 = own(n, C * 9), *b = own(n, C);
+    float *tmp;
+    snprintf(name, sizeof name, "%sconv.weight", prefix);
+    if (!(cw = transient(w, name, C * 9, &tmp)))
+        return -1;
+    float *raw = vt_xmalloc(C * 9 * sizeof *raw), *w9 = own(n, C * 9), *b = own(n, C);
     for (size_t ch = 0; ch < C; ch++) {
         double sc = g[ch] / sqrt((double)var[ch] + n->c.bn_eps);
         for (int tap = 0; tap < 9; tap++)
@@ -377,6 +399,8 @@ static int fold_dw_bn(pl_net *n, const vt_frame *w, const char *prefix, size_t C
         b[ch] = (float)(beta[ch] - mean[ch] * sc);
     }
     vt_dw3_weights(w9, raw, (int)C);
+    free(raw);
+    free(tmp);
     *dw9 = w9, *dwb = b;
     return 0;
 }
@@ -387,11 +411,12 @@ static int pl_bind(pl_net *n, const vt_frame *w)
     pl_weights *W = &n->w;
     char name[200];
 #define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define GETL(dst, no, ni) do { if (!((dst) = lweight(n, w, name, (no), (ni)))) return -1; } while (0)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
     for (int i = 0; i < PL_STAGES; i++) {
         const pl_stage_cfg *s = &c->st[i];
         size_t C = s->dim, F = s->hidden;
-        NAME("stages.%d.merge.conv.weight", i); GET(W->mw[i], C * s->cin * s->k * s->k);
+        NAME("stages.%d.merge.conv.weight", i); GETL(W->mw[i], C, (size_t)s->cin * s->k * s->k);
         NAME("stages.%d.merge.conv.bias", i); GET(W->mb[i], C);
         NAME("stages.%d.merge.norm.weight", i); GET(W->mnw[i], C);
         NAME("stages.%d.merge.norm.bias", i); GET(W->mnb[i], C);
@@ -401,10 +426,15 @@ static int pl_bind(pl_net *n, const vt_frame *w)
             char pre[96];
             snprintf(pre, sizeof pre, "stages.%d.blocks.%d.", i, b);
 #define BG(dst, suffix, cnt) do { NAME("%s%s", pre, suffix); GET(dst, cnt); } while (0)
-            const float *cpe;
-            BG(cpe, "cpe.weight", C * 9);
+#define BL(dst, suffix, no, ni) do { NAME("%s%s", pre, suffix); GETL(dst, no, ni); } while (0)
+            float *tmp;
+            NAME("%scpe.weight", pre);
+            const float *cpe = transient(w, name, C * 9, &tmp);
+            if (!cpe)
+                return -1;
             float *cpe9 = own(n, C * 9);
             vt_dw3_weights(cpe9, cpe, (int)C);
+            free(tmp);
             B->cpe9 = cpe9;
             BG(B->cpeb, "cpe.bias", C);
             BG(B->n1w, "norm1.weight", C);
@@ -415,30 +445,32 @@ static int pl_bind(pl_net *n, const vt_frame *w)
                 if (fold_dw_bn(n, w, pfx, C, &B->dw9[j], &B->dwb[j]) < 0)
                     return -1;
                 snprintf(suf, sizeof suf, "attn.proj_%c.weight", x);
-                BG(B->pw[j], suf, C * C);
+                BL(B->pw[j], suf, C, C);
                 B->pb[j] = NULL;
                 if (c->qkv_bias) {
                     snprintf(suf, sizeof suf, "attn.proj_%c.bias", x);
                     BG(B->pb[j], suf, C);
                 }
             }
-            BG(B->projw, "attn.proj.weight", C * C);
+            BL(B->projw, "attn.proj.weight", C, C);
             BG(B->projb, "attn.proj.bias", C);
             BG(B->n2w, "norm2.weight", C);
             BG(B->n2b, "norm2.bias", C);
-            BG(B->fc1w, "mlp.fc1.weight", F * C);
+            BL(B->fc1w, "mlp.fc1.weight", F, C);
             BG(B->fc1b, "mlp.fc1.bias", F);
-            BG(B->fc2w, "mlp.fc2.weight", C * F);
+            BL(B->fc2w, "mlp.fc2.weight", C, F);
             BG(B->fc2b, "mlp.fc2.bias", C);
+#undef BL
 #undef BG
         }
     }
     size_t C3 = c->st[3].dim;
     NAME("norm.weight"); GET(W->normw, C3);
     NAME("norm.bias"); GET(W->normb, C3);
-    NAME("head.weight"); GET(W->headw, (size_t)c->classes * C3);
+    NAME("head.weight"); GETL(W->headw, (size_t)c->classes, C3);
     NAME("head.bias"); GET(W->headb, (size_t)c->classes);
 #undef NAME
+#undef GETL
 #undef GET
     return 0;
 }
@@ -603,15 +635,18 @@ static void *pl_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
 {
     pl_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = PL_MAGIC;
-    if (pl_config_read(cfg, &n->c) < 0 || pl_bind(n, weights) < 0) {
+    if (pl_config_read(cfg, &n->c) < 0) {
         pl_destroy(n);
         return NULL;
     }
+    /* the pool first: half-precision linear weights are packed into its
+     * cache as they are bound; and the mapped model file never changes,
+     * so vt_linear packs its F32 weights once */
     n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
-    /* the mapped model file never changes: vt_linear packs its weights once */
     if (n->pool)
         vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (!n->pool || pl_bind(n, weights) < 0 ||
+        run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         pl_destroy(n);
         return NULL;
     }

@@ -380,6 +380,9 @@ static int sg_params(const cJSON *cfg, vt_params *ps)
 
 /* ---- weights --------------------------------------------------------- */
 
+/* The weights vt_linear multiplies by (q, kv, proj, fc, the 1x1 and sr
+ * convs, head) are vt_weight_linear's: in a half-precision file handles
+ * of packs, never read as floats. */
 typedef struct sg_block {
     int kind;
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
@@ -404,8 +407,8 @@ typedef struct sg_block {
 
 typedef struct sg_weights {
     const float *pos;                       /* [N1, C1] */
-    const float *stem_w[3];                 /* [C1,3,3,3], [C1,C1,3,3] x2 */
-    vt_wpack stem_pk[3];                    /* the same as [C1, 3*3*Cin] (ky, kx, c) */
+    vt_wpack stem_pk[3];                    /* [C1,3,3,3], [C1,C1,3,3] x2 as
+                                               [C1, 3*3*Cin] (ky, kx, c) */
     const float *stem_gw[3], *stem_gb[3];   /* GroupNorm affine [C1] */
     const float *stem_nw, *stem_nb;         /* LayerNorm [C1] */
     /* PatchMerging of stages 2..4 (index 1..3) */
@@ -487,15 +490,42 @@ static const float *weight(sg_net *n, const vt_frame *w, const char *name, size_
     return vt_weight_f32(&n->store, w, "sgformer", name, count);
 }
 
+/* A linear weight [nout, nin] for vt_linear (a handle when the file holds
+ * it in half precision: vt_weight_linear). */
+static const float *lweight(sg_net *n, const vt_frame *w, const char *name, size_t nout,
+                            size_t nin)
+{
+    return vt_weight_linear(n->pool, w, "sgformer", name, (int)nout, (int)nin);
+}
+
 /* depthwise [c,1,3,3] -> owned tap-major [9, c] */
 static const float *dw_weight(sg_net *n, const vt_frame *w, const char *name, size_t c)
 {
-    const float *src = weight(n, w, name, c * 9);
+    float *tmp;
+    const float *src = vt_weight_read(w, "sgformer", name, c * 9, &tmp, NULL);
     if (!src)
         return NULL;
     float *dst = own(n, c * 9);
     vt_dw3_weights(dst, src, (int)c);
+    free(tmp);
     return dst;
+}
+
+/* The stem's convolutions run on tokens (vt_conv_tokens): the weight
+ * [C1, cin, 3, 3] reordered to (ky, kx, c) columns and packed; the
+ * reordered copy (and a widened one of a half-precision file) is freed. */
+static int stem_weight(sg_net *n, const vt_frame *w, const char *name, int cin, vt_wpack *pk)
+{
+    int C1 = n->c.st[0].dim;
+    size_t count = (size_t)C1 * cin * 9;
+    float *tmp;
+    const float *src = vt_weight_read(w, "sgformer", name, count, &tmp, NULL);
+    if (!src)
+        return -1;
+    float *hwc = vt_xmalloc(count * sizeof *hwc);
+    vt_conv_weight_hwc(hwc, src, C1, cin, 3);
+    free(tmp);
+    return vt_wpack_init_take(pk, hwc, C1, cin * 9);
 }
 
 static int sg_bind(sg_net *n, const vt_frame *w)
@@ -505,10 +535,13 @@ static int sg_bind(sg_net *n, const vt_frame *w)
     char name[128];
     size_t C1 = c->st[0].dim;
 #define GET(dst, cnt) do { if (!((dst) = weight(n, w, name, (cnt)))) return -1; } while (0)
+#define GETL(dst, no, ni) do { if (!((dst) = lweight(n, w, name, (no), (ni)))) return -1; } while (0)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
     NAME("pos_embed"); GET(W->pos, (size_t)c->st[0].n * C1);
     for (int k = 0; k < 3; k++) {
-        NAME("patch_embed1.conv.%d.c.weight", 2 * k); GET(W->stem_w[k], C1 * (k ? C1 : 3) * 9);
+        NAME("patch_embed1.conv.%d.c.weight", 2 * k);
+        if (stem_weight(n, w, name, k ? (int)C1 : 3, &W->stem_pk[k]) < 0)
+            return -1;
         NAME("patch_embed1.conv.%d.bn.weight", 2 * k); GET(W->stem_gw[k], C1);
         NAME("patch_embed1.conv.%d.bn.bias", 2 * k); GET(W->stem_gb[k], C1);
     }
@@ -519,11 +552,11 @@ static int sg_bind(sg_net *n, const vt_frame *w)
         size_t C = s->dim, F = s->hidden, r = s->sr;
         if (i > 0) {
             size_t Cp = c->st[i - 1].dim;
-            NAME("patch_embed%d.conv1.c.weight", i + 1); GET(W->pm_w1[i], C * Cp);
+            NAME("patch_embed%d.conv1.c.weight", i + 1); GETL(W->pm_w1[i], C, Cp);
             NAME("patch_embed%d.conv2.c.weight", i + 1);
             if (!(W->pm_w2[i] = dw_weight(n, w, name, C)))
                 return -1;
-            NAME("patch_embed%d.conv3.c.weight", i + 1); GET(W->pm_w3[i], C * C);
+            NAME("patch_embed%d.conv3.c.weight", i + 1); GETL(W->pm_w3[i], C, C);
             for (int k = 0; k < 3; k++) {
                 NAME("patch_embed%d.conv%d.bn.weight", i + 1, k + 1); GET(W->pm_gw[i][k], C);
                 NAME("patch_embed%d.conv%d.bn.bias", i + 1, k + 1); GET(W->pm_gb[i][k], C);
@@ -535,28 +568,29 @@ static int sg_bind(sg_net *n, const vt_frame *w)
             B->kind = s->kinds[j];
 #define BG(dst, suffix, cnt) do { NAME("block%d.%d.%s", i + 1, j, suffix); GET(dst, cnt); } while (0)
 #define BQ(dst, suffix, cnt) do { if (c->qkv_bias) BG(dst, suffix, cnt); } while (0)
+#define BL(dst, suffix, no, ni) do { NAME("block%d.%d.%s", i + 1, j, suffix); GETL(dst, no, ni); } while (0)
             BG(B->n1w, "norm1.weight", C);
             BG(B->n1b, "norm1.bias", C);
             BG(B->n2w, "norm2.weight", C);
             BG(B->n2b, "norm2.bias", C);
             if (B->kind == VT_SG_HYBRID) {
-                BG(B->srw, "attn.sr.weight", C * C * r * r);
+                BL(B->srw, "attn.sr.weight", C, C * r * r);
                 BG(B->srb, "attn.sr.bias", C);
                 BG(B->srnw, "attn.norm.weight", C);
                 BG(B->srnb, "attn.norm.bias", C);
-                BG(B->q1w, "attn.q1.weight", C / 2 * C);
+                BL(B->q1w, "attn.q1.weight", C / 2, C);
                 BQ(B->q1b, "attn.q1.bias", C / 2);
-                BG(B->q2w, "attn.q2.weight", C / 2 * C);
+                BL(B->q2w, "attn.q2.weight", C / 2, C);
                 BQ(B->q2b, "attn.q2.bias", C / 2);
             }
             if (B->kind != VT_SG_MHSA) {
-                BG(B->kv1w, "attn.kv1.weight", C * C);
+                BL(B->kv1w, "attn.kv1.weight", C, C);
                 BQ(B->kv1b, "attn.kv1.bias", C);
-                BG(B->kv2w, "attn.kv2.weight", C * C);
+                BL(B->kv2w, "attn.kv2.weight", C, C);
                 BQ(B->kv2b, "attn.kv2.bias", C);
             }
             if (B->kind != VT_SG_HYBRID) {
-                BG(B->qw, "attn.q.weight", C * C);
+                BL(B->qw, "attn.q.weight", C, C);
                 BQ(B->qb, "attn.q.bias", C);
             }
             if (B->kind == VT_SG_REALLOC)
@@ -565,34 +599,36 @@ static int sg_bind(sg_net *n, const vt_frame *w)
                     NAME("block%d.%d.attn.f%d.bias", i + 1, j, p + 1); GET(B->fb[p], 1);
                 }
             if (B->kind == VT_SG_MHSA) {
-                BG(B->kvw, "attn.kv.weight", 2 * C * C);
+                BL(B->kvw, "attn.kv.weight", 2 * C, C);
                 BQ(B->kvb, "attn.kv.bias", 2 * C);
             }
-            BG(B->lepew, "attn.lepe_linear.weight", C * C);
+            BL(B->lepew, "attn.lepe_linear.weight", C, C);
             BG(B->lepeb, "attn.lepe_linear.bias", C);
             NAME("block%d.%d.attn.lepe_conv.weight", i + 1, j);
             if (!(B->lepec = dw_weight(n, w, name, C)))
                 return -1;
             BG(B->lepecb, "attn.lepe_conv.bias", C);
-            BG(B->projw, "attn.proj.weight", C * C);
+            BL(B->projw, "attn.proj.weight", C, C);
             BG(B->projb, "attn.proj.bias", C);
-            BG(B->fc1w, "mlp.fc1.weight", F * C);
+            BL(B->fc1w, "mlp.fc1.weight", F, C);
             BG(B->fc1b, "mlp.fc1.bias", F);
             NAME("block%d.%d.mlp.dwconv.dwconv.weight", i + 1, j);
             if (!(B->dww = dw_weight(n, w, name, F)))
                 return -1;
             BG(B->dwb, "mlp.dwconv.dwconv.bias", F);
-            BG(B->fc2w, "mlp.fc2.weight", C * F);
+            BL(B->fc2w, "mlp.fc2.weight", C, F);
             BG(B->fc2b, "mlp.fc2.bias", C);
+#undef BL
 #undef BQ
 #undef BG
         }
         NAME("norm%d.weight", i + 1); GET(W->normw[i], C);
         NAME("norm%d.bias", i + 1); GET(W->normb[i], C);
     }
-    NAME("head.weight"); GET(W->headw, (size_t)c->classes * c->st[3].dim);
+    NAME("head.weight"); GETL(W->headw, (size_t)c->classes, (size_t)c->st[3].dim);
     NAME("head.bias"); GET(W->headb, (size_t)c->classes);
 #undef NAME
+#undef GETL
 #undef GET
     return 0;
 }
@@ -1093,21 +1129,6 @@ static int sg_forward(void *net, const float *x, int batch, float *logits)
 
 /* ---- lifetime -------------------------------------------------------- */
 
-/* The stem's convolutions run on tokens (vt_conv_tokens): weights
- * reordered to (ky, kx, c) columns, kept (owned) and packed. */
-static int pack_stem(sg_net *n)
-{
-    int C1 = n->c.st[0].dim;
-    for (int k = 0; k < 3; k++) {
-        int cin = k ? C1 : 3;
-        float *hwc = own(n, (size_t)C1 * cin * 9);
-        vt_conv_weight_hwc(hwc, n->w.stem_w[k], C1, cin, 3);
-        if (vt_wpack_init_pool(n->pool, &n->w.stem_pk[k], hwc, C1, cin * 9) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static void sg_destroy(void *net)
 {
     sg_net *n = net;
@@ -1131,7 +1152,17 @@ static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
 {
     sg_net *n = vt_xcalloc(1, sizeof *n);
     n->magic = SG_MAGIC;
-    if (sg_config_read(cfg, &n->c) < 0 || sg_bind(n, weights) < 0) {
+    if (sg_config_read(cfg, &n->c) < 0) {
+        sg_destroy(n);
+        return NULL;
+    }
+    /* the pool first: half-precision linear weights are packed into its
+     * cache as they are bound; and the mapped model file never changes,
+     * so vt_linear packs its F32 weights once */
+    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
+    if (n->pool)
+        vt_pool_readonly(n->pool, weights->map, weights->map_len);
+    if (!n->pool || sg_bind(n, weights) < 0) {
         sg_destroy(n);
         return NULL;
     }
@@ -1142,11 +1173,7 @@ static void *sg_create(const cJSON *cfg, const vt_frame *weights, const vt_run_o
             return NULL;
         }
     plan_records(n);
-    n->pool = vt_pool_create(o && o->threads > 0 ? o->threads : 0);
-    /* the mapped model file never changes: vt_linear packs its weights once */
-    if (n->pool)
-        vt_pool_readonly(n->pool, weights->map, weights->map_len);
-    if (!n->pool || pack_stem(n) < 0 || run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
+    if (run_alloc(n, o && o->batch > 0 ? o->batch : 1) < 0) {
         sg_destroy(n);
         return NULL;
     }

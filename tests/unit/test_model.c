@@ -8,6 +8,7 @@
 #include "util.h"
 #include "tap.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void test_cfg_ints(void)
@@ -76,6 +77,25 @@ static void test_read_once(vt_frame *f)
     vt_wpack_free(&pk);
 }
 
+/* vt_weight_read with no dtype flag: in place when it can be, else a copy to free */
+static void test_read_widen(const vt_frame *f, const float *aligned)
+{
+    float *tmp = (float *)1;
+    const float *a = vt_weight_read(f, "fam", "a", 6, &tmp, NULL);
+    ok(a == aligned && !tmp, "read: an aligned F32 tensor in place, nothing to free");
+    const float *m = vt_weight_read(f, "fam", "m", 6, &tmp, NULL);
+    ok(m && m == tmp && memcmp(m, aligned, 6 * sizeof *m) == 0, "read: a misaligned one copied");
+    free(tmp);
+    const float *h = vt_weight_read(f, "fam", "h", 6, &tmp, NULL);
+    ok(h && h == tmp && h[0] == 1.5f && h[1] == -2.0f && h[5] == 0, "read: F16 widened");
+    free(tmp);
+    const float *b = vt_weight_read(f, "fam", "bh", 6, &tmp, NULL);
+    ok(b && b == tmp && b[0] == 1.5f && b[1] == -2.0f && b[5] == 0, "read: BF16 widened");
+    free(tmp);
+    ok(!vt_weight_read(f, "fam", "i", 6, &tmp, NULL) && !tmp &&
+       strstr(vt_error(), "fam: tensor i is I32"), "read: not a float: %s", vt_error());
+}
+
 int main(void)
 {
     test_cfg_ints();
@@ -117,6 +137,7 @@ int main(void)
     vt_store_free(&s);
     ok(s.n == 0 && s.buf == NULL, "store freed");
     test_read_once(&f);
+    test_read_widen(&f, aligned);
     vt_frame_free(&f);
     return tap_done();
 }
