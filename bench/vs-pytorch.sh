@@ -79,6 +79,17 @@ torch_run() {   # tune round variant family batch: one PyTorch process
   echo "round=$r tune=$tune $out" >> "$raw"
 }
 
+# One untimed process per side first: the first process of a run was seen
+# 30-50% slow throughout (a cold page cache, CPU frequency, the host), and
+# it would otherwise be the first model's only sample in a 1-round table.
+models "$@" | head -n 1 | while read -r fam var; do
+  progress "vs-pytorch: warming up on $var"
+  bin/vt-bench -m "$(model_file "$work/$var-seed$seed" f32)" -t "$threads" --runs 2 \
+    </dev/null >/dev/null || exit 1
+  "$PY" bench/torch_bench.py "$fam" "$var" --batch 1 --threads "$threads" --runs 2 \
+    --seed "$seed" </dev/null >/dev/null 2>"$work/torch.err" || true
+done
+
 for r in $(seq 1 "$rounds"); do
   models "$@" | while read -r fam var; do
     for b in $(echo "$batches" | tr ',' ' '); do
