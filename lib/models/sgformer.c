@@ -687,9 +687,14 @@ static size_t stage_unit(const sg_config *c, int i)
 }
 
 /* G_i: as many images as fit the largest stage's buffer for one image,
- * at most the batch. */
+ * at most the batch and SG_MAX_PASS (past 4 images the last stages' products
+ * gain little, and the carried stage outputs grow: a bf16 sgformer_b at
+ * batch 8 peaked 10 MiB over its memory bound with passes of 8). */
+#define SG_MAX_PASS 4
 static void plan_groups(const sg_config *c, sg_run *r, int batch)
 {
+    if (batch > SG_MAX_PASS)
+        batch = SG_MAX_PASS;
     size_t budget = 0;
     for (int i = 0; i < SG_STAGES; i++)
         budget = zmax(budget, stage_unit(c, i));

@@ -35,6 +35,7 @@
 
 #define SW_MAGIC 0x5357494eu    /* "SWIN" */
 #define SW_STAGES 4
+#define SW_PASS 4      /* images per forward pass at most */
 #define SW_MAX_DEPTH 64
 
 static const char *const sw_archs[] = {
@@ -521,11 +522,18 @@ static int sw_forward(void *net, const float *x, int batch, float *logits)
         return vt_seterr("swin: not a swin net");
     if (batch < 1)
         return vt_seterr("swin: batch %d", batch);
-    run_grow(n, batch);
-    sw_embed(n, x, batch);
-    sw_blocks(n, batch, 0, total_blocks(&n->c));
-    sw_head(n, batch, logits);
-    n->last_batch = batch;
+    /* Passes of SW_PASS images: past that a batch gains little speed
+     * (every product has >= 196 rows) but its streams grow by 2.4 MB per
+     * image (Swin-T), which a bf16 file's memory bound does not have. */
+    size_t img = (size_t)3 * n->c.img_size * n->c.img_size;
+    run_grow(n, batch < SW_PASS ? batch : SW_PASS);
+    for (int b0 = 0; b0 < batch; b0 += SW_PASS) {
+        int np = batch - b0 < SW_PASS ? batch - b0 : SW_PASS;
+        sw_embed(n, x + b0 * img, np);
+        sw_blocks(n, np, 0, total_blocks(&n->c));
+        sw_head(n, np, logits + (size_t)b0 * n->c.classes);
+        n->last_batch = np;     /* the last image's intermediates are kept */
+    }
     return 0;
 }
 
