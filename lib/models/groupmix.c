@@ -330,6 +330,13 @@ typedef struct gm_conv {
     vt_wpack pk;        /* the weight packed for vt_linear_packed */
 } gm_conv;
 
+/* The CRPE convolution of heads h0 .. h0+nh-1, all of one kernel size k
+ * (one segment's part of a CRPE group: segment j holds heads 2j, 2j+1). */
+typedef struct gm_crpe {
+    const float *w, *b;     /* [k*k, nh*d] tap-major, [nh*d] */
+    int k, h0, nh;
+} gm_crpe;
+
 typedef struct gm_block {
     const float *cpe_w, *cpe_b;             /* [9, C] tap-major, [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
@@ -340,15 +347,17 @@ typedef struct gm_block {
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
     const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
     const float *loc_nw, *loc_nb;           /* [s] */
-    const float *crpe_w[3], *crpe_b[3];     /* [k*k, hd] tap-major, [hd]: hd = 2d, 3d, 3d */
+    gm_crpe crpe[4][2];                     /* per attending segment: its CRPE pieces */
+    int ncrpe[4];
     const float *fc1b, *fc2b;               /* [F], [C] */
     /* the linear layers packed once at load: every image, on any thread,
      * runs the same kernel on them (vt_pool_wpack is for the caller thread).
      * The pool owns proj [C, C], fc1 [F, C], fc2 [C, F] and loc [s, 3s]
      * (packed from a BF16 file's bits, vt_weight_packed); qkv is ours,
-     * its output features segment-major (qkv_src) */
+     * one pack per segment g: its output features [g: Q K V] (qkv_src),
+     * so a segment's Q, K, V are made when its aggregator needs them */
     const vt_wpack *proj, *fc1, *fc2, *loc;
-    vt_wpack qkv;
+    vt_wpack qkv[GM_SEGS];
 } gm_block;
 
 typedef struct gm_weights {
@@ -368,27 +377,27 @@ typedef struct gm_weights {
  * one per pool thread when batches have at least as many images as
  * threads (then each thread runs whole images on its own), else one, so
  * their size is what memory grows by with the threads: buffers whose uses
- * never overlap share one work area (peak RSS, issue 11). In it:
- *   stem:         cols | s_tok                (the stem's output goes to xn)
- *   patch embed:  pe
- *   attention:    qkv | qh kh vh | o | pwt
- *                 (p over qkv, dwt over o: each dead while the other is used)
- *   MLP:          hid
- * groupmixformer_t: 25 MB a run state before, 8.6 now (9 N1 C1 floats). */
+ * never overlap share one area (peak RSS, issue 11). It holds the two
+ * streams, then the work area:
+ *   stem:         xn | s_tok ... | cols      (s_tok over x and the work area)
+ *   patch embed:  xn | x | pe
+ *   attention:    xn | x | a | dwt | o       (one segment's Q K V at a time)
+ *   MLP:          xn | x | hid
+ * groupmixformer_b: 21.5 MiB a run state when the attention kept Q, K, V
+ * and Q^ K^ V^ of all five segments and the stem the columns of its whole
+ * image (45 N1 s1 floats), 10.0 now (21). */
 typedef struct gm_run {
     float *x, *xn;      /* [N, C] residual stream, normed; the CPE writes
                          * xn and the two swap */
-    float *work;        /* the shared area */
-    float *qkv;         /* [N, 3C] segment-major: [seg g: Q K V] (qkv_src) */
-    float *qh, *kh, *vh;    /* [N, Ca] Q^, K^ (softmaxed in place), V^ */
-    float *p;           /* [N, Ca] CRPE: dwconv(V^), over qkv */
+    float *area;        /* the shared area: the streams, then the work area */
+    size_t nc;          /* floats of one stream */
+    float *a;           /* [N, 3s] one segment's Q | K | V from qkv, then
+                         * Q^ | K^ | V^ in place (K^ softmaxed); segment 4:
+                         * the local branch's pointwise output */
+    float *dwt;         /* [N, 3s] depthwise outputs */
     float *o;           /* [N, C] heads | local, proj input */
-    float *dwt;         /* [3N, s] depthwise outputs (Q, K, V stacked), over o */
-    float *pwt;         /* [3N, s] pointwise outputs */
     float *hid;         /* [N, F] MLP hidden */
     float *pe;          /* [N, Cin] patch embedding depthwise output */
-    float *s_tok;       /* [hm*wm, m] first stem conv */
-    float *cols;        /* im2col scratch of the stem */
     float *g;           /* [8, d, d] K~^T V^ per head */
     float *qbar;        /* [8, d] mean query per head */
     float *sigh;        /* [8, N4] per-head received attention */
@@ -531,10 +540,11 @@ static int qkv_src(int f, int C, int S)
     return m * C + g * S + c;
 }
 
-/* B->qkv packed from the official weight `name` [3C, C] with its rows
- * (and the bias) in segment-major order, in the file's precision (rows
- * of a BF16 weight are packed as BF16); its pages in the file are given
- * back (the reordered copy is what the products read). */
+/* B->qkv[0..4] packed from the official weight `name` [3C, C] with its
+ * rows (and the bias) in segment-major order, [3s, C] a segment, in the
+ * file's precision (rows of a BF16 weight are packed as BF16); its pages
+ * in the file are given back (the reordered copies are what the products
+ * read). Each output is the same dot product as in one [3C, C] pack. */
 static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
                     const float *bias, int C, int S)
 {
@@ -544,9 +554,17 @@ static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
     const float *wt = read_once(w, name, (size_t)3 * C * row, &tmp, &bf16);
     if (!wt)
         return -1;
-    float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
-    for (int f = 0; f < 3 * C; f++)
-        memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
+    int rc = 0;
+    for (int g = 0; g < GM_SEGS; g++) {
+        float *t = vt_xmalloc((size_t)3 * S * row * sizeof *t);
+        for (int f = 0; f < 3 * S; f++)
+            memcpy(t + f * row, wt + (size_t)qkv_src(g * 3 * S + f, C, S) * row,
+                   row * sizeof *t);
+        if (rc == 0)
+            rc = vt_wpack_take_as(n->pool, &B->qkv[g], t, 3 * S, C, bf16);
+        else
+            free(t);
+    }
     vt_map_release(wt, (size_t)3 * C * row * sizeof *wt);
     free(tmp);
     if (bias) {
@@ -555,7 +573,45 @@ static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
             b[f] = bias[qkv_src(f, C, S)];
         B->qkvb = b;
     }
-    return vt_wpack_take_as(n->pool, &B->qkv, t, 3 * C, C, bf16);
+    return rc;
+}
+
+/* B->crpe from the official conv_list: per attending segment j, its heads
+ * 2j, 2j+1 cut where a group's kernel size changes (heads 0-1 k3, 2-4 k5,
+ * 5-7 k7), each piece's weights tap-major. */
+static int crpe_bind(gm_net *n, const vt_frame *w, gm_block *B, const char *pre, int d)
+{
+    const float *src[3] = {NULL, NULL, NULL}, *bias[3];
+    float *tmp[3] = {NULL, NULL, NULL};
+    char name[200];
+    int rc = -1, first[4] = {0, 2, 5, GM_HEADS};    /* first head of each group */
+    for (int g = 0; g < 3; g++) {
+        size_t ch = (size_t)crpe_heads[g] * d, kk = (size_t)crpe_k[g] * crpe_k[g];
+        snprintf(name, sizeof name, "%satt.crpe.conv_list.%d.weight", pre, g);
+        if (!(src[g] = read_once(w, name, ch * kk, &tmp[g], NULL)))
+            goto out;
+        snprintf(name, sizeof name, "%satt.crpe.conv_list.%d.bias", pre, g);
+        if (!(bias[g] = weight(n, w, name, ch)))
+            goto out;
+    }
+    for (int j = 0; j < 4; j++) {
+        B->ncrpe[j] = 0;
+        for (int h = 2 * j; h < 2 * j + 2;) {
+            int g = h < first[1] ? 0 : h < first[2] ? 1 : 2, k = crpe_k[g];
+            int end = first[g + 1] < 2 * j + 2 ? first[g + 1] : 2 * j + 2;
+            size_t c0 = (size_t)(h - first[g]) * d, ch = (size_t)(end - h) * d;
+            float *wt = own(n, ch * k * k);
+            /* PyTorch's [ch, 1, k, k]: the piece's channels are consecutive rows */
+            vt_dwk_weights(wt, src[g] + c0 * k * k, (int)ch, k);
+            B->crpe[j][B->ncrpe[j]++] = (gm_crpe){wt, bias[g] + c0, k, h, end - h};
+            h = end;
+        }
+    }
+    rc = 0;
+out:
+    for (int g = 0; g < 3; g++)
+        free(tmp[g]);
+    return rc;
 }
 
 /* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
@@ -638,14 +694,8 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             PK(B->loc, "att.aggregator.agg0.conv.pointwise_conv.weight", S, 3 * S);
             G(B->loc_nw, "att.aggregator.agg0.norm.weight", S);
             G(B->loc_nb, "att.aggregator.agg0.norm.bias", S);
-            for (int g = 0; g < 3; g++) {
-                char sfx[64];
-                int ch = crpe_heads[g] * s->d;
-                snprintf(sfx, sizeof sfx, "att.crpe.conv_list.%d.weight", g);
-                DW(B->crpe_w[g], sfx, ch, crpe_k[g]);
-                snprintf(sfx, sizeof sfx, "att.crpe.conv_list.%d.bias", g);
-                G(B->crpe_b[g], sfx, ch);
-            }
+            if (crpe_bind(n, w, B, pre, s->d) < 0)
+                return -1;
             G(B->n2w, "norm2.weight", C);
             G(B->n2b, "norm2.bias", C);
             PK(B->fc1, "mlp.fc1.weight", F, C);
@@ -672,7 +722,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 
 static void run_free(gm_run *r)
 {
-    float *f[] = {r->x, r->xn, r->work, r->g, r->qbar, r->sigh, r->sig, r->pooled,
+    float *f[] = {r->area, r->g, r->qbar, r->sigh, r->sig, r->pooled,
                   r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
@@ -701,31 +751,32 @@ static void runs_free(gm_net *n)
 static void run_alloc1(const gm_net *n, gm_run *r)
 {
     const gm_config *c = &n->c;
-    size_t nc = 0, na = 0, ns = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
+    size_t nc = 0, ns = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
         size_t N = s->n;
         int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
         nc = zmax(nc, N * s->dim);
-        na = zmax(na, N * s->ca);
         ns = zmax(ns, 3 * N * s->seg);
         nf = zmax(nf, N * s->hidden);
         npe = zmax(npe, N * Cin);
         dd = zmax(dd, (size_t)s->d * s->d);
         dmax = zmax(dmax, (size_t)s->d);
     }
-    size_t m = c->mid, nm = (size_t)c->hm * c->wm, n0 = (size_t)c->h0 * c->w0;
-    size_t N4 = c->st[3].n, ncols = zmax(nm * 27, n0 * m * 9);
-    /* the stem's output [N0, C1] goes to xn: N0 C1 is stage 1's N C */
-    r->x = falloc(nc), r->xn = falloc(nc);
-    size_t att = 3 * nc + 3 * na + nc + ns;
-    r->work = falloc(zmax(zmax(att, nf), zmax(npe, ncols + nm * m)));
-    r->qkv = r->work, r->p = r->work;
-    r->qh = r->qkv + 3 * nc, r->kh = r->qh + na, r->vh = r->kh + na;
-    r->o = r->vh + na;
-    r->dwt = r->o, r->pwt = r->o + nc;
-    r->hid = r->work, r->pe = r->work;
-    r->cols = r->work, r->s_tok = r->work + ncols;
+    size_t m = c->mid, nm = (size_t)c->hm * c->wm, N4 = c->st[3].n;
+    /* the stem: the first conv's columns (the whole image's: 27 floats a
+     * position), the second's in bands (vt_conv_tokens) */
+    size_t ncols = zmax(nm * 27, vt_conv_tokens_scratch(n->pool, c->wm, (int)m, 3, 2, 1));
+    /* its output [N0, C1] goes to xn (N0 C1 is stage 1's N C); s_tok and
+     * the columns lie over x and the work area */
+    size_t stem = nm * m + ncols > nc ? nm * m + ncols - nc : 0;
+    size_t work = zmax(zmax(2 * ns + nc, nf), zmax(npe, stem));
+    r->nc = nc;
+    r->area = falloc(2 * nc + work);
+    r->xn = r->area, r->x = r->area + nc;
+    float *wk = r->area + 2 * nc;
+    r->a = wk, r->dwt = wk + ns, r->o = wk + 2 * ns;
+    r->hid = wk, r->pe = wk;
     r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
     r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
     r->pooled = falloc(c->st[3].dim);
@@ -768,12 +819,16 @@ static void stem(const gm_pass *P, const float *img)
     const gm_weights *W = &n->w;
     gm_run *r = P->r;
     int S = c->img_size, m = c->mid, C1 = c->st[0].dim, nm = c->hm * c->wm;
-    /* convolutions as im2col + the packed product: out[ho*wo, o] */
-    vt_im2col(r->cols, img, 3, S, S, 3, 2, 1);
-    vt_linear_packed(P->pool, r->s_tok, r->cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
-    vt_hswish(r->s_tok, (size_t)nm * m);
-    vt_im2col_tokens(r->cols, r->s_tok, c->hm, c->wm, m, 3, 2, 1);
-    vt_linear_packed(P->pool, r->xn, r->cols, &W->stem2.pk, W->stem2.b, c->h0 * c->w0, 0, 0);
+    /* xn first: s_tok and the columns run on from x into the work area */
+    r->xn = r->area, r->x = r->area + r->nc;
+    float *s_tok = r->x, *cols = s_tok + (size_t)nm * m;
+    /* convolutions as im2col + the packed product: out[ho*wo, o]; the
+     * second in bands of output rows, their columns made and used in cache */
+    vt_im2col(cols, img, 3, S, S, 3, 2, 1);
+    vt_linear_packed(P->pool, s_tok, cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
+    vt_hswish(s_tok, (size_t)nm * m);
+    vt_conv_tokens(P->pool, r->xn, s_tok, c->hm, c->wm, m, &W->stem2.pk, W->stem2.b, 3, 2, 1,
+                   cols);
     vt_hswish(r->xn, (size_t)c->h0 * c->w0 * C1);
 }
 
@@ -795,106 +850,113 @@ static void patch_embed(const gm_pass *P, int i)
 
 /* ---- forward: Group-Mix attention ------------------------------------ */
 
-/* Aggregators on Q, K, V (qkv [N, 3C], segment-major) into qh, kh, vh [N, Ca]:
- * seg 0: hswish(BN(x)); seg j = 1..3: hswish(BN(pw(dw k_j(x)))). */
-static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
+/* a [N, 3s] = segment j's Q | K | V: rows [3s j, 3s (j+1)) of qkv(xn) */
+static void qkv_segment(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
 {
-    gm_run *r = P->r;
-    int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
-    float *dst[3] = {r->qh, r->kh, r->vh};
-    for (int m = 0; m < 3; m++)
-        vt_hswish_rows(P->pool, dst[m], Ca, r->qkv + (size_t)m * S, ld, N, S, B->bn0_g,
-                       B->bn0_b);
-    for (int j = 1; j < 4; j++) {
-        /* dwt [N, 3s] = [3N, s]: row 3t+m is token t of Q, K or V */
-        vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)j * 3 * S, ld, s->h, s->w, 3 * S,
-                      B->agg_dw[j], NULL, agg_k[j], 1);
-        vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
-        for (int m = 0; m < 3; m++)
-            vt_hswish_rows(P->pool, dst[m] + j * S, Ca, r->pwt + (size_t)m * S, 3 * S, N, S,
-                           NULL, NULL);
-    }
+    vt_linear_packed(P->pool, P->r->a, P->r->xn, &B->qkv[j],
+                     B->qkvb ? B->qkvb + (size_t)3 * s->seg * j : NULL, s->n, 0, 0);
 }
 
-/* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))). */
+/* Aggregator j on the segment's Q, K, V in a, in place: a [N, 3s] read as
+ * [3N, s] (row 3t+m: token t of Q, K or V) for the per-channel maps.
+ * j = 0: hswish(BN(x)); j = 1..3: hswish(BN(pw(dw k_j(x)))), pw writing
+ * over its input, dead once dw has read it. */
+static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
+{
+    gm_run *r = P->r;
+    int N = s->n, S = s->seg;
+    if (j == 0) {
+        vt_hswish_rows(P->pool, r->a, S, r->a, S, 3 * N, S, B->bn0_g, B->bn0_b);
+        return;
+    }
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->a, 3 * S, s->h, s->w, 3 * S, B->agg_dw[j], NULL,
+                  agg_k[j], 1);
+    vt_linear_packed(P->pool, r->a, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
+    vt_hswish_rows(P->pool, r->a, S, r->a, S, 3 * N, S, NULL, NULL);
+}
+
+/* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))),
+ * segment 4's Q, K, V in a. */
 static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
 {
     gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
-    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)4 * 3 * S, 3 * C, s->h, s->w, 3 * S,
-                  B->loc_dw, NULL, 3, 1);
-    vt_linear_packed(P->pool, r->pwt, r->dwt, B->loc, NULL, N, 0, 0);
-    vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
-    vt_hswish_rows(P->pool, r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->a, 3 * S, s->h, s->w, 3 * S, B->loc_dw, NULL, 3, 1);
+    vt_linear_packed(P->pool, r->a, r->dwt, B->loc, NULL, N, 0, 0);
+    vt_layernorm(r->a, r->a, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
+    vt_hswish_rows(P->pool, r->o + Ca, C, r->a, S, N, S, NULL, NULL);
 }
 
 typedef struct head_job {
     const gm_pass *P;
     const gm_stage_cfg *s;
+    int seg;            /* the segment in a: heads 2 seg, 2 seg + 1 */
     int sig;            /* record the received-attention map */
 } head_job;
 
-/* K~ = softmax over the tokens of K^, per lane: columns [16 task, +16). */
+/* K~ = softmax over the tokens of K^, per lane: columns [16 task, +16) of
+ * the segment's s. */
 static void softmax_task(void *ctx, int task, int thread)
 {
     (void)thread;
     const head_job *j = ctx;
-    int c0 = task * 16, nc = j->s->ca - c0 < 16 ? j->s->ca - c0 : 16;
-    vt_softmax_cols(j->P->r->kh + c0, j->s->n, nc, j->s->ca);
+    int S = j->s->seg, c0 = task * 16, nc = S - c0 < 16 ? S - c0 : 16;
+    vt_softmax_cols(j->P->r->a + S + c0, j->s->n, nc, 3 * S);
 }
 
-/* One head h: G = K~^T V^, o[:, h*d..] += scale * Q^ G. */
-static void head_task(void *ctx, int h, int thread)
+/* Head 2 seg + task: G = K~^T V^, o[:, h*d..] += scale * Q^ G. */
+static void head_task(void *ctx, int task, int thread)
 {
     (void)thread;
     const head_job *j = ctx;
     gm_run *r = j->P->r;
-    int N = j->s->n, d = j->s->d, Ca = j->s->ca, C = j->s->dim;
-    float *k = r->kh + (size_t)h * d, *g = r->g + (size_t)h * d * d;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, Ca,
-                r->vh + (size_t)h * d, Ca, 0.0f, g, d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale,
-                r->qh + (size_t)h * d, Ca, g, d, 1.0f, r->o + (size_t)h * d, C);
+    int N = j->s->n, d = j->s->d, S = j->s->seg, ld = 3 * S, C = j->s->dim;
+    int h = 2 * j->seg + task;
+    const float *q = r->a + (size_t)task * d, *k = q + S, *v = q + 2 * S;
+    float *g = r->g + (size_t)h * d * d;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, ld, v, ld, 0.0f, g, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale, q, ld, g, d,
+                1.0f, r->o + (size_t)h * d, C);
     if (j->sig) {
         /* received[n] = scale * mean_q(Q^) . K~[n] */
         float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
         for (int l = 0; l < d; l++) {
             double a = 0;
             for (int t = 0; t < N; t++)
-                a += r->qh[(size_t)t * Ca + h * d + l];
+                a += q[(size_t)t * ld + l];
             qb[l] = (float)(a / N);
         }
         for (int t = 0; t < N; t++) {
             float a = 0;
             for (int l = 0; l < d; l++)
-                a += qb[l] * k[(size_t)t * Ca + l];
+                a += qb[l] * k[(size_t)t * ld + l];
             out[t] = j->s->scale * a;
         }
     }
 }
 
-/* o[t, 0:ca] = Q^[t] * CRPE(V^)[t]: the heads add theirs to it (o rows
- * ldo apart, q and p rows ca apart) */
+/* o[t, 0:n] = Q^[t] * o[t]: CRPE(V^), written there, gated; the heads
+ * add theirs to it (o rows ldo apart, q rows ldq apart) */
 VT_CLONES
-static void crpe_gate(float *restrict o, int ldo, const float *restrict q,
-                      const float *restrict p, int ca, int n)
+static void crpe_gate(float *restrict o, int ldo, const float *restrict q, int ldq, int n,
+                      int rows)
 {
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < rows; t++) {
         float *restrict ot = o + (size_t)t * ldo;
-        const float *restrict qt = q + (size_t)t * ca, *restrict pt = p + (size_t)t * ca;
+        const float *restrict qt = q + (size_t)t * ldq;
         int c = 0;
-        for (; c + 16 <= ca; c += 16)
+        for (; c + 16 <= n; c += 16)
             for (int l = 0; l < 16; l++)
-                ot[c + l] = qt[c + l] * pt[c + l];
-        for (; c < ca; c++)
-            ot[c] = qt[c] * pt[c];
+                ot[c + l] = qt[c + l] * ot[c + l];
+        for (; c < n; c++)
+            ot[c] = qt[c] * ot[c];
     }
 }
 
 typedef struct gate_job {
     float *o;
-    const float *q, *p;
-    int ldo, ca, rows, n;
+    const float *q;
+    int ldo, ldq, n, rows, m;
 } gate_job;
 
 /* crpe_gate on rows [task * rows, +rows) */
@@ -903,34 +965,57 @@ static void gate_task(void *ctx, int task, int thread)
     (void)thread;
     const gate_job *j = ctx;
     size_t r0 = (size_t)task * j->rows;
-    int nr = j->n - (int)r0 < j->rows ? j->n - (int)r0 : j->rows;
-    crpe_gate(j->o + r0 * j->ldo, j->ldo, j->q + r0 * j->ca, j->p + r0 * j->ca, j->ca, nr);
+    int nr = j->m - (int)r0 < j->rows ? j->m - (int)r0 : j->rows;
+    crpe_gate(j->o + r0 * j->ldo, j->ldo, j->q + r0 * j->ldq, j->ldq, j->n, nr);
 }
 
-/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the input. */
+/* Attention of segment j's heads 2j, 2j+1 into o[:, js, +s], its Q^ K^ V^
+ * in a: scale * Q^ (K~^T V^) + Q^ * CRPE(V^). */
+static void attend_segment(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j,
+                           int sig)
+{
+    gm_run *r = P->r;
+    int N = s->n, C = s->dim, S = s->seg, d = s->d;
+    /* CRPE from V^ into o (before the softmax touches K^; V^ stays) */
+    for (int i = 0; i < B->ncrpe[j]; i++) {
+        const gm_crpe *c = &B->crpe[j][i];
+        vt_dwk_tokens(P->pool, r->o + (size_t)c->h0 * d, C, r->a + 2 * S + (c->h0 - 2 * j) * d,
+                      3 * S, s->h, s->w, c->nh * d, c->w, c->b, c->k, 1);
+    }
+    head_job hj = {P, s, j, sig};
+    vt_pool_run_work(P->pool, (S + 15) / 16, softmax_task, &hj, 12.0 * N * S);
+    int T = vt_pool_size(P->pool);
+    gate_job gj = {r->o + (size_t)j * S, r->a, C, 3 * S, S, (N + 2 * T - 1) / (2 * T), N};
+    vt_pool_run_work(P->pool, (N + gj.rows - 1) / gj.rows, gate_task, &gj, 2.0 * N * S);
+    vt_pool_run(P->pool, 2, head_task, &hj);
+}
+
+/* Q^ K^ V^ of segment j (in a) to their columns of the record [3, N, Ca] */
+static void record_segment(const gm_pass *P, const gm_stage_cfg *s, int j)
+{
+    int N = s->n, S = s->seg, Ca = s->ca;
+    for (int m = 0; m < 3; m++)
+        for (int t = 0; t < N; t++)
+            memcpy(P->r->rec_qkv + ((size_t)m * N + t) * Ca + j * S,
+                   P->r->a + (size_t)t * 3 * S + m * S, (size_t)S * sizeof(float));
+}
+
+/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the
+ * input. One segment at a time, from its Q, K, V to its part of o: of
+ * qkv's output only a segment's [N, 3s] is ever held (5x less than all). */
 static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
 {
     gm_run *r = P->r;
-    int N = s->n, C = s->dim, Ca = s->ca, d = s->d;
-    vt_linear_packed(P->pool, r->qkv, r->xn, &B->qkv, B->qkvb, N, 0, 0);
-    aggregate(P, s, B);
-    if (rec) {
-        size_t na = (size_t)N * Ca;
-        memcpy(r->rec_qkv, r->qh, na * sizeof(float));
-        memcpy(r->rec_qkv + na, r->kh, na * sizeof(float));
-        memcpy(r->rec_qkv + 2 * na, r->vh, na * sizeof(float));
+    int N = s->n;
+    for (int j = 0; j < 4; j++) {
+        qkv_segment(P, s, B, j);
+        aggregate(P, s, B, j);
+        if (rec)
+            record_segment(P, s, j);
+        attend_segment(P, s, B, j, sig);
     }
+    qkv_segment(P, s, B, 4);
     local_branch(P, s, B);
-    /* CRPE from V^ before anything else touches it: heads 0-1 k3, 2-4 k5, 5-7 k7 */
-    for (int g = 0, h0 = 0; g < 3; h0 += crpe_heads[g], g++)
-        vt_dwk_tokens(P->pool, r->p + h0 * d, Ca, r->vh + h0 * d, Ca, s->h, s->w,
-                      crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
-    head_job j = {P, s, sig};
-    vt_pool_run_work(P->pool, (Ca + 15) / 16, softmax_task, &j, 12.0 * N * Ca);
-    gate_job gj = {r->o, r->qh, r->p, C, Ca, (N + 2 * vt_pool_size(P->pool) - 1) /
-                                             (2 * vt_pool_size(P->pool)), N};
-    vt_pool_run_work(P->pool, (N + gj.rows - 1) / gj.rows, gate_task, &gj, 2.0 * N * Ca);
-    vt_pool_run(P->pool, GM_HEADS, head_task, &j);
     if (sig)
         for (int t = 0; t < N; t++) {
             float a = 0;
@@ -1061,7 +1146,8 @@ static void gm_destroy(void *net)
         vt_wpack_free(&W->pe_pw[i].pk);
         for (int j = 0; W->blocks[i] && j < n->c.st[i].depth; j++) {
             gm_block *B = &W->blocks[i][j];
-            vt_wpack_free(&B->qkv);
+            for (int g = 0; g < GM_SEGS; g++)
+                vt_wpack_free(&B->qkv[g]);
             for (int k = 1; k < 4; k++)
                 vt_wpack_free(&B->agg_pw[k].pk);
         }
