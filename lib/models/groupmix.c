@@ -76,6 +76,7 @@ typedef struct gm_stage_cfg {
     int ca;             /* attending width 4s = 8d */
     int d;              /* per-head width s/2 */
     int stride;         /* patch embedding: 1 (stage 1) or 2 */
+    int group;          /* segments per qkv product: 1 or 5 (gm_groups) */
     int h, w, n;        /* token grid, N = h*w */
     float scale;        /* (C // 8)^-0.5 */
 } gm_stage_cfg;
@@ -151,6 +152,35 @@ static int read_nums(const cJSON *cfg, const char *key, double *out)
 
 static int conv_out(int in) { return (in - 1) / 2 + 1; }   /* k3 s2 p1 */
 
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+/* floats of the attention's buffers of stage s with its segments made
+ * `group` at a time: Q K V of the group (Q^ K^ V^ in place), dwt, the
+ * pointwise output when it cannot go over its input (group > 1), o */
+static size_t att_floats(const gm_stage_cfg *s, int group)
+{
+    size_t N = s->n, S = s->seg;
+    return N * (3 * S * group + 3 * S + (group > 1 ? 3 * S : 0) + s->dim);
+}
+
+/* Each stage's qkv in one product (group 5) when its buffers fit in what
+ * the largest stage needs anyway (most often only stage 1 does not), else a
+ * segment at a time (group 1): an [N, 3s] product pads its last 32-wide
+ * panel (s = 40: 120 of 128 columns), and 5 products take more calls. The
+ * results are the same either way. */
+static void gm_groups(gm_config *c)
+{
+    size_t need = 0;
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c->st[i];
+        int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
+        need = zmax(zmax(need, att_floats(s, 1)),
+                    zmax((size_t)s->n * s->hidden, (size_t)s->n * Cin));
+    }
+    for (int i = 0; i < GM_STAGES; i++)
+        c->st[i].group = att_floats(&c->st[i], GM_SEGS) <= need ? GM_SEGS : 1;
+}
+
 static int gm_config_read(const cJSON *cfg, gm_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -222,6 +252,7 @@ static int gm_config_read(const cJSON *cfg, gm_config *c)
         s->n = s->h * s->w;
     }
     c->mid = c->st[0].dim / 2;
+    gm_groups(c);
     return 0;
 }
 
@@ -342,7 +373,7 @@ typedef struct gm_block {
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
     const float *qkvb;                      /* [3C] segment-major (see qkv_src) or NULL */
     const float *projb;                     /* [C] */
-    const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
+    const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [3s]: Q K V alike */
     const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, Q K V alike */
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
     const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
@@ -354,8 +385,9 @@ typedef struct gm_block {
      * runs the same kernel on them (vt_pool_wpack is for the caller thread).
      * The pool owns proj [C, C], fc1 [F, C], fc2 [C, F] and loc [s, 3s]
      * (packed from a BF16 file's bits, vt_weight_packed); qkv is ours,
-     * one pack per segment g: its output features [g: Q K V] (qkv_src),
-     * so a segment's Q, K, V are made when its aggregator needs them */
+     * one pack per `group` segments (the stage's): output features [g: Q
+     * K V | ...] (qkv_src), so at group 1 a segment's Q, K, V are made
+     * when its aggregator needs them */
     const vt_wpack *proj, *fc1, *fc2, *loc;
     vt_wpack qkv[GM_SEGS];
 } gm_block;
@@ -381,7 +413,8 @@ typedef struct gm_weights {
  * streams, then the work area:
  *   stem:         xn | s_tok ... | cols      (s_tok over x and the work area)
  *   patch embed:  xn | x | pe
- *   attention:    xn | x | a | dwt | o       (one segment's Q K V at a time)
+ *   attention:    xn | x | a | dwt | (pwt) | o   (at group 1: one segment's
+ *                                                Q K V at a time)
  *   MLP:          xn | x | hid
  * groupmixformer_b: 21.5 MiB a run state when the attention kept Q, K, V
  * and Q^ K^ V^ of all five segments and the stem the columns of its whole
@@ -391,10 +424,12 @@ typedef struct gm_run {
                          * xn and the two swap */
     float *area;        /* the shared area: the streams, then the work area */
     size_t nc;          /* floats of one stream */
-    float *a;           /* [N, 3s] one segment's Q | K | V from qkv, then
-                         * Q^ | K^ | V^ in place (K^ softmaxed); segment 4:
-                         * the local branch's pointwise output */
+    float *work;        /* the work area; the attention's buffers (att_use): */
+    float *a;           /* [N, 3s group] the Q | K | V of `group` segments
+                         * from qkv, then Q^ | K^ | V^ in place (K^
+                         * softmaxed) */
     float *dwt;         /* [N, 3s] depthwise outputs */
+    float *pwt;         /* [3N, s] pointwise outputs; at group 1 over a */
     float *o;           /* [N, C] heads | local, proj input */
     float *hid;         /* [N, F] MLP hidden */
     float *pe;          /* [N, Cin] patch embedding depthwise output */
@@ -540,13 +575,14 @@ static int qkv_src(int f, int C, int S)
     return m * C + g * S + c;
 }
 
-/* B->qkv[0..4] packed from the official weight `name` [3C, C] with its
- * rows (and the bias) in segment-major order, [3s, C] a segment, in the
- * file's precision (rows of a BF16 weight are packed as BF16); its pages
- * in the file are given back (the reordered copies are what the products
- * read). Each output is the same dot product as in one [3C, C] pack. */
+/* B->qkv packed from the official weight `name` [3C, C] with its rows
+ * (and the bias) in segment-major order, one pack per `group` segments
+ * ([3s group, C]: 5 of them or 1), in the file's precision (rows of a BF16
+ * weight are packed as BF16); its pages in the file are given back (the
+ * reordered copies are what the products read). Each output is the same
+ * dot product whatever the packs. */
 static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
-                    const float *bias, int C, int S)
+                    const float *bias, int C, int S, int group)
 {
     size_t row = (size_t)C;
     float *tmp;
@@ -554,14 +590,13 @@ static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
     const float *wt = read_once(w, name, (size_t)3 * C * row, &tmp, &bf16);
     if (!wt)
         return -1;
-    int rc = 0;
-    for (int g = 0; g < GM_SEGS; g++) {
-        float *t = vt_xmalloc((size_t)3 * S * row * sizeof *t);
-        for (int f = 0; f < 3 * S; f++)
-            memcpy(t + f * row, wt + (size_t)qkv_src(g * 3 * S + f, C, S) * row,
-                   row * sizeof *t);
+    int rc = 0, nf = 3 * S * group;
+    for (int g = 0; g < GM_SEGS / group; g++) {
+        float *t = vt_xmalloc((size_t)nf * row * sizeof *t);
+        for (int f = 0; f < nf; f++)
+            memcpy(t + f * row, wt + (size_t)qkv_src(g * nf + f, C, S) * row, row * sizeof *t);
         if (rc == 0)
-            rc = vt_wpack_take_as(n->pool, &B->qkv[g], t, 3 * S, C, bf16);
+            rc = vt_wpack_take_as(n->pool, &B->qkv[g], t, nf, C, bf16);
         else
             free(t);
     }
@@ -670,7 +705,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             if (c->qkv_bias)
                 G(qkvb, "att.qkv.bias", (size_t)3 * C);
             NAME("%satt.qkv.weight", pre);
-            if (qkv_pack(n, w, B, name, qkvb, C, S) < 0)
+            if (qkv_pack(n, w, B, name, qkvb, C, S, s->group) < 0)
                 return -1;
             PK(B->proj, "att.proj.weight", C, C);
             G(B->projb, "att.proj.bias", C);
@@ -678,7 +713,12 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             float *gb = bn_affine(n, w, bn, S);
             if (!gb)
                 return -1;
-            B->bn0_g = gb, B->bn0_b = gb + S;
+            float *g3 = own(n, (size_t)6 * S);
+            for (int m = 0; m < 3; m++) {
+                memcpy(g3 + m * S, gb, (size_t)S * sizeof *g3);
+                memcpy(g3 + (3 + m) * S, gb + S, (size_t)S * sizeof *g3);
+            }
+            B->bn0_g = g3, B->bn0_b = g3 + 3 * S;
             for (int k = 1; k < 4; k++) {
                 char sfx[64];
                 snprintf(sfx, sizeof sfx, "att.aggregator.agg%d.conv1.weight", k);
@@ -729,8 +769,6 @@ static void run_free(gm_run *r)
     memset(r, 0, sizeof *r);
 }
 
-static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
-
 static float *falloc(size_t n) { return vt_xmalloc((n ? n : 1) * sizeof(float)); }
 
 static void runs_free(gm_net *n)
@@ -751,13 +789,13 @@ static void runs_free(gm_net *n)
 static void run_alloc1(const gm_net *n, gm_run *r)
 {
     const gm_config *c = &n->c;
-    size_t nc = 0, ns = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
+    size_t nc = 0, att = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
         size_t N = s->n;
         int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
         nc = zmax(nc, N * s->dim);
-        ns = zmax(ns, 3 * N * s->seg);
+        att = zmax(att, att_floats(s, s->group));
         nf = zmax(nf, N * s->hidden);
         npe = zmax(npe, N * Cin);
         dd = zmax(dd, (size_t)s->d * s->d);
@@ -770,13 +808,12 @@ static void run_alloc1(const gm_net *n, gm_run *r)
     /* its output [N0, C1] goes to xn (N0 C1 is stage 1's N C); s_tok and
      * the columns lie over x and the work area */
     size_t stem = nm * m + ncols > nc ? nm * m + ncols - nc : 0;
-    size_t work = zmax(zmax(2 * ns + nc, nf), zmax(npe, stem));
+    size_t work = zmax(zmax(att, nf), zmax(npe, stem));
     r->nc = nc;
     r->area = falloc(2 * nc + work);
     r->xn = r->area, r->x = r->area + nc;
-    float *wk = r->area + 2 * nc;
-    r->a = wk, r->dwt = wk + ns, r->o = wk + 2 * ns;
-    r->hid = wk, r->pe = wk;
+    r->work = r->area + 2 * nc;
+    r->hid = r->work, r->pe = r->work;
     r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
     r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
     r->pooled = falloc(c->st[3].dim);
@@ -850,29 +887,39 @@ static void patch_embed(const gm_pass *P, int i)
 
 /* ---- forward: Group-Mix attention ------------------------------------ */
 
-/* a [N, 3s] = segment j's Q | K | V: rows [3s j, 3s (j+1)) of qkv(xn) */
-static void qkv_segment(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
+/* The attention's buffers for stage s in the work area (att_floats) */
+static void att_use(gm_run *r, const gm_stage_cfg *s)
 {
-    vt_linear_packed(P->pool, P->r->a, P->r->xn, &B->qkv[j],
-                     B->qkvb ? B->qkvb + (size_t)3 * s->seg * j : NULL, s->n, 0, 0);
+    size_t N = s->n, S = s->seg;
+    r->a = r->work;
+    r->dwt = r->a + N * 3 * S * s->group;
+    r->pwt = s->group > 1 ? r->dwt + N * 3 * S : r->a;
+    r->o = (s->group > 1 ? r->pwt : r->dwt) + N * 3 * S;
 }
 
-/* Aggregator j on the segment's Q, K, V in a, in place: a [N, 3s] read as
- * [3N, s] (row 3t+m: token t of Q, K or V) for the per-channel maps.
- * j = 0: hswish(BN(x)); j = 1..3: hswish(BN(pw(dw k_j(x)))), pw writing
- * over its input, dead once dw has read it. */
+/* Segment j's Q | K | V (or Q^ | K^ | V^) in a: [N, 3s], rows ld apart */
+static float *seg_qkv(const gm_run *r, const gm_stage_cfg *s, int j)
+{
+    return r->a + (size_t)(j % s->group) * 3 * s->seg;
+}
+
+/* Aggregator j on segment j's Q, K, V in a, in place: j = 0:
+ * hswish(BN(x)); j = 1..3: hswish(BN(pw(dw k_j(x)))), pw's [3N, s] (row
+ * 3t+m: token t of Q, K or V) at group 1 over its input, dead once dw has
+ * read it. */
 static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
 {
     gm_run *r = P->r;
-    int N = s->n, S = s->seg;
+    int N = s->n, S = s->seg, ld = 3 * S * s->group;
+    float *x = seg_qkv(r, s, j);
     if (j == 0) {
-        vt_hswish_rows(P->pool, r->a, S, r->a, S, 3 * N, S, B->bn0_g, B->bn0_b);
+        vt_hswish_rows(P->pool, x, ld, x, ld, N, 3 * S, B->bn0_g, B->bn0_b);
         return;
     }
-    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->a, 3 * S, s->h, s->w, 3 * S, B->agg_dw[j], NULL,
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, x, ld, s->h, s->w, 3 * S, B->agg_dw[j], NULL,
                   agg_k[j], 1);
-    vt_linear_packed(P->pool, r->a, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
-    vt_hswish_rows(P->pool, r->a, S, r->a, S, 3 * N, S, NULL, NULL);
+    vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
+    vt_hswish_rows(P->pool, x, ld, r->pwt, 3 * S, N, 3 * S, NULL, NULL);
 }
 
 /* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))),
@@ -881,62 +928,22 @@ static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block
 {
     gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
-    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->a, 3 * S, s->h, s->w, 3 * S, B->loc_dw, NULL, 3, 1);
-    vt_linear_packed(P->pool, r->a, r->dwt, B->loc, NULL, N, 0, 0);
-    vt_layernorm(r->a, r->a, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
-    vt_hswish_rows(P->pool, r->o + Ca, C, r->a, S, N, S, NULL, NULL);
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, seg_qkv(r, s, 4), 3 * S * s->group, s->h, s->w, 3 * S,
+                  B->loc_dw, NULL, 3, 1);
+    vt_linear_packed(P->pool, r->pwt, r->dwt, B->loc, NULL, N, 0, 0);
+    vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
+    vt_hswish_rows(P->pool, r->o + Ca, C, r->pwt, S, N, S, NULL, NULL);
 }
 
 typedef struct head_job {
     const gm_pass *P;
     const gm_stage_cfg *s;
-    int seg;            /* the segment in a: heads 2 seg, 2 seg + 1 */
+    int h0;             /* the first head */
     int sig;            /* record the received-attention map */
 } head_job;
 
-/* K~ = softmax over the tokens of K^, per lane: columns [16 task, +16) of
- * the segment's s. */
-static void softmax_task(void *ctx, int task, int thread)
-{
-    (void)thread;
-    const head_job *j = ctx;
-    int S = j->s->seg, c0 = task * 16, nc = S - c0 < 16 ? S - c0 : 16;
-    vt_softmax_cols(j->P->r->a + S + c0, j->s->n, nc, 3 * S);
-}
-
-/* Head 2 seg + task: G = K~^T V^, o[:, h*d..] += scale * Q^ G. */
-static void head_task(void *ctx, int task, int thread)
-{
-    (void)thread;
-    const head_job *j = ctx;
-    gm_run *r = j->P->r;
-    int N = j->s->n, d = j->s->d, S = j->s->seg, ld = 3 * S, C = j->s->dim;
-    int h = 2 * j->seg + task;
-    const float *q = r->a + (size_t)task * d, *k = q + S, *v = q + 2 * S;
-    float *g = r->g + (size_t)h * d * d;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, ld, v, ld, 0.0f, g, d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale, q, ld, g, d,
-                1.0f, r->o + (size_t)h * d, C);
-    if (j->sig) {
-        /* received[n] = scale * mean_q(Q^) . K~[n] */
-        float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
-        for (int l = 0; l < d; l++) {
-            double a = 0;
-            for (int t = 0; t < N; t++)
-                a += q[(size_t)t * ld + l];
-            qb[l] = (float)(a / N);
-        }
-        for (int t = 0; t < N; t++) {
-            float a = 0;
-            for (int l = 0; l < d; l++)
-                a += qb[l] * k[(size_t)t * ld + l];
-            out[t] = j->s->scale * a;
-        }
-    }
-}
-
-/* o[t, 0:n] = Q^[t] * o[t]: CRPE(V^), written there, gated; the heads
- * add theirs to it (o rows ldo apart, q rows ldq apart) */
+/* o[t, 0:n] = Q^[t] * o[t]: CRPE(V^), written there, gated; the head
+ * adds its product to it (o rows ldo apart, q rows ldq apart) */
 VT_CLONES
 static void crpe_gate(float *restrict o, int ldo, const float *restrict q, int ldq, int n,
                       int rows)
@@ -953,69 +960,93 @@ static void crpe_gate(float *restrict o, int ldo, const float *restrict q, int l
     }
 }
 
-typedef struct gate_job {
-    float *o;
-    const float *q;
-    int ldo, ldq, n, rows, m;
-} gate_job;
-
-/* crpe_gate on rows [task * rows, +rows) */
-static void gate_task(void *ctx, int task, int thread)
+/* Head h = h0 + task, whole: K~ = softmax over the tokens of K^ (per
+ * lane, in place), o[:, h*d..] = Q^ * CRPE(V^) (there already) +
+ * scale * Q^ (K~^T V^). */
+static void head_task(void *ctx, int task, int thread)
 {
     (void)thread;
-    const gate_job *j = ctx;
-    size_t r0 = (size_t)task * j->rows;
-    int nr = j->m - (int)r0 < j->rows ? j->m - (int)r0 : j->rows;
-    crpe_gate(j->o + r0 * j->ldo, j->ldo, j->q + r0 * j->ldq, j->ldq, j->n, nr);
+    const head_job *j = ctx;
+    gm_run *r = j->P->r;
+    const gm_stage_cfg *s = j->s;
+    int N = s->n, d = s->d, S = s->seg, ld = 3 * S * s->group, C = s->dim;
+    int h = j->h0 + task;
+    float *q = seg_qkv(r, s, h / 2) + (size_t)(h % 2) * d, *k = q + S, *v = q + 2 * S;
+    float *g = r->g + (size_t)h * d * d, *o = r->o + (size_t)h * d;
+    vt_softmax_cols(k, N, d, ld);
+    crpe_gate(o, C, q, ld, d, N);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, ld, v, ld, 0.0f, g, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, s->scale, q, ld, g, d,
+                1.0f, o, C);
+    if (j->sig) {
+        /* received[n] = scale * mean_q(Q^) . K~[n] */
+        float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
+        for (int l = 0; l < d; l++) {
+            double a = 0;
+            for (int t = 0; t < N; t++)
+                a += q[(size_t)t * ld + l];
+            qb[l] = (float)(a / N);
+        }
+        for (int t = 0; t < N; t++) {
+            float a = 0;
+            for (int l = 0; l < d; l++)
+                a += qb[l] * k[(size_t)t * ld + l];
+            out[t] = s->scale * a;
+        }
+    }
 }
 
-/* Attention of segment j's heads 2j, 2j+1 into o[:, js, +s], its Q^ K^ V^
- * in a: scale * Q^ (K~^T V^) + Q^ * CRPE(V^). */
-static void attend_segment(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j,
-                           int sig)
+/* CRPE(V^) of segment j's heads 2j, 2j+1 into their columns of o, for the
+ * heads to gate */
+static void crpe(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
 {
     gm_run *r = P->r;
-    int N = s->n, C = s->dim, S = s->seg, d = s->d;
-    /* CRPE from V^ into o (before the softmax touches K^; V^ stays) */
+    int d = s->d;
+    const float *v = seg_qkv(r, s, j) + 2 * s->seg;
     for (int i = 0; i < B->ncrpe[j]; i++) {
         const gm_crpe *c = &B->crpe[j][i];
-        vt_dwk_tokens(P->pool, r->o + (size_t)c->h0 * d, C, r->a + 2 * S + (c->h0 - 2 * j) * d,
-                      3 * S, s->h, s->w, c->nh * d, c->w, c->b, c->k, 1);
+        vt_dwk_tokens(P->pool, r->o + (size_t)c->h0 * d, s->dim, v + (c->h0 - 2 * j) * d,
+                      3 * s->seg * s->group, s->h, s->w, c->nh * d, c->w, c->b, c->k, 1);
     }
-    head_job hj = {P, s, j, sig};
-    vt_pool_run_work(P->pool, (S + 15) / 16, softmax_task, &hj, 12.0 * N * S);
-    int T = vt_pool_size(P->pool);
-    gate_job gj = {r->o + (size_t)j * S, r->a, C, 3 * S, S, (N + 2 * T - 1) / (2 * T), N};
-    vt_pool_run_work(P->pool, (N + gj.rows - 1) / gj.rows, gate_task, &gj, 2.0 * N * S);
-    vt_pool_run(P->pool, 2, head_task, &hj);
 }
 
 /* Q^ K^ V^ of segment j (in a) to their columns of the record [3, N, Ca] */
 static void record_segment(const gm_pass *P, const gm_stage_cfg *s, int j)
 {
-    int N = s->n, S = s->seg, Ca = s->ca;
+    int N = s->n, S = s->seg, Ca = s->ca, ld = 3 * S * s->group;
+    const float *x = seg_qkv(P->r, s, j);
     for (int m = 0; m < 3; m++)
         for (int t = 0; t < N; t++)
-            memcpy(P->r->rec_qkv + ((size_t)m * N + t) * Ca + j * S,
-                   P->r->a + (size_t)t * 3 * S + m * S, (size_t)S * sizeof(float));
+            memcpy(P->r->rec_qkv + ((size_t)m * N + t) * Ca + j * S, x + (size_t)t * ld + m * S,
+                   (size_t)S * sizeof(float));
 }
 
 /* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the
- * input. One segment at a time, from its Q, K, V to its part of o: of
- * qkv's output only a segment's [N, 3s] is ever held (5x less than all). */
+ * input. `group` segments at a time, from their Q, K, V to their part of
+ * o: at group 1 only one segment's [N, 3s] of qkv's output is ever held. */
 static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
 {
     gm_run *r = P->r;
-    int N = s->n;
-    for (int j = 0; j < 4; j++) {
-        qkv_segment(P, s, B, j);
-        aggregate(P, s, B, j);
-        if (rec)
-            record_segment(P, s, j);
-        attend_segment(P, s, B, j, sig);
+    int N = s->n, S = s->seg, G = s->group;
+    att_use(r, s);
+    for (int g0 = 0; g0 < GM_SEGS; g0 += G) {
+        vt_linear_packed(P->pool, r->a, r->xn, &B->qkv[g0 / G],
+                         B->qkvb ? B->qkvb + (size_t)3 * S * g0 : NULL, N, 0, 0);
+        int g1 = g0 + G < 4 ? g0 + G : 4;   /* the attending segments */
+        for (int j = g0; j < g1; j++) {
+            aggregate(P, s, B, j);
+            if (rec)
+                record_segment(P, s, j);
+        }
+        for (int j = g0; j < g1; j++)
+            crpe(P, s, B, j);
+        if (g1 > g0) {
+            head_job hj = {P, s, 2 * g0, sig};
+            vt_pool_run(P->pool, 2 * (g1 - g0), head_task, &hj);
+        }
+        if (g0 + G > 4)
+            local_branch(P, s, B);
     }
-    qkv_segment(P, s, B, 4);
-    local_branch(P, s, B);
     if (sig)
         for (int t = 0; t < N; t++) {
             float a = 0;

@@ -188,6 +188,11 @@ void vt_softmax_cols(float *x, int m, int n, int ld)
     int j = 0;
     for (; j + LANES <= n; j += LANES)
         softmax_col_block(x + j, m, ld, LANES);
+    /* the tail in vectors of 8 and 4 too (a head of 20 or 24 lanes) */
+    if (n - j >= 8)
+        softmax_col_block(x + j, m, ld, 8), j += 8;
+    if (n - j >= 4)
+        softmax_col_block(x + j, m, ld, 4), j += 4;
     if (j < n)
         softmax_col_block(x + j, m, ld, n - j);
 }
