@@ -76,6 +76,7 @@ typedef struct gm_stage_cfg {
     int ca;             /* attending width 4s = 8d */
     int d;              /* per-head width s/2 */
     int stride;         /* patch embedding: 1 (stage 1) or 2 */
+    int group;          /* segments per qkv product: 1 or 5 (gm_groups) */
     int h, w, n;        /* token grid, N = h*w */
     float scale;        /* (C // 8)^-0.5 */
 } gm_stage_cfg;
@@ -151,6 +152,35 @@ static int read_nums(const cJSON *cfg, const char *key, double *out)
 
 static int conv_out(int in) { return (in - 1) / 2 + 1; }   /* k3 s2 p1 */
 
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+/* floats of the attention's buffers of stage s with its segments made
+ * `group` at a time: Q K V of the group (Q^ K^ V^ in place), dwt, the
+ * pointwise output when it cannot go over its input (group > 1), o */
+static size_t att_floats(const gm_stage_cfg *s, int group)
+{
+    size_t N = s->n, S = s->seg;
+    return N * (3 * S * group + 3 * S + (group > 1 ? 3 * S : 0) + s->dim);
+}
+
+/* Each stage's qkv in one product (group 5) when its buffers fit in what
+ * the largest stage needs anyway (most often only stage 1 does not), else a
+ * segment at a time (group 1): an [N, 3s] product pads its last 32-wide
+ * panel (s = 40: 120 of 128 columns), and 5 products take more calls. The
+ * results are the same either way. */
+static void gm_groups(gm_config *c)
+{
+    size_t need = 0;
+    for (int i = 0; i < GM_STAGES; i++) {
+        const gm_stage_cfg *s = &c->st[i];
+        int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
+        need = zmax(zmax(need, att_floats(s, 1)),
+                    zmax((size_t)s->n * s->hidden, (size_t)s->n * Cin));
+    }
+    for (int i = 0; i < GM_STAGES; i++)
+        c->st[i].group = att_floats(&c->st[i], GM_SEGS) <= need ? GM_SEGS : 1;
+}
+
 static int gm_config_read(const cJSON *cfg, gm_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -222,6 +252,7 @@ static int gm_config_read(const cJSON *cfg, gm_config *c)
         s->n = s->h * s->w;
     }
     c->mid = c->st[0].dim / 2;
+    gm_groups(c);
     return 0;
 }
 
@@ -330,25 +361,35 @@ typedef struct gm_conv {
     vt_wpack pk;        /* the weight packed for vt_linear_packed */
 } gm_conv;
 
+/* The CRPE convolution of heads h0 .. h0+nh-1, all of one kernel size k
+ * (one segment's part of a CRPE group: segment j holds heads 2j, 2j+1). */
+typedef struct gm_crpe {
+    const float *w, *b;     /* [k*k, nh*d] tap-major, [nh*d] */
+    int k, h0, nh;
+} gm_crpe;
+
 typedef struct gm_block {
     const float *cpe_w, *cpe_b;             /* [9, C] tap-major, [C] */
     const float *n1w, *n1b, *n2w, *n2b;     /* [C] */
     const float *qkvb;                      /* [3C] segment-major (see qkv_src) or NULL */
     const float *projb;                     /* [C] */
-    const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [s] */
+    const float *bn0_g, *bn0_b;             /* seg 0 BN as x * g + b, [3s]: Q K V alike */
     const float *agg_dw[4];                 /* 1..3: [k*k, 3s] tap-major, Q K V alike */
     gm_conv agg_pw[4];                      /* 1..3: [s, s] + BN, [s] */
     const float *loc_dw;                    /* [9, 3s] tap-major, [Qs4 | Ks4 | Vs4] */
     const float *loc_nw, *loc_nb;           /* [s] */
-    const float *crpe_w[3], *crpe_b[3];     /* [k*k, hd] tap-major, [hd]: hd = 2d, 3d, 3d */
+    gm_crpe crpe[4][2];                     /* per attending segment: its CRPE pieces */
+    int ncrpe[4];
     const float *fc1b, *fc2b;               /* [F], [C] */
     /* the linear layers packed once at load: every image, on any thread,
      * runs the same kernel on them (vt_pool_wpack is for the caller thread).
      * The pool owns proj [C, C], fc1 [F, C], fc2 [C, F] and loc [s, 3s]
      * (packed from a BF16 file's bits, vt_weight_packed); qkv is ours,
-     * its output features segment-major (qkv_src) */
+     * one pack per `group` segments (the stage's): output features [g: Q
+     * K V | ...] (qkv_src), so at group 1 a segment's Q, K, V are made
+     * when its aggregator needs them */
     const vt_wpack *proj, *fc1, *fc2, *loc;
-    vt_wpack qkv;
+    vt_wpack qkv[GM_SEGS];
 } gm_block;
 
 typedef struct gm_weights {
@@ -368,27 +409,30 @@ typedef struct gm_weights {
  * one per pool thread when batches have at least as many images as
  * threads (then each thread runs whole images on its own), else one, so
  * their size is what memory grows by with the threads: buffers whose uses
- * never overlap share one work area (peak RSS, issue 11). In it:
- *   stem:         cols | s_tok                (the stem's output goes to xn)
- *   patch embed:  pe
- *   attention:    qkv | qh kh vh | o | pwt
- *                 (p over qkv, dwt over o: each dead while the other is used)
- *   MLP:          hid
- * groupmixformer_t: 25 MB a run state before, 8.6 now (9 N1 C1 floats). */
+ * never overlap share one area (peak RSS, issue 11). It holds the two
+ * streams, then the work area:
+ *   stem:         xn | s_tok ... | cols      (s_tok over x and the work area)
+ *   patch embed:  xn | x | pe
+ *   attention:    xn | x | a | dwt | (pwt) | o   (at group 1: one segment's
+ *                                                Q K V at a time)
+ *   MLP:          xn | x | hid
+ * groupmixformer_b: 21.5 MiB a run state when the attention kept Q, K, V
+ * and Q^ K^ V^ of all five segments and the stem the columns of its whole
+ * image (45 N1 s1 floats), 10.0 now (21). */
 typedef struct gm_run {
     float *x, *xn;      /* [N, C] residual stream, normed; the CPE writes
                          * xn and the two swap */
-    float *work;        /* the shared area */
-    float *qkv;         /* [N, 3C] segment-major: [seg g: Q K V] (qkv_src) */
-    float *qh, *kh, *vh;    /* [N, Ca] Q^, K^ (softmaxed in place), V^ */
-    float *p;           /* [N, Ca] CRPE: dwconv(V^), over qkv */
+    float *area;        /* the shared area: the streams, then the work area */
+    size_t nc;          /* floats of one stream */
+    float *work;        /* the work area; the attention's buffers (att_use): */
+    float *a;           /* [N, 3s group] the Q | K | V of `group` segments
+                         * from qkv, then Q^ | K^ | V^ in place (K^
+                         * softmaxed) */
+    float *dwt;         /* [N, 3s] depthwise outputs */
+    float *pwt;         /* [3N, s] pointwise outputs; at group 1 over a */
     float *o;           /* [N, C] heads | local, proj input */
-    float *dwt;         /* [3N, s] depthwise outputs (Q, K, V stacked), over o */
-    float *pwt;         /* [3N, s] pointwise outputs */
     float *hid;         /* [N, F] MLP hidden */
     float *pe;          /* [N, Cin] patch embedding depthwise output */
-    float *s_tok;       /* [hm*wm, m] first stem conv */
-    float *cols;        /* im2col scratch of the stem */
     float *g;           /* [8, d, d] K~^T V^ per head */
     float *qbar;        /* [8, d] mean query per head */
     float *sigh;        /* [8, N4] per-head received attention */
@@ -532,11 +576,13 @@ static int qkv_src(int f, int C, int S)
 }
 
 /* B->qkv packed from the official weight `name` [3C, C] with its rows
- * (and the bias) in segment-major order, in the file's precision (rows
- * of a BF16 weight are packed as BF16); its pages in the file are given
- * back (the reordered copy is what the products read). */
+ * (and the bias) in segment-major order, one pack per `group` segments
+ * ([3s group, C]: 5 of them or 1), in the file's precision (rows of a BF16
+ * weight are packed as BF16); its pages in the file are given back (the
+ * reordered copies are what the products read). Each output is the same
+ * dot product whatever the packs. */
 static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
-                    const float *bias, int C, int S)
+                    const float *bias, int C, int S, int group)
 {
     size_t row = (size_t)C;
     float *tmp;
@@ -544,9 +590,16 @@ static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
     const float *wt = read_once(w, name, (size_t)3 * C * row, &tmp, &bf16);
     if (!wt)
         return -1;
-    float *t = vt_xmalloc((size_t)3 * C * row * sizeof *t);
-    for (int f = 0; f < 3 * C; f++)
-        memcpy(t + f * row, wt + (size_t)qkv_src(f, C, S) * row, row * sizeof *t);
+    int rc = 0, nf = 3 * S * group;
+    for (int g = 0; g < GM_SEGS / group; g++) {
+        float *t = vt_xmalloc((size_t)nf * row * sizeof *t);
+        for (int f = 0; f < nf; f++)
+            memcpy(t + f * row, wt + (size_t)qkv_src(g * nf + f, C, S) * row, row * sizeof *t);
+        if (rc == 0)
+            rc = vt_wpack_take_as(n->pool, &B->qkv[g], t, nf, C, bf16);
+        else
+            free(t);
+    }
     vt_map_release(wt, (size_t)3 * C * row * sizeof *wt);
     free(tmp);
     if (bias) {
@@ -555,7 +608,45 @@ static int qkv_pack(gm_net *n, const vt_frame *w, gm_block *B, const char *name,
             b[f] = bias[qkv_src(f, C, S)];
         B->qkvb = b;
     }
-    return vt_wpack_take_as(n->pool, &B->qkv, t, 3 * C, C, bf16);
+    return rc;
+}
+
+/* B->crpe from the official conv_list: per attending segment j, its heads
+ * 2j, 2j+1 cut where a group's kernel size changes (heads 0-1 k3, 2-4 k5,
+ * 5-7 k7), each piece's weights tap-major. */
+static int crpe_bind(gm_net *n, const vt_frame *w, gm_block *B, const char *pre, int d)
+{
+    const float *src[3] = {NULL, NULL, NULL}, *bias[3];
+    float *tmp[3] = {NULL, NULL, NULL};
+    char name[200];
+    int rc = -1, first[4] = {0, 2, 5, GM_HEADS};    /* first head of each group */
+    for (int g = 0; g < 3; g++) {
+        size_t ch = (size_t)crpe_heads[g] * d, kk = (size_t)crpe_k[g] * crpe_k[g];
+        snprintf(name, sizeof name, "%satt.crpe.conv_list.%d.weight", pre, g);
+        if (!(src[g] = read_once(w, name, ch * kk, &tmp[g], NULL)))
+            goto out;
+        snprintf(name, sizeof name, "%satt.crpe.conv_list.%d.bias", pre, g);
+        if (!(bias[g] = weight(n, w, name, ch)))
+            goto out;
+    }
+    for (int j = 0; j < 4; j++) {
+        B->ncrpe[j] = 0;
+        for (int h = 2 * j; h < 2 * j + 2;) {
+            int g = h < first[1] ? 0 : h < first[2] ? 1 : 2, k = crpe_k[g];
+            int end = first[g + 1] < 2 * j + 2 ? first[g + 1] : 2 * j + 2;
+            size_t c0 = (size_t)(h - first[g]) * d, ch = (size_t)(end - h) * d;
+            float *wt = own(n, ch * k * k);
+            /* PyTorch's [ch, 1, k, k]: the piece's channels are consecutive rows */
+            vt_dwk_weights(wt, src[g] + c0 * k * k, (int)ch, k);
+            B->crpe[j][B->ncrpe[j]++] = (gm_crpe){wt, bias[g] + c0, k, h, end - h};
+            h = end;
+        }
+    }
+    rc = 0;
+out:
+    for (int g = 0; g < 3; g++)
+        free(tmp[g]);
+    return rc;
 }
 
 /* depthwise [s, 1, k, k] -> owned tap-major [k*k, 3s]: the same weights
@@ -614,7 +705,7 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             if (c->qkv_bias)
                 G(qkvb, "att.qkv.bias", (size_t)3 * C);
             NAME("%satt.qkv.weight", pre);
-            if (qkv_pack(n, w, B, name, qkvb, C, S) < 0)
+            if (qkv_pack(n, w, B, name, qkvb, C, S, s->group) < 0)
                 return -1;
             PK(B->proj, "att.proj.weight", C, C);
             G(B->projb, "att.proj.bias", C);
@@ -622,7 +713,12 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             float *gb = bn_affine(n, w, bn, S);
             if (!gb)
                 return -1;
-            B->bn0_g = gb, B->bn0_b = gb + S;
+            float *g3 = own(n, (size_t)6 * S);
+            for (int m = 0; m < 3; m++) {
+                memcpy(g3 + m * S, gb, (size_t)S * sizeof *g3);
+                memcpy(g3 + (3 + m) * S, gb + S, (size_t)S * sizeof *g3);
+            }
+            B->bn0_g = g3, B->bn0_b = g3 + 3 * S;
             for (int k = 1; k < 4; k++) {
                 char sfx[64];
                 snprintf(sfx, sizeof sfx, "att.aggregator.agg%d.conv1.weight", k);
@@ -638,14 +734,8 @@ static int gm_bind(gm_net *n, const vt_frame *w)
             PK(B->loc, "att.aggregator.agg0.conv.pointwise_conv.weight", S, 3 * S);
             G(B->loc_nw, "att.aggregator.agg0.norm.weight", S);
             G(B->loc_nb, "att.aggregator.agg0.norm.bias", S);
-            for (int g = 0; g < 3; g++) {
-                char sfx[64];
-                int ch = crpe_heads[g] * s->d;
-                snprintf(sfx, sizeof sfx, "att.crpe.conv_list.%d.weight", g);
-                DW(B->crpe_w[g], sfx, ch, crpe_k[g]);
-                snprintf(sfx, sizeof sfx, "att.crpe.conv_list.%d.bias", g);
-                G(B->crpe_b[g], sfx, ch);
-            }
+            if (crpe_bind(n, w, B, pre, s->d) < 0)
+                return -1;
             G(B->n2w, "norm2.weight", C);
             G(B->n2b, "norm2.bias", C);
             PK(B->fc1, "mlp.fc1.weight", F, C);
@@ -672,14 +762,12 @@ static int gm_bind(gm_net *n, const vt_frame *w)
 
 static void run_free(gm_run *r)
 {
-    float *f[] = {r->x, r->xn, r->work, r->g, r->qbar, r->sigh, r->sig, r->pooled,
+    float *f[] = {r->area, r->g, r->qbar, r->sigh, r->sig, r->pooled,
                   r->rec_in, r->rec_qkv, r->rec_local, r->rec_out};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         free(f[i]);
     memset(r, 0, sizeof *r);
 }
-
-static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 static float *falloc(size_t n) { return vt_xmalloc((n ? n : 1) * sizeof(float)); }
 
@@ -701,31 +789,31 @@ static void runs_free(gm_net *n)
 static void run_alloc1(const gm_net *n, gm_run *r)
 {
     const gm_config *c = &n->c;
-    size_t nc = 0, na = 0, ns = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
+    size_t nc = 0, att = 0, nf = 0, npe = 0, dd = 0, dmax = 0;
     for (int i = 0; i < GM_STAGES; i++) {
         const gm_stage_cfg *s = &c->st[i];
         size_t N = s->n;
         int Cin = i == 0 ? s->dim : c->st[i - 1].dim;
         nc = zmax(nc, N * s->dim);
-        na = zmax(na, N * s->ca);
-        ns = zmax(ns, 3 * N * s->seg);
+        att = zmax(att, att_floats(s, s->group));
         nf = zmax(nf, N * s->hidden);
         npe = zmax(npe, N * Cin);
         dd = zmax(dd, (size_t)s->d * s->d);
         dmax = zmax(dmax, (size_t)s->d);
     }
-    size_t m = c->mid, nm = (size_t)c->hm * c->wm, n0 = (size_t)c->h0 * c->w0;
-    size_t N4 = c->st[3].n, ncols = zmax(nm * 27, n0 * m * 9);
-    /* the stem's output [N0, C1] goes to xn: N0 C1 is stage 1's N C */
-    r->x = falloc(nc), r->xn = falloc(nc);
-    size_t att = 3 * nc + 3 * na + nc + ns;
-    r->work = falloc(zmax(zmax(att, nf), zmax(npe, ncols + nm * m)));
-    r->qkv = r->work, r->p = r->work;
-    r->qh = r->qkv + 3 * nc, r->kh = r->qh + na, r->vh = r->kh + na;
-    r->o = r->vh + na;
-    r->dwt = r->o, r->pwt = r->o + nc;
+    size_t m = c->mid, nm = (size_t)c->hm * c->wm, N4 = c->st[3].n;
+    /* the stem: the first conv's columns (the whole image's: 27 floats a
+     * position), the second's in bands (vt_conv_tokens) */
+    size_t ncols = zmax(nm * 27, vt_conv_tokens_scratch(n->pool, c->wm, (int)m, 3, 2, 1));
+    /* its output [N0, C1] goes to xn (N0 C1 is stage 1's N C); s_tok and
+     * the columns lie over x and the work area */
+    size_t stem = nm * m + ncols > nc ? nm * m + ncols - nc : 0;
+    size_t work = zmax(zmax(att, nf), zmax(npe, stem));
+    r->nc = nc;
+    r->area = falloc(2 * nc + work);
+    r->xn = r->area, r->x = r->area + nc;
+    r->work = r->area + 2 * nc;
     r->hid = r->work, r->pe = r->work;
-    r->cols = r->work, r->s_tok = r->work + ncols;
     r->g = falloc(GM_HEADS * dd), r->qbar = falloc(GM_HEADS * dmax);
     r->sigh = falloc(GM_HEADS * N4), r->sig = falloc(N4);
     r->pooled = falloc(c->st[3].dim);
@@ -768,12 +856,16 @@ static void stem(const gm_pass *P, const float *img)
     const gm_weights *W = &n->w;
     gm_run *r = P->r;
     int S = c->img_size, m = c->mid, C1 = c->st[0].dim, nm = c->hm * c->wm;
-    /* convolutions as im2col + the packed product: out[ho*wo, o] */
-    vt_im2col(r->cols, img, 3, S, S, 3, 2, 1);
-    vt_linear_packed(P->pool, r->s_tok, r->cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
-    vt_hswish(r->s_tok, (size_t)nm * m);
-    vt_im2col_tokens(r->cols, r->s_tok, c->hm, c->wm, m, 3, 2, 1);
-    vt_linear_packed(P->pool, r->xn, r->cols, &W->stem2.pk, W->stem2.b, c->h0 * c->w0, 0, 0);
+    /* xn first: s_tok and the columns run on from x into the work area */
+    r->xn = r->area, r->x = r->area + r->nc;
+    float *s_tok = r->x, *cols = s_tok + (size_t)nm * m;
+    /* convolutions as im2col + the packed product: out[ho*wo, o]; the
+     * second in bands of output rows, their columns made and used in cache */
+    vt_im2col(cols, img, 3, S, S, 3, 2, 1);
+    vt_linear_packed(P->pool, s_tok, cols, &W->stem1.pk, W->stem1.b, nm, 0, 0);
+    vt_hswish(s_tok, (size_t)nm * m);
+    vt_conv_tokens(P->pool, r->xn, s_tok, c->hm, c->wm, m, &W->stem2.pk, W->stem2.b, 3, 2, 1,
+                   cols);
     vt_hswish(r->xn, (size_t)c->h0 * c->w0 * C1);
 }
 
@@ -795,33 +887,48 @@ static void patch_embed(const gm_pass *P, int i)
 
 /* ---- forward: Group-Mix attention ------------------------------------ */
 
-/* Aggregators on Q, K, V (qkv [N, 3C], segment-major) into qh, kh, vh [N, Ca]:
- * seg 0: hswish(BN(x)); seg j = 1..3: hswish(BN(pw(dw k_j(x)))). */
-static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
+/* The attention's buffers for stage s in the work area (att_floats) */
+static void att_use(gm_run *r, const gm_stage_cfg *s)
 {
-    gm_run *r = P->r;
-    int N = s->n, C = s->dim, S = s->seg, Ca = s->ca, ld = 3 * C;
-    float *dst[3] = {r->qh, r->kh, r->vh};
-    for (int m = 0; m < 3; m++)
-        vt_hswish_rows(P->pool, dst[m], Ca, r->qkv + (size_t)m * S, ld, N, S, B->bn0_g,
-                       B->bn0_b);
-    for (int j = 1; j < 4; j++) {
-        /* dwt [N, 3s] = [3N, s]: row 3t+m is token t of Q, K or V */
-        vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)j * 3 * S, ld, s->h, s->w, 3 * S,
-                      B->agg_dw[j], NULL, agg_k[j], 1);
-        vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
-        for (int m = 0; m < 3; m++)
-            vt_hswish_rows(P->pool, dst[m] + j * S, Ca, r->pwt + (size_t)m * S, 3 * S, N, S,
-                           NULL, NULL);
-    }
+    size_t N = s->n, S = s->seg;
+    r->a = r->work;
+    r->dwt = r->a + N * 3 * S * s->group;
+    r->pwt = s->group > 1 ? r->dwt + N * 3 * S : r->a;
+    r->o = (s->group > 1 ? r->pwt : r->dwt) + N * 3 * S;
 }
 
-/* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))). */
+/* Segment j's Q | K | V (or Q^ | K^ | V^) in a: [N, 3s], rows ld apart */
+static float *seg_qkv(const gm_run *r, const gm_stage_cfg *s, int j)
+{
+    return r->a + (size_t)(j % s->group) * 3 * s->seg;
+}
+
+/* Aggregator j on segment j's Q, K, V in a, in place: j = 0:
+ * hswish(BN(x)); j = 1..3: hswish(BN(pw(dw k_j(x)))), pw's [3N, s] (row
+ * 3t+m: token t of Q, K or V) at group 1 over its input, dead once dw has
+ * read it. */
+static void aggregate(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
+{
+    gm_run *r = P->r;
+    int N = s->n, S = s->seg, ld = 3 * S * s->group;
+    float *x = seg_qkv(r, s, j);
+    if (j == 0) {
+        vt_hswish_rows(P->pool, x, ld, x, ld, N, 3 * S, B->bn0_g, B->bn0_b);
+        return;
+    }
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, x, ld, s->h, s->w, 3 * S, B->agg_dw[j], NULL,
+                  agg_k[j], 1);
+    vt_linear_packed(P->pool, r->pwt, r->dwt, &B->agg_pw[j].pk, B->agg_pw[j].b, 3 * N, 0, 0);
+    vt_hswish_rows(P->pool, x, ld, r->pwt, 3 * S, N, 3 * S, NULL, NULL);
+}
+
+/* Non-attention branch into o[:, Ca:C]: hswish(LN(pw(dw3x3([Qs4|Ks4|Vs4])))),
+ * segment 4's Q, K, V in a. */
 static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B)
 {
     gm_run *r = P->r;
     int N = s->n, C = s->dim, S = s->seg, Ca = s->ca;
-    vt_dwk_tokens(P->pool, r->dwt, 3 * S, r->qkv + (size_t)4 * 3 * S, 3 * C, s->h, s->w, 3 * S,
+    vt_dwk_tokens(P->pool, r->dwt, 3 * S, seg_qkv(r, s, 4), 3 * S * s->group, s->h, s->w, 3 * S,
                   B->loc_dw, NULL, 3, 1);
     vt_linear_packed(P->pool, r->pwt, r->dwt, B->loc, NULL, N, 0, 0);
     vt_layernorm(r->pwt, r->pwt, B->loc_nw, B->loc_nb, N, S, P->n->c.local_eps);
@@ -831,106 +938,115 @@ static void local_branch(const gm_pass *P, const gm_stage_cfg *s, const gm_block
 typedef struct head_job {
     const gm_pass *P;
     const gm_stage_cfg *s;
+    int h0;             /* the first head */
     int sig;            /* record the received-attention map */
 } head_job;
 
-/* K~ = softmax over the tokens of K^, per lane: columns [16 task, +16). */
-static void softmax_task(void *ctx, int task, int thread)
+/* o[t, 0:n] = Q^[t] * o[t]: CRPE(V^), written there, gated; the head
+ * adds its product to it (o rows ldo apart, q rows ldq apart) */
+VT_CLONES
+static void crpe_gate(float *restrict o, int ldo, const float *restrict q, int ldq, int n,
+                      int rows)
 {
-    (void)thread;
-    const head_job *j = ctx;
-    int c0 = task * 16, nc = j->s->ca - c0 < 16 ? j->s->ca - c0 : 16;
-    vt_softmax_cols(j->P->r->kh + c0, j->s->n, nc, j->s->ca);
+    for (int t = 0; t < rows; t++) {
+        float *restrict ot = o + (size_t)t * ldo;
+        const float *restrict qt = q + (size_t)t * ldq;
+        int c = 0;
+        for (; c + 16 <= n; c += 16)
+            for (int l = 0; l < 16; l++)
+                ot[c + l] = qt[c + l] * ot[c + l];
+        for (; c < n; c++)
+            ot[c] = qt[c] * ot[c];
+    }
 }
 
-/* One head h: G = K~^T V^, o[:, h*d..] += scale * Q^ G. */
-static void head_task(void *ctx, int h, int thread)
+/* Head h = h0 + task, whole: K~ = softmax over the tokens of K^ (per
+ * lane, in place), o[:, h*d..] = Q^ * CRPE(V^) (there already) +
+ * scale * Q^ (K~^T V^). */
+static void head_task(void *ctx, int task, int thread)
 {
     (void)thread;
     const head_job *j = ctx;
     gm_run *r = j->P->r;
-    int N = j->s->n, d = j->s->d, Ca = j->s->ca, C = j->s->dim;
-    float *k = r->kh + (size_t)h * d, *g = r->g + (size_t)h * d * d;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, Ca,
-                r->vh + (size_t)h * d, Ca, 0.0f, g, d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, j->s->scale,
-                r->qh + (size_t)h * d, Ca, g, d, 1.0f, r->o + (size_t)h * d, C);
+    const gm_stage_cfg *s = j->s;
+    int N = s->n, d = s->d, S = s->seg, ld = 3 * S * s->group, C = s->dim;
+    int h = j->h0 + task;
+    float *q = seg_qkv(r, s, h / 2) + (size_t)(h % 2) * d, *k = q + S, *v = q + 2 * S;
+    float *g = r->g + (size_t)h * d * d, *o = r->o + (size_t)h * d;
+    vt_softmax_cols(k, N, d, ld);
+    crpe_gate(o, C, q, ld, d, N);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, N, 1.0f, k, ld, v, ld, 0.0f, g, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, d, s->scale, q, ld, g, d,
+                1.0f, o, C);
     if (j->sig) {
         /* received[n] = scale * mean_q(Q^) . K~[n] */
         float *qb = r->qbar + (size_t)h * d, *out = r->sigh + (size_t)h * N;
         for (int l = 0; l < d; l++) {
             double a = 0;
             for (int t = 0; t < N; t++)
-                a += r->qh[(size_t)t * Ca + h * d + l];
+                a += q[(size_t)t * ld + l];
             qb[l] = (float)(a / N);
         }
         for (int t = 0; t < N; t++) {
             float a = 0;
             for (int l = 0; l < d; l++)
-                a += qb[l] * k[(size_t)t * Ca + l];
-            out[t] = j->s->scale * a;
+                a += qb[l] * k[(size_t)t * ld + l];
+            out[t] = s->scale * a;
         }
     }
 }
 
-/* o[t, 0:ca] = Q^[t] * CRPE(V^)[t]: the heads add theirs to it (o rows
- * ldo apart, q and p rows ca apart) */
-VT_CLONES
-static void crpe_gate(float *restrict o, int ldo, const float *restrict q,
-                      const float *restrict p, int ca, int n)
+/* CRPE(V^) of segment j's heads 2j, 2j+1 into their columns of o, for the
+ * heads to gate */
+static void crpe(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int j)
 {
-    for (int t = 0; t < n; t++) {
-        float *restrict ot = o + (size_t)t * ldo;
-        const float *restrict qt = q + (size_t)t * ca, *restrict pt = p + (size_t)t * ca;
-        int c = 0;
-        for (; c + 16 <= ca; c += 16)
-            for (int l = 0; l < 16; l++)
-                ot[c + l] = qt[c + l] * pt[c + l];
-        for (; c < ca; c++)
-            ot[c] = qt[c] * pt[c];
+    gm_run *r = P->r;
+    int d = s->d;
+    const float *v = seg_qkv(r, s, j) + 2 * s->seg;
+    for (int i = 0; i < B->ncrpe[j]; i++) {
+        const gm_crpe *c = &B->crpe[j][i];
+        vt_dwk_tokens(P->pool, r->o + (size_t)c->h0 * d, s->dim, v + (c->h0 - 2 * j) * d,
+                      3 * s->seg * s->group, s->h, s->w, c->nh * d, c->w, c->b, c->k, 1);
     }
 }
 
-typedef struct gate_job {
-    float *o;
-    const float *q, *p;
-    int ldo, ca, rows, n;
-} gate_job;
-
-/* crpe_gate on rows [task * rows, +rows) */
-static void gate_task(void *ctx, int task, int thread)
+/* Q^ K^ V^ of segment j (in a) to their columns of the record [3, N, Ca] */
+static void record_segment(const gm_pass *P, const gm_stage_cfg *s, int j)
 {
-    (void)thread;
-    const gate_job *j = ctx;
-    size_t r0 = (size_t)task * j->rows;
-    int nr = j->n - (int)r0 < j->rows ? j->n - (int)r0 : j->rows;
-    crpe_gate(j->o + r0 * j->ldo, j->ldo, j->q + r0 * j->ca, j->p + r0 * j->ca, j->ca, nr);
+    int N = s->n, S = s->seg, Ca = s->ca, ld = 3 * S * s->group;
+    const float *x = seg_qkv(P->r, s, j);
+    for (int m = 0; m < 3; m++)
+        for (int t = 0; t < N; t++)
+            memcpy(P->r->rec_qkv + ((size_t)m * N + t) * Ca + j * S, x + (size_t)t * ld + m * S,
+                   (size_t)S * sizeof(float));
 }
 
-/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the input. */
+/* o [N, C] = [scale * Q^ (K~^T V^) + Q^ * CRPE(V^) | local]; xn is the
+ * input. `group` segments at a time, from their Q, K, V to their part of
+ * o: at group 1 only one segment's [N, 3s] of qkv's output is ever held. */
 static void gma(const gm_pass *P, const gm_stage_cfg *s, const gm_block *B, int sig, int rec)
 {
     gm_run *r = P->r;
-    int N = s->n, C = s->dim, Ca = s->ca, d = s->d;
-    vt_linear_packed(P->pool, r->qkv, r->xn, &B->qkv, B->qkvb, N, 0, 0);
-    aggregate(P, s, B);
-    if (rec) {
-        size_t na = (size_t)N * Ca;
-        memcpy(r->rec_qkv, r->qh, na * sizeof(float));
-        memcpy(r->rec_qkv + na, r->kh, na * sizeof(float));
-        memcpy(r->rec_qkv + 2 * na, r->vh, na * sizeof(float));
+    int N = s->n, S = s->seg, G = s->group;
+    att_use(r, s);
+    for (int g0 = 0; g0 < GM_SEGS; g0 += G) {
+        vt_linear_packed(P->pool, r->a, r->xn, &B->qkv[g0 / G],
+                         B->qkvb ? B->qkvb + (size_t)3 * S * g0 : NULL, N, 0, 0);
+        int g1 = g0 + G < 4 ? g0 + G : 4;   /* the attending segments */
+        for (int j = g0; j < g1; j++) {
+            aggregate(P, s, B, j);
+            if (rec)
+                record_segment(P, s, j);
+        }
+        for (int j = g0; j < g1; j++)
+            crpe(P, s, B, j);
+        if (g1 > g0) {
+            head_job hj = {P, s, 2 * g0, sig};
+            vt_pool_run(P->pool, 2 * (g1 - g0), head_task, &hj);
+        }
+        if (g0 + G > 4)
+            local_branch(P, s, B);
     }
-    local_branch(P, s, B);
-    /* CRPE from V^ before anything else touches it: heads 0-1 k3, 2-4 k5, 5-7 k7 */
-    for (int g = 0, h0 = 0; g < 3; h0 += crpe_heads[g], g++)
-        vt_dwk_tokens(P->pool, r->p + h0 * d, Ca, r->vh + h0 * d, Ca, s->h, s->w,
-                      crpe_heads[g] * d, B->crpe_w[g], B->crpe_b[g], crpe_k[g], 1);
-    head_job j = {P, s, sig};
-    vt_pool_run_work(P->pool, (Ca + 15) / 16, softmax_task, &j, 12.0 * N * Ca);
-    gate_job gj = {r->o, r->qh, r->p, C, Ca, (N + 2 * vt_pool_size(P->pool) - 1) /
-                                             (2 * vt_pool_size(P->pool)), N};
-    vt_pool_run_work(P->pool, (N + gj.rows - 1) / gj.rows, gate_task, &gj, 2.0 * N * Ca);
-    vt_pool_run(P->pool, GM_HEADS, head_task, &j);
     if (sig)
         for (int t = 0; t < N; t++) {
             float a = 0;
@@ -1061,7 +1177,8 @@ static void gm_destroy(void *net)
         vt_wpack_free(&W->pe_pw[i].pk);
         for (int j = 0; W->blocks[i] && j < n->c.st[i].depth; j++) {
             gm_block *B = &W->blocks[i][j];
-            vt_wpack_free(&B->qkv);
+            for (int g = 0; g < GM_SEGS; g++)
+                vt_wpack_free(&B->qkv[g]);
             for (int k = 1; k < 4; k++)
                 vt_wpack_free(&B->agg_pw[k].pk);
         }

@@ -141,37 +141,41 @@ void vt_softmax(float *x, int m, int n)
     }
 }
 
-/* One block of LANES columns (or fewer, scalar): max, exp and sum, scale.
- * The sums run in float over chunks of 64 rows and add up in double, so a
- * column of thousands of rows keeps float accuracy. */
+/* Columns 0..nl-1 (nl <= LANES) of x: max, exp and sum, scale. The sums
+ * run in float over chunks of 64 rows and add up in double, so a column of
+ * thousands of rows keeps float accuracy. Inlined with nl = LANES for the
+ * blocks (vectorized) and with the rest for the tail: each column gets the
+ * same arithmetic either way, so its result does not depend on where it
+ * lies (GroupMix softmaxes 40-column slices of what was one 160-column
+ * block, and must get the same bits). */
 static inline __attribute__((always_inline)) void
-softmax_col_block(float *x, int m, int ld)
+softmax_col_block(float *x, int m, int ld, int nl)
 {
     float mx[LANES], part[LANES], inv[LANES];
     double tot[LANES];
-    for (int l = 0; l < LANES; l++)
+    for (int l = 0; l < nl; l++)
         mx[l] = -INFINITY, part[l] = 0, tot[l] = 0;
     for (int i = 0; i < m; i++) {
         const float *restrict r = x + (size_t)i * ld;
-        for (int l = 0; l < LANES; l++)
+        for (int l = 0; l < nl; l++)
             mx[l] = r[l] > mx[l] ? r[l] : mx[l];
     }
     for (int i = 0; i < m; i++) {
         float *restrict r = x + (size_t)i * ld;
-        for (int l = 0; l < LANES; l++) {
+        for (int l = 0; l < nl; l++) {
             float e = expf_inline(r[l] - mx[l]);
             r[l] = e;
             part[l] += e;
         }
         if (i % 64 == 63 || i == m - 1)
-            for (int l = 0; l < LANES; l++)
+            for (int l = 0; l < nl; l++)
                 tot[l] += part[l], part[l] = 0;
     }
-    for (int l = 0; l < LANES; l++)
+    for (int l = 0; l < nl; l++)
         inv[l] = (float)(1.0 / tot[l]);
     for (int i = 0; i < m; i++) {
         float *restrict r = x + (size_t)i * ld;
-        for (int l = 0; l < LANES; l++)
+        for (int l = 0; l < nl; l++)
             r[l] *= inv[l];
     }
 }
@@ -183,21 +187,14 @@ void vt_softmax_cols(float *x, int m, int n, int ld)
         return;
     int j = 0;
     for (; j + LANES <= n; j += LANES)
-        softmax_col_block(x + j, m, ld);
-    for (; j < n; j++) {
-        float mx = -INFINITY;
-        double tot = 0;
-        for (int i = 0; i < m; i++)
-            mx = x[(size_t)i * ld + j] > mx ? x[(size_t)i * ld + j] : mx;
-        for (int i = 0; i < m; i++) {
-            float e = expf_inline(x[(size_t)i * ld + j] - mx);
-            x[(size_t)i * ld + j] = e;
-            tot += e;
-        }
-        float inv = (float)(1.0 / tot);
-        for (int i = 0; i < m; i++)
-            x[(size_t)i * ld + j] *= inv;
-    }
+        softmax_col_block(x + j, m, ld, LANES);
+    /* the tail in vectors of 8 and 4 too (a head of 20 or 24 lanes) */
+    if (n - j >= 8)
+        softmax_col_block(x + j, m, ld, 8), j += 8;
+    if (n - j >= 4)
+        softmax_col_block(x + j, m, ld, 4), j += 4;
+    if (j < n)
+        softmax_col_block(x + j, m, ld, n - j);
 }
 
 static inline float sum_lanes(const float *restrict x, int n)

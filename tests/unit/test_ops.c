@@ -1066,6 +1066,24 @@ static void test_softmax_cols(void)
            err, kept ? "" : ", touched other columns");
         free(x), free(x0);
     }
+    /* a column's result does not depend on where it lies: the 40 + 8
+     * columns of a 3136 x 48 block as one call, as 40 (two blocks and a
+     * tail) then 8 (a tail), and as 8 + 40, bit for bit */
+    int m = 3136, ld = 48;
+    float *a = randv((size_t)m * ld, 31), *b = malloc(sizeof(float) * m * ld),
+          *c = malloc(sizeof(float) * m * ld);
+    for (size_t i = 0; i < (size_t)m * ld; i++)
+        a[i] *= 20;
+    memcpy(b, a, sizeof(float) * m * ld);
+    memcpy(c, a, sizeof(float) * m * ld);
+    vt_softmax_cols(a, m, 48, ld);
+    vt_softmax_cols(b, m, 40, ld);
+    vt_softmax_cols(b + 40, m, 8, ld);
+    vt_softmax_cols(c, m, 8, ld);
+    vt_softmax_cols(c + 8, m, 40, ld);
+    ok(memcmp(a, b, sizeof(float) * m * ld) == 0 && memcmp(a, c, sizeof(float) * m * ld) == 0,
+       "softmax over columns: a tail column gets the bits a block column gets");
+    free(a), free(b), free(c);
 }
 
 int main(void)
