@@ -540,7 +540,13 @@ const float *vt_weight_read(const vt_frame *w, const char *family, const char *n
         return NULL;
     if (bf16)
         *bf16 = t->dtype == VT_BF16;
-    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0)
+    size_t bytes = count * vt_dtype_size(t->dtype);
+    /* Aligned F32 in a mapped file is copied too, so that its pages can
+     * go back now: read in place they would stay resident for the net's
+     * life though only the fold or reordering made from them is used (a
+     * GroupMix-B held 10 MiB of F32 conv kernels so). */
+    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0 &&
+        !vt_map_noted(t->data, bytes))
         return t->data;
     float *wide = vt_xmalloc((count ? count : 1) * sizeof *wide);
     if (t->dtype == VT_F32) {
@@ -550,7 +556,7 @@ const float *vt_weight_read(const vt_frame *w, const char *family, const char *n
             wide[i] = (float)vt_tensor_get(t, i);    /* exact */
     }
     /* the copy is what the family reads from now on */
-    vt_map_release(t->data, count * vt_dtype_size(t->dtype));
+    vt_map_release(t->data, bytes);
     return *tmp = wide;
 }
 

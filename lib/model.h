@@ -186,9 +186,10 @@ char **vt_labels_load(const char *set, int *n);
 
 /* A weight `name` of count elements read once at load as F32, for a
  * family that reorders or folds it into a pack of its own: the data in
- * place when the file holds it as aligned F32 (*tmp = NULL), else a
- * widened copy (exact) in *tmp, which the caller frees when done, and the
- * tensor's pages in the file given back. *bf16 (may be NULL) tells
+ * place when it is aligned F32 in memory that is no mapped file
+ * (*tmp = NULL), else a copy (widened exactly from F16/BF16) in *tmp,
+ * which the caller frees when done, and the tensor's pages in the file
+ * given back. *bf16 (may be NULL) tells
  * whether the file holds it in BF16 (for vt_wpack_take_as). NULL after
  * vt_seterr as vt_weight_f32. No copy stays in memory: unlike
  * vt_weight_f32, which keeps widened copies for the net's lifetime. */

@@ -70,7 +70,7 @@ int vt_write_model(vt_frame *out, const cJSON *cfg, const struct vt_family *fam,
  * a few percent of the bytes, and rounding them moves every value they
  * touch: rounding all of a tiny GroupMix to BF16 moved its logits 3.5%,
  * its conv kernels alone 3.8%, its linear weights alone 0.76%. */
-static int is_matrix_weight(const vt_tensor *t)
+int vt_half_in_model(const vt_tensor *t)
 {
     size_t n = strlen(t->name);
     return t->ndim == 2 && n > 7 && strcmp(t->name + n - 7, ".weight") == 0;
@@ -83,7 +83,7 @@ static void assemble(vt_frame *w, const vt_params *ps, vt_dtype dtype, vt_frame 
     for (int i = 0; i < ps->n; i++) {
         vt_tensor *t = vt_frame_get(w, ps->p[i].name);
         if (!t) continue;   /* an optional buffer, recomputed */
-        vt_dtype dt = !vt_dtype_is_float(t->dtype) ? t->dtype : is_matrix_weight(t) ? dtype : VT_F32;
+        vt_dtype dt = !vt_dtype_is_float(t->dtype) ? t->dtype : vt_half_in_model(t) ? dtype : VT_F32;
         if (dt == t->dtype) {
             vt_frame_add_ref(out, t->name, dt, t->ndim, t->shape, t->data);
             continue;

@@ -154,6 +154,9 @@ int vt_ckpt_fix_frame(vt_frame *f, const vt_ckpt_opts *o);
 void vt_convert_elems(const void *src, vt_dtype st, void *dst, vt_dtype dt,
                       size_t n);
 int vt_dtype_is_float(vt_dtype t);
+/* Whether a half-precision model file holds tensor t in half precision:
+ * the weights of linear layers only (2-D, named *.weight); see convert.c. */
+int vt_half_in_model(const vt_tensor *t);
 
 /* ---- convert.c ---- */
 

@@ -71,7 +71,7 @@ int vt_make_random_model(const char *arch, const cJSON *config_over, unsigned lo
         if (p->optional) continue;      /* recomputed buffers */
         vt_tensor *t = vt_frame_add(&out, p->name, VT_F32, p->ndim, p->shape);
         fill(t, seed);
-        if (dtype == VT_F32) continue;
+        if (dtype == VT_F32 || !vt_half_in_model(t)) continue;
         size_t n = (size_t)vt_tensor_numel(t);
         void *d = vt_xmalloc(n * vt_dtype_size(dtype) + 1);
         vt_convert_elems(t->data, VT_F32, d, dtype, n);
