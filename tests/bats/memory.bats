@@ -131,3 +131,14 @@ need_linux_rss() {
     done
   done
 }
+
+# GroupMix-B's attention holds one segment's Q, K, V (and Q^ K^ V^) at a
+# time, not all five, and its stem's columns are made in bands: a run state
+# of ~10 MiB, not ~21.5, and a BF16 groupmixformer_b (bound ~145 MiB) at
+# batch 8 on 2 threads peaked at ~157 MiB, now ~135.
+@test "memory: a BF16 GroupMix-B at batch 8 stays within the bound" {
+  need_linux_rss
+  "$BIN/vt-convert" --arch groupmixformer_b --random --dtype bf16 -o "$T/gmb.safetensors"
+  within_bound "$T/gmb.safetensors" \
+    "$BIN/vt-bench" -m "$T/gmb.safetensors" -t 2 -b 8 --runs 1 --warmup 0
+}
