@@ -53,20 +53,20 @@ typedef struct vit_config {
 
 typedef struct vit_block {
     const float *n1w, *n1b;         /* [D] */
-    const float *qkvw, *qkvb;       /* [3D, D], [3D] (qkvb may be NULL) */
-    const float *projw, *projb;     /* [D, D], [D] */
-    const float *n2w, *n2b;         /* [D] */
-    const float *fc1w, *fc1b;       /* [hidden, D], [hidden] */
-    const float *fc2w, *fc2b;       /* [D, hidden], [D] */
-    vt_wpack qkv, proj, fc1, fc2;   /* the four weights packed (ops.h) */
+    /* the linear weights packed (vt_weight_packed; the pool owns them) */
+    const vt_wpack *qkv; const float *qkvb;     /* [3D, D], [3D] (qkvb may be NULL) */
+    const vt_wpack *proj; const float *projb;   /* [D, D], [D] */
+    const float *n2w, *n2b;                     /* [D] */
+    const vt_wpack *fc1; const float *fc1b;     /* [hidden, D], [hidden] */
+    const vt_wpack *fc2; const float *fc2b;     /* [D, hidden], [D] */
 } vit_block;
 
 typedef struct vit_weights {
     const float *cls;               /* [D] */
     const float *dist;              /* [D] or NULL */
     const float *pos;               /* [t, D], resampled to the grid */
-    const float *pew, *peb;         /* [D, 3, P, P], [D] */
-    vt_wpack pe;                    /* pew packed as [D, 3PP] */
+    const vt_wpack *pe;             /* [D, 3, P, P] packed as [D, 3PP] */
+    const float *peb;               /* [D] */
     vit_block *blocks;              /* [depth] */
     const float *normw, *normb;     /* [D] */
     const float *headw, *headb;     /* [C, D], [C] */
@@ -241,24 +241,19 @@ static const float *weight(vit_net *n, const vt_frame *w, const char *name, size
     return vt_weight_f32(&n->store, w, "vit", name, count);
 }
 
-/* The file holds tensor `name` as BF16 (2-byte aligned, as a frame lays
- * out whole elements). */
-static int is_bf16(const vt_frame *w, const char *name)
+/* A linear weight [nout, nin] packed once, from the file's BF16 bits as
+ * they are or from F32 (vt_weight_packed), or NULL with vt_error(). */
+static const vt_wpack *packed(vit_net *n, const vt_frame *w, const char *name, size_t nout,
+                              size_t nin)
 {
-    const vt_tensor *t = vt_frame_get(w, name);
-    return t && t->dtype == VT_BF16 && (uintptr_t)t->data % 2 == 0;
+    return vt_weight_packed(n->pool, w, "vit", name, (int)nout, (int)nin);
 }
 
-/* A weight [nout, nin] packed for vt_linear_packed: from the file's BF16
- * as it is (the products then run in bf16 x f32; the shape was checked
- * against the parameter table when the model was opened), else from its
- * F32 form f32 (widened already when the file holds F16). */
-static int pack(vit_net *n, const vt_frame *w, const char *name, const float *f32,
-                vt_wpack *out, int nout, int nin)
+/* A linear weight for vt_linear (a handle in a half-precision file). */
+static const float *lweight(vit_net *n, const vt_frame *w, const char *name, size_t nout,
+                            size_t nin)
 {
-    if (is_bf16(w, name))
-        return vt_wpack_init_bf16_pool(n->pool, out, vt_frame_get(w, name)->data, nout, nin);
-    return vt_wpack_init_pool(n->pool, out, f32, nout, nin);
+    return vt_weight_linear(n->pool, w, "vit", name, (int)nout, (int)nin);
 }
 
 /* pos_embed [1, prefix + pg*pg, D] -> [prefix + g*g, D] (timm's
@@ -296,57 +291,44 @@ static int vit_bind(vit_net *n, const vt_frame *w)
         GET(W->dist, "dist_token", D);
     GET(pos, "pos_embed", (size_t)(c->prefix + c->pos_grid * c->pos_grid) * D);
     W->pos = c->pos_grid == c->grid ? pos : resample_pos(n, pos);
-    if (!is_bf16(w, "patch_embed.proj.weight"))
-        GET(W->pew, "patch_embed.proj.weight", D * 3 * P * P);
+#define PACK(dst, nm, no, ni) do { if (!((dst) = packed(n, w, nm, no, ni))) return -1; } while (0)
+#define LIN(dst, nm, no, ni) do { if (!((dst) = lweight(n, w, nm, no, ni))) return -1; } while (0)
+    PACK(W->pe, "patch_embed.proj.weight", D, 3 * P * P);
     GET(W->peb, "patch_embed.proj.bias", D);
     W->blocks = vt_xcalloc((size_t)c->depth, sizeof *W->blocks);
     for (int i = 0; i < c->depth; i++) {
         vit_block *B = &W->blocks[i];
-#define BGET(dst, suffix, cnt) \
-    do { snprintf(name, sizeof name, "blocks.%d.%s", i, suffix); GET(dst, name, cnt); } while (0)
+#define BNAME(suffix) snprintf(name, sizeof name, "blocks.%d.%s", i, suffix)
+#define BGET(dst, suffix, cnt) do { BNAME(suffix); GET(dst, name, cnt); } while (0)
+#define BPACK(dst, suffix, no, ni) do { BNAME(suffix); PACK(dst, name, no, ni); } while (0)
         BGET(B->n1w, "norm1.weight", D);
         BGET(B->n1b, "norm1.bias", D);
-        /* linear weights a BF16 file holds are packed from the file as they
-         * are (see pack()): no F32 copy */
-#define LGET(dst, suffix, cnt) \
-    do { snprintf(name, sizeof name, "blocks.%d.%s", i, suffix); \
-         if (!is_bf16(w, name)) GET(dst, name, cnt); } while (0)
-        LGET(B->qkvw, "attn.qkv.weight", 3 * D * D);
+        BPACK(B->qkv, "attn.qkv.weight", 3 * D, D);
         if (c->qkv_bias)
             BGET(B->qkvb, "attn.qkv.bias", 3 * D);
-        LGET(B->projw, "attn.proj.weight", D * D);
+        BPACK(B->proj, "attn.proj.weight", D, D);
         BGET(B->projb, "attn.proj.bias", D);
         BGET(B->n2w, "norm2.weight", D);
         BGET(B->n2b, "norm2.bias", D);
-        LGET(B->fc1w, "mlp.fc1.weight", H * D);
+        BPACK(B->fc1, "mlp.fc1.weight", H, D);
         BGET(B->fc1b, "mlp.fc1.bias", H);
-        LGET(B->fc2w, "mlp.fc2.weight", D * H);
+        BPACK(B->fc2, "mlp.fc2.weight", D, H);
         BGET(B->fc2b, "mlp.fc2.bias", D);
+#undef BNAME
 #undef BGET
-#undef LGET
+#undef BPACK
     }
     GET(W->normw, "norm.weight", D);
     GET(W->normb, "norm.bias", D);
-    GET(W->headw, "head.weight", C * D);
+    LIN(W->headw, "head.weight", C, D);
     GET(W->headb, "head.bias", C);
     if (c->distilled) {
-        GET(W->hdw, "head_dist.weight", C * D);
+        LIN(W->hdw, "head_dist.weight", C, D);
         GET(W->hdb, "head_dist.bias", C);
     }
 #undef GET
-    /* the matrix products' weights packed once for vt_linear_packed */
-    if (pack(n, w, "patch_embed.proj.weight", W->pew, &W->pe, (int)D, (int)(3 * P * P)) < 0)
-        return -1;
-    for (int i = 0; i < c->depth; i++) {
-        vit_block *B = &W->blocks[i];
-#define PACK(f, suffix, nout, nin) \
-    (snprintf(name, sizeof name, "blocks.%d.%s", i, suffix), \
-     pack(n, w, name, B->f##w, &B->f, (int)(nout), (int)(nin)))
-        if (PACK(qkv, "attn.qkv.weight", 3 * D, D) < 0 || PACK(proj, "attn.proj.weight", D, D) < 0 ||
-            PACK(fc1, "mlp.fc1.weight", H, D) < 0 || PACK(fc2, "mlp.fc2.weight", D, H) < 0)
-            return -1;
 #undef PACK
-    }
+#undef LIN
     return 0;
 }
 
@@ -404,7 +386,7 @@ static void vit_embed(vit_net *n, const float *img, int batch)
         vt_im2col(r->cols + (size_t)b * np * kk, img + (size_t)b * 3 * S * S,
                   3, S, S, P, P, 0);
     /* patches: att[B*np, D] = cols[B*np, 3PP] @ pew[D, 3PP]^T + peb */
-    vt_linear_packed(n->pool, r->att, r->cols, &W->pe, W->peb, batch * np, 0, 0);
+    vt_linear_packed(n->pool, r->att, r->cols, W->pe, W->peb, batch * np, 0, 0);
     for (int b = 0; b < batch; b++) {
         float *x = r->x + (size_t)b * c->t * D;
         memcpy(x, W->cls, (size_t)D * sizeof *x);
@@ -445,17 +427,17 @@ static void vit_blocks(vit_net *n, int batch, int t, int first, int last)
     for (int l = first; l < last; l++) {
         const vit_block *B = &n->w.blocks[l];
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n1w, B->n1b, m, D, c->eps);
-        vt_linear_packed(n->pool, r->qkv, r->xn, &B->qkv, B->qkvb, m, 0, 0);
+        vt_linear_packed(n->pool, r->qkv, r->xn, B->qkv, B->qkvb, m, 0, 0);
         int keep = l < n->keep && t == c->t;
         vt_attention(n->pool, r->att, r->qkv, batch, t, c->heads, dh, scale,
                      r->scratch, l == last - 1 ? r->cls_heads : NULL,
                      keep ? r->heads_map : NULL);
         if (keep)
             vit_keep_mean(n, batch, l);
-        vt_linear_packed(n->pool, r->x, r->att, &B->proj, B->projb, m, 1, 0);
+        vt_linear_packed(n->pool, r->x, r->att, B->proj, B->projb, m, 1, 0);
         vt_layernorm_mt(n->pool, r->xn, r->x, B->n2w, B->n2b, m, D, c->eps);
-        vt_linear_packed(n->pool, r->h, r->xn, &B->fc1, B->fc1b, m, 0, 1);
-        vt_linear_packed(n->pool, r->x, r->h, &B->fc2, B->fc2b, m, 1, 0);
+        vt_linear_packed(n->pool, r->h, r->xn, B->fc1, B->fc1b, m, 0, 1);
+        vt_linear_packed(n->pool, r->x, r->h, B->fc2, B->fc2b, m, 1, 0);
     }
 }
 
@@ -643,14 +625,6 @@ static void vit_destroy(void *net)
     run_free(&n->r);
     vt_pool_free(n->pool);
     vt_store_free(&n->store);
-    vt_wpack_free(&n->w.pe);
-    for (int i = 0; n->w.blocks && i < n->c.depth; i++) {
-        vit_block *B = &n->w.blocks[i];
-        vt_wpack_free(&B->qkv);
-        vt_wpack_free(&B->proj);
-        vt_wpack_free(&B->fc1);
-        vt_wpack_free(&B->fc2);
-    }
     free(n->w.blocks);
     free(n);
 }
