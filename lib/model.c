@@ -2,6 +2,7 @@
  * opening model files. */
 #include "model.h"
 #include "ops.h"
+#include "ops/half.h"
 #include "util.h"
 
 #include <limits.h>
@@ -107,6 +108,16 @@ void vt_store_free(vt_store *s)
     s->n = 0;
 }
 
+/* dst[count] = the F32, F16 or BF16 tensor t as F32 (exact). */
+static void to_f32(float *dst, const vt_tensor *t, size_t count)
+{
+    if (t->dtype == VT_F32)
+        memcpy(dst, t->data, count * sizeof *dst);
+    else
+        for (size_t i = 0; i < count; i++)
+            dst[i] = (float)vt_tensor_get(t, i);
+}
+
 /* The checks vt_weight_f32 makes: the tensor, or NULL after vt_seterr. */
 static const vt_tensor *weight_tensor(const vt_frame *w, const char *family,
                                       const char *name, size_t count)
@@ -129,26 +140,13 @@ const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
     const vt_tensor *t = weight_tensor(w, family, name, count);
     if (!t)
         return NULL;
-    if (t->dtype != VT_F32) {
-        /* half precision widened once (exact); the family computes in F32 */
-        float *wide = vt_store_alloc(s, count);
-        const uint8_t *src = t->data;
-        for (size_t i = 0; i < count; i++) {
-            if (t->dtype == VT_BF16) {
-                uint32_t u = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
-                memcpy(&wide[i], &u, sizeof u);
-            } else {
-                wide[i] = (float)vt_tensor_get(t, i);
-            }
-        }
-        return wide;
-    }
-    if ((uintptr_t)t->data % sizeof(float) == 0)
+    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0)
         return t->data;
-    /* A frame only aligns its data block to 8 bytes; a tensor after an odd
-     * number of F16/U8 elements may not be float-aligned. */
+    /* half precision widened once (exact), the family computing in F32;
+     * or F32 a frame does not align (it aligns its data block to 8 bytes:
+     * a tensor after an odd number of F16/U8 elements may not be) */
     float *copy = vt_store_alloc(s, count);
-    memcpy(copy, t->data, count * sizeof(float));
+    to_f32(copy, t, count);
     return copy;
 }
 
@@ -170,9 +168,8 @@ const float *vt_weight_linear(vt_pool *p, const vt_frame *w, const char *family,
     if (t->dtype == VT_BF16 && (uintptr_t)t->data % 2 == 0) {
         rc = vt_wpack_init_bf16_pool(p, &pk, t->data, nout, nin);
     } else {
-        float *wide = vt_xmalloc(count * sizeof *wide);
-        for (size_t i = 0; i < count; i++)
-            wide[i] = (float)vt_tensor_get(t, i);
+        float *wide = vt_xmalloc((count ? count : 1) * sizeof *wide);
+        to_f32(wide, t, count);
         rc = vt_wpack_init_take(&pk, wide, nout, nin);
     }
     if (rc < 0 || !vt_pool_wpack_put(p, t->data, &pk, count * vt_dtype_size(t->dtype))) {
@@ -549,12 +546,7 @@ const float *vt_weight_read(const vt_frame *w, const char *family, const char *n
         !vt_map_noted(t->data, bytes))
         return t->data;
     float *wide = vt_xmalloc((count ? count : 1) * sizeof *wide);
-    if (t->dtype == VT_F32) {
-        memcpy(wide, t->data, count * sizeof *wide);
-    } else {
-        for (size_t i = 0; i < count; i++)
-            wide[i] = (float)vt_tensor_get(t, i);    /* exact */
-    }
+    to_f32(wide, t, count);
     /* the copy is what the family reads from now on */
     vt_map_release(t->data, bytes);
     return *tmp = wide;
@@ -566,13 +558,8 @@ int vt_wpack_take_as(vt_pool *p, vt_wpack *pk, float *raw, int n, int k, int bf1
         return vt_wpack_init_take(pk, raw, n, k);
     size_t count = (size_t)n * k;
     uint16_t *h = vt_xmalloc((count ? count : 1) * sizeof *h);
-    for (size_t i = 0; i < count; i++) {
-        uint32_t u;
-        memcpy(&u, &raw[i], sizeof u);
-        /* round to nearest even; a BF16 value (what a reordering holds)
-         * comes back exactly */
-        h[i] = (uint16_t)((u + 0x7fffu + (u >> 16 & 1)) >> 16);
-    }
+    for (size_t i = 0; i < count; i++)
+        h[i] = vt_f32_to_bf16(raw[i]);  /* exact: a reordering holds BF16 values */
     free(raw);
     int rc = vt_wpack_init_bf16_pool(p, pk, h, n, k);
     free(h);

@@ -321,7 +321,7 @@ const vt_wpack *vt_pool_wpack_put(vt_pool *p, const void *key, vt_wpack *pk, siz
 {
     if (!p || cached(p, key, pk->n, pk->k)) {
         vt_wpack_free(pk);
-        vt_seterr("a weight packed twice");
+        vt_seterr(p ? "a weight packed twice" : "no pool to keep a packed weight");
         return NULL;
     }
     struct wentry *e = new_entry(p);
