@@ -140,13 +140,18 @@ const float *vt_weight_f32(vt_store *s, const vt_frame *w, const char *family,
     const vt_tensor *t = weight_tensor(w, family, name, count);
     if (!t)
         return NULL;
-    if (t->dtype == VT_F32 && (uintptr_t)t->data % sizeof(float) == 0)
-        return t->data;
-    /* half precision widened once (exact), the family computing in F32;
-     * or F32 a frame does not align (it aligns its data block to 8 bytes:
-     * a tensor after an odd number of F16/U8 elements may not be) */
+    /* Always a copy, F32 too (half precision widened exactly): these are
+     * the small tensors a forward pass reads (norms, biases, tables), and
+     * read in place they would keep the file's pages mapped. A read fault
+     * maps not one page but its neighbours in the page cache too (fault-
+     * around; since Linux 6.18 the whole large folio, up to 2 MiB), and the
+     * neighbours are the big weights already packed and given back: a
+     * DeiT-B BF16 file held 29 MiB of them, more or less from run to run
+     * as the page cache's folios came out. Copied, nothing reads the
+     * mapping after load and vt_model_open gives all of it back. */
     float *copy = vt_store_alloc(s, count);
     to_f32(copy, t, count);
+    vt_map_release(t->data, count * vt_dtype_size(t->dtype));
     return copy;
 }
 
@@ -436,6 +441,17 @@ void vt_config_set_size(cJSON *cfg, int size)
     cJSON_AddNumberToObject(cfg, "img_size", size);
 }
 
+/* Give back every page of the model file mapped so far. Safe at any time:
+ * the mapping is read-only and private, and a later read (an F32 linear
+ * not yet packed) faults its page back in from the page cache. Load reads
+ * a file through and keeps what it needs as copies or packs, so without
+ * this the pages mapped around those reads would stay in RSS. */
+static void release_file_pages(vt_model *m)
+{
+    if (m->weights.map)
+        vt_drop_pages(m->weights.map, m->weights.map_len);
+}
+
 int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m)
 {
     return vt_model_open_sized(path, o, 0, m);
@@ -498,12 +514,18 @@ int vt_model_open_sized(const char *path, const vt_run_opts *o, int size, vt_mod
     m->sha256 = vt_xstrdup(sha ? sha : "");
     m->net = m->family->create(m->config, &m->weights, &m->opts);
     if (!m->net) { vt_model_close(m); return -1; }
+    release_file_pages(m);
     return 0;
 }
 
 int vt_model_forward(vt_model *m, const float *x, int batch, float *logits)
 {
-    return m->family->forward(m->net, x, batch, logits);
+    int rc = m->family->forward(m->net, x, batch, logits);
+    /* F32 linears are packed on their first use, each giving back its own
+     * pages; what their reads mapped around them goes back here. */
+    if (rc == 0 && !__atomic_exchange_n(&m->ran, 1, __ATOMIC_ACQ_REL))
+        release_file_pages(m);
+    return rc;
 }
 
 void vt_model_close(vt_model *m)

@@ -166,6 +166,7 @@ typedef struct vt_model {
     char *sha256;           /* hex of the weights' source (model identity) */
     void *net;
     vt_run_opts opts;
+    int ran;                /* a forward pass has run (file pages given back after it) */
 } vt_model;
 
 int vt_model_open(const char *path, const vt_run_opts *o, vt_model *m);
